@@ -1,0 +1,141 @@
+//! The wire format of Grove's HTTP API.
+//!
+//! Only the API server and its clients (the CLI, the git hook) know these shapes; the
+//! store and the orchestration code have their own types and convert at the boundary.
+
+use serde::{Deserialize, Serialize};
+
+/// Paths of the API, kept in one place so that the server and the client cannot drift.
+pub mod paths {
+    pub const PROJECTS: &str = "/api/projects";
+    pub const PROJECT: &str = "/api/projects/{project}";
+    pub const ENVIRONMENTS: &str = "/api/projects/{project}/environments";
+    pub const ENVIRONMENT: &str = "/api/projects/{project}/environments/{environment}";
+    pub const ENVIRONMENT_ROUTES: &str =
+        "/api/projects/{project}/environments/{environment}/routes";
+    pub const ENVIRONMENT_ACTION: &str =
+        "/api/projects/{project}/environments/{environment}/{action}";
+    pub const ACTIVITIES: &str = "/api/projects/{project}/activities";
+    pub const ACTIVITY: &str = "/api/projects/{project}/activities/{activity}";
+    pub const ACTIVITY_LOG: &str = "/api/projects/{project}/activities/{activity}/log";
+    /// Called by the git pre-receive hook that the server installs in every repository.
+    pub const HOOK_PRE_RECEIVE: &str = "/internal/hooks/pre-receive";
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateProject {
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub title: String,
+    pub default_branch: Option<String>,
+    /// Where to push: `http://<api-listen>/<project>.git`.
+    pub git_url: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    /// The branch name.
+    pub id: String,
+    pub name: String,
+    pub machine_name: String,
+    pub title: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub parent: Option<String>,
+    pub project: String,
+    /// The commit the environment runs, if it has been deployed.
+    pub deployed_commit: Option<String>,
+    pub last_deployment_successful: Option<bool>,
+    pub last_deployment_at: Option<String>,
+    /// Final URLs of its routes; empty when inactive.
+    pub urls: Vec<String>,
+    pub primary_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Route {
+    pub url: String,
+    pub original_url: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub primary: bool,
+    pub id: Option<String>,
+    pub upstream: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub project: String,
+    pub environment: Option<String>,
+    /// `pending`, `in_progress`, `complete`, `cancelled`.
+    pub state: String,
+    /// `success` or `failure` once complete.
+    pub result: Option<String>,
+    pub description: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+/// One line of an activity log stream (NDJSON), as Platform.sh's log endpoint sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: u64,
+    pub timestamp: String,
+    pub message: String,
+}
+
+/// The last line of a log stream: the activity's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogSeal {
+    pub seal: bool,
+    pub state: String,
+    pub result: Option<String>,
+}
+
+/// A line of the log stream: either a log line or the final seal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LogEvent {
+    Line(LogLine),
+    Seal(LogSeal),
+}
+
+/// What the pre-receive hook sends: the ref updates of one push.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreReceive {
+    pub project: String,
+    pub updates: Vec<RefUpdate>,
+    pub push_options: Vec<String>,
+    /// Git's quarantine environment (`GIT_OBJECT_DIRECTORY`, ...): the pushed objects
+    /// are only readable with it until the hook accepts the push.
+    pub git_env: Vec<(String, String)>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+/// An API error body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

@@ -1,0 +1,75 @@
+//! Grove's isolation layer and process supervision.
+//!
+//! Every command an app runs (build/deploy hooks, the web `start` command) goes
+//! through this crate, and this crate is the only one that knows about
+//! bubblewrap. The async daemon never forks into namespaces itself: it execs
+//! `bwrap`, which creates the mount, PID, IPC and UTS namespaces, so nothing
+//! here calls `fork`, `unshare` or `mount`.
+//!
+//! Processes are only ever signalled by PID, found by walking the process tree
+//! below the `bwrap` child we spawned — never by name.
+//!
+//! - [`sandbox`]: what a sandboxed command sees ([`SandboxSpec`]) and the
+//!   `bwrap` command line that produces it.
+//! - [`command`]: one-shot commands with streamed output and a timeout.
+//! - [`instance`]: supervised long-running processes with restart backoff.
+//! - [`catalog`]: which language runtimes this host really has.
+
+pub mod catalog;
+pub mod command;
+pub mod instance;
+mod output;
+pub mod procfs;
+pub mod sandbox;
+
+use std::path::PathBuf;
+
+pub use catalog::{CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog};
+pub use command::{CommandOutcome, run_command};
+pub use instance::{Instance, InstanceState};
+pub use sandbox::{Bind, SandboxSpec};
+
+/// What went wrong while running something in a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("bwrap not found: install the `bubblewrap` package")]
+    BwrapNotFound,
+    #[error("could not start bwrap ({bwrap}): {source}")]
+    Spawn {
+        bwrap: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("supervised processes must be started from within a tokio runtime")]
+    NoTokioRuntime,
+    #[error("invalid sandbox: {0}")]
+    InvalidSpec(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not read the output of the sandboxed command: {0}")]
+    Output(#[source] std::io::Error),
+    #[error("could not wait for the sandboxed command: {0}")]
+    Wait(#[source] std::io::Error),
+    #[error("{message}{}", render_tail(.log_tail))]
+    NotReady {
+        message: String,
+        log_tail: Vec<String>,
+    },
+}
+
+fn render_tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::from("\n(no output)");
+    }
+    let mut out = String::from("\nlast lines of output:");
+    for line in lines {
+        out.push_str("\n  ");
+        out.push_str(line);
+    }
+    out
+}

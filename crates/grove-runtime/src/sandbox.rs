@@ -1,0 +1,607 @@
+//! What a sandboxed command sees, and the `bwrap` command line that produces it.
+//!
+//! The sandbox is a fresh mount namespace whose root is an empty tmpfs with
+//! read-only binds of the host's system directories, the app at `/app`, a private
+//! `/tmp`, a fresh `/proc` and a minimal `/dev`. It also gets its own PID, IPC and
+//! UTS namespaces and no capabilities. Phase 1 shares the host network namespace
+//! (apps listen on 127.0.0.1:PORT).
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use crate::RuntimeError;
+
+/// `PATH` inside the sandbox unless the caller sets one.
+pub const DEFAULT_PATH: &str = "/app/.global/bin:/usr/local/bin:/usr/bin:/bin";
+/// Where the app lives inside the sandbox.
+pub const APP_DIR: &str = "/app";
+/// The shell every command runs under (Platform.sh hook semantics).
+pub const SHELL: &str = "/bin/dash";
+
+/// What a sandboxed command sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// Host directory mounted at `/app`.
+    pub app_root: PathBuf,
+    /// `true` for the build hook; `false` at runtime, where writes under `/app`
+    /// fail with EROFS (except in writable [`Bind`]s).
+    pub app_writable: bool,
+    /// Extra mounts (app mounts, the build cache dir, ...). Mounted parents first,
+    /// so a bind at `/app/var/cache` may sit inside one at `/app/var`.
+    pub binds: Vec<Bind>,
+    /// The only environment the command gets, plus `PATH`, `HOME`, `TMPDIR` and
+    /// `LANG` defaults when absent.
+    pub env: Vec<(String, String)>,
+    /// Run as `dash -c <command>`: only the last command's status counts unless
+    /// the script says `set -e`.
+    pub command: String,
+    /// Working directory inside the sandbox, usually `/app`.
+    pub workdir: String,
+    /// `true` shares the host network namespace (Phase 1: apps listen on
+    /// 127.0.0.1:PORT). `false` gives the sandbox a network namespace of its own
+    /// with only a loopback interface, i.e. no network at all.
+    pub network: bool,
+    /// Hostname inside the sandbox (e.g. the app name); `grove` when unset.
+    pub hostname: Option<String>,
+    /// Host directory to use as `/tmp` (the build hook needs more room than RAM);
+    /// a private tmpfs when unset.
+    pub tmp_dir: Option<PathBuf>,
+}
+
+/// An extra mount: `source` on the host appears at `target` inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: String,
+    pub writable: bool,
+}
+
+impl SandboxSpec {
+    /// A runtime sandbox (read-only `/app`, host network, `/app` as workdir) with
+    /// an empty environment.
+    pub fn new(app_root: impl Into<PathBuf>, command: impl Into<String>) -> SandboxSpec {
+        SandboxSpec {
+            app_root: app_root.into(),
+            app_writable: false,
+            binds: Vec::new(),
+            env: Vec::new(),
+            command: command.into(),
+            workdir: APP_DIR.to_owned(),
+            network: true,
+            hostname: None,
+            tmp_dir: None,
+        }
+    }
+
+    /// The environment the command gets: `env` plus defaults for what it lacks.
+    pub fn effective_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        for (name, value) in [
+            ("PATH", DEFAULT_PATH),
+            ("HOME", APP_DIR),
+            ("TMPDIR", "/tmp"),
+            ("LANG", "C.UTF-8"),
+        ] {
+            if !env.iter().any(|(n, _)| n == name) {
+                env.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        env
+    }
+
+    /// Checks what `bwrap` would otherwise reject with a less helpful message, or
+    /// what would let a sandbox reach outside of what it was given.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let invalid = |msg: String| Err(RuntimeError::InvalidSpec(msg));
+        if !self.app_root.is_absolute() {
+            return invalid(format!(
+                "app root {} is not an absolute path",
+                self.app_root.display()
+            ));
+        }
+        if let Some(tmp) = &self.tmp_dir
+            && !tmp.is_absolute()
+        {
+            return invalid(format!("tmp dir {} is not an absolute path", tmp.display()));
+        }
+        if !is_clean_absolute(&self.workdir) {
+            return invalid(format!(
+                "working directory `{}` must be an absolute path without `..`",
+                self.workdir
+            ));
+        }
+        for bind in &self.binds {
+            if !bind.source.is_absolute() {
+                return invalid(format!(
+                    "mount source {} is not an absolute path",
+                    bind.source.display()
+                ));
+            }
+            if !is_clean_absolute(&bind.target) || bind.target.trim_end_matches('/').is_empty() {
+                return invalid(format!(
+                    "mount target `{}` must be an absolute path below / without `..`",
+                    bind.target
+                ));
+            }
+            if bind.target.trim_end_matches('/') == APP_DIR {
+                return invalid(format!(
+                    "mount target `{}` would hide the app itself",
+                    bind.target
+                ));
+            }
+            if let Some(reserved) = RESERVED_TARGETS
+                .iter()
+                .find(|r| is_same_or_below(&bind.target, r))
+            {
+                return invalid(format!(
+                    "mount target `{}` is inside {reserved}, which the sandbox provides itself",
+                    bind.target
+                ));
+            }
+        }
+        for (name, value) in &self.env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return invalid(format!("invalid environment variable name `{name}`"));
+            }
+            if value.contains('\0') {
+                return invalid(format!("environment variable `{name}` contains a NUL byte"));
+            }
+        }
+        if self.command.contains('\0') {
+            return invalid("the command contains a NUL byte".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The arguments to `bwrap` (everything after the program name).
+    pub fn bwrap_args(&self, host: &HostLayout) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+            args.extend(items.iter().map(|s| s.as_ref().to_owned()));
+        };
+        push(&[
+            &"--die-with-parent",
+            // A new session: the command can't reach our terminal (TIOCSTI), and
+            // terminal signals (Ctrl-C on a foreground daemon) don't hit it; it is
+            // stopped only through `Instance::stop` or a timeout.
+            &"--new-session",
+            &"--unshare-pid",
+            &"--unshare-ipc",
+            &"--unshare-uts",
+            &"--cap-drop",
+            &"ALL",
+            &"--hostname",
+            &sanitize_hostname(self.hostname.as_deref()),
+        ]);
+        if !self.network {
+            push(&[&"--unshare-net"]);
+        }
+        for (path, kind) in &host.system_dirs {
+            match kind {
+                HostEntry::Dir => push(&[&"--ro-bind", path, path]),
+                HostEntry::Symlink(target) => push(&[&"--symlink", target, path]),
+            }
+        }
+        for dir in &host.extra_ro_dirs {
+            push(&[&"--ro-bind", dir, dir]);
+        }
+        // Commands run as uid 0 (without capabilities), which still owns
+        // root-only files such as /etc/shadow: hide what an unprivileged host user
+        // couldn't read either.
+        for file in &host.masked_files {
+            push(&[&"--ro-bind", &"/dev/null", file]);
+        }
+        for dir in &host.masked_dirs {
+            push(&[&"--tmpfs", dir, &"--remount-ro", dir]);
+        }
+        push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+        match &self.tmp_dir {
+            Some(dir) => push(&[&"--bind", dir, &"/tmp"]),
+            None => push(&[&"--tmpfs", &"/tmp"]),
+        }
+        let app_flag = if self.app_writable {
+            "--bind"
+        } else {
+            "--ro-bind"
+        };
+        push(&[&app_flag, &self.app_root, &APP_DIR]);
+        for bind in self.binds_parents_first() {
+            let flag = if bind.writable { "--bind" } else { "--ro-bind" };
+            push(&[&flag, &bind.source, &bind.target]);
+        }
+        // Temp files go to one place, whichever backs /tmp.
+        push(&[&"--symlink", &"../tmp", &"/var/tmp"]);
+        // Nothing else may be created in the root: it would be an unaccounted
+        // tmpfs in RAM, and Platform.sh apps see a read-only system anyway.
+        push(&[&"--remount-ro", &"/"]);
+        push(&[
+            &"--chdir",
+            &self.workdir,
+            &"--",
+            &SHELL,
+            &"-c",
+            &self.command,
+        ]);
+        args
+    }
+
+    fn binds_parents_first(&self) -> Vec<&Bind> {
+        let mut binds: Vec<&Bind> = self.binds.iter().collect();
+        binds.sort_by_key(|b| Path::new(&b.target).components().count());
+        binds
+    }
+
+    /// Host-side preparation: sources must exist, and mount points under a
+    /// read-only `/app` must exist in the app root beforehand because bwrap can't
+    /// create them inside a read-only mount.
+    fn prepare_host(&self) -> Result<(), RuntimeError> {
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| RuntimeError::Io { what, path, source }
+        };
+        std::fs::metadata(&self.app_root)
+            .map_err(io("app root not accessible:", &self.app_root))?;
+        if let Some(tmp) = &self.tmp_dir {
+            std::fs::create_dir_all(tmp).map_err(io("could not create tmp dir", tmp))?;
+        }
+        for bind in &self.binds {
+            let source = std::fs::metadata(&bind.source)
+                .map_err(io("mount source not accessible:", &bind.source))?;
+            let Some(rel) = below(&bind.target, APP_DIR) else {
+                continue;
+            };
+            let mount_point = safe_join(&self.app_root, rel)?;
+            if std::fs::symlink_metadata(&mount_point).is_ok() {
+                continue;
+            }
+            if source.is_dir() {
+                std::fs::create_dir_all(&mount_point)
+                    .map_err(io("could not create mount point", &mount_point))?;
+            } else {
+                if let Some(parent) = mount_point.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(io("could not create mount point", parent))?;
+                }
+                std::fs::File::create(&mount_point)
+                    .map_err(io("could not create mount point", &mount_point))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A `bwrap` command ready to spawn: environment cleared and set (through
+    /// the environment, not argv, so secrets don't show in `ps`), stdin from
+    /// /dev/null, its own process group, killed when dropped. The caller sets
+    /// stdout/stderr.
+    pub(crate) fn command(&self) -> Result<tokio::process::Command, RuntimeError> {
+        self.validate()?;
+        self.prepare_host()?;
+        let bwrap = bwrap_path()?;
+        let mut cmd = tokio::process::Command::new(bwrap);
+        cmd.args(self.bwrap_args(HostLayout::get()))
+            .env_clear()
+            .envs(self.effective_env())
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        Ok(cmd)
+    }
+}
+
+/// Sandbox targets that the sandbox provides itself and that binds may not cover.
+const RESERVED_TARGETS: &[&str] = &[
+    "/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc", "/proc", "/dev",
+];
+
+/// The host's system directories as the sandbox should reproduce them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLayout {
+    /// `/usr`, `/bin`, `/lib`, `/lib64`, `/sbin`, `/etc` when present on the host.
+    pub system_dirs: Vec<(PathBuf, HostEntry)>,
+    /// Directories outside those that the host's `/etc` points into and that must
+    /// be visible too (e.g. `/run/systemd/resolve` for a symlinked resolv.conf).
+    pub extra_ro_dirs: Vec<PathBuf>,
+    /// Files under `/etc` that are not world-readable (`/etc/shadow`, ssh host
+    /// keys, ...): covered with `/dev/null`.
+    pub masked_files: Vec<PathBuf>,
+    /// Directories under `/etc` that are not world-searchable
+    /// (`/etc/ssl/private`): covered with an empty read-only tmpfs.
+    pub masked_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    Dir,
+    /// A merged-/usr symlink such as `/bin -> usr/bin`, recreated as is.
+    Symlink(PathBuf),
+}
+
+impl HostLayout {
+    /// Probed once per process (the host's layout doesn't change under us).
+    pub fn get() -> &'static HostLayout {
+        static LAYOUT: OnceLock<HostLayout> = OnceLock::new();
+        LAYOUT.get_or_init(HostLayout::probe)
+    }
+
+    pub fn probe() -> HostLayout {
+        let mut system_dirs = Vec::new();
+        for dir in ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"] {
+            let path = PathBuf::from(dir);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(&path) {
+                    system_dirs.push((path, HostEntry::Symlink(target)));
+                }
+            } else if meta.is_dir() {
+                system_dirs.push((path, HostEntry::Dir));
+            }
+        }
+        let mut extra_ro_dirs = Vec::new();
+        if let Ok(target) = std::fs::read_link("/etc/resolv.conf")
+            && target.is_absolute()
+            && !target.starts_with("/etc")
+            && let Some(parent) = target.parent()
+            && parent.starts_with("/run")
+            && parent.is_dir()
+        {
+            extra_ro_dirs.push(parent.to_owned());
+        }
+        let mut masked_files = Vec::new();
+        let mut masked_dirs = Vec::new();
+        find_private_entries(Path::new("/etc"), 8, &mut masked_files, &mut masked_dirs);
+        HostLayout {
+            system_dirs,
+            extra_ro_dirs,
+            masked_files,
+            masked_dirs,
+        }
+    }
+}
+
+/// Collects what below `dir` an unprivileged user couldn't read: regular files
+/// without o+r and directories without o+x (not descended into).
+fn find_private_entries(dir: &Path, depth: u32, files: &mut Vec<PathBuf>, dirs: &mut Vec<PathBuf>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    entries.sort();
+    for path in entries {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if meta.is_dir() {
+            if mode & 0o001 == 0 {
+                dirs.push(path);
+            } else if depth > 0 {
+                find_private_entries(&path, depth - 1, files, dirs);
+            }
+        } else if meta.is_file() && mode & 0o004 == 0 {
+            files.push(path);
+        }
+    }
+}
+
+/// Where `bwrap` is on this host.
+pub fn bwrap_path() -> Result<&'static Path, RuntimeError> {
+    static BWRAP: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BWRAP
+        .get_or_init(|| {
+            let from_path = std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default();
+            from_path
+                .into_iter()
+                .chain(["/usr/bin", "/usr/local/bin", "/bin"].map(PathBuf::from))
+                .filter(|dir| dir.is_absolute())
+                .map(|dir| dir.join("bwrap"))
+                .find(|candidate| candidate.is_file())
+        })
+        .as_deref()
+        .ok_or(RuntimeError::BwrapNotFound)
+}
+
+fn sanitize_hostname(name: Option<&str>) -> String {
+    let cleaned: String = name
+        .unwrap_or("grove")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let cleaned = cleaned.trim_matches('-');
+    if cleaned.is_empty() {
+        "grove".to_owned()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+fn is_clean_absolute(path: &str) -> bool {
+    let path = Path::new(path);
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+fn is_same_or_below(path: &str, dir: &str) -> bool {
+    Path::new(path).starts_with(dir)
+}
+
+/// `path` relative to `dir` when it is strictly below it.
+fn below<'a>(path: &'a str, dir: &str) -> Option<&'a Path> {
+    Path::new(path)
+        .strip_prefix(dir)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+}
+
+/// `root/rel`, refusing to go through symlinks: the app controls what is in its
+/// root, and a symlink there must not make us create directories elsewhere on the
+/// host.
+fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, RuntimeError> {
+    let mut path = root.to_owned();
+    for component in rel.components() {
+        path.push(component);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "mount point {} is a symlink in the app; mounts must be real directories",
+                    path.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(root.join(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> HostLayout {
+        HostLayout {
+            system_dirs: vec![
+                ("/usr".into(), HostEntry::Dir),
+                ("/bin".into(), HostEntry::Symlink("usr/bin".into())),
+                ("/etc".into(), HostEntry::Dir),
+            ],
+            extra_ro_dirs: vec![],
+            masked_files: vec!["/etc/shadow".into()],
+            masked_dirs: vec!["/etc/ssl/private".into()],
+        }
+    }
+
+    fn args(spec: &SandboxSpec) -> String {
+        spec.bwrap_args(&layout())
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn runtime_sandbox_command_line() {
+        let mut spec = SandboxSpec::new("/srv/app", "python3 -m http.server $PORT");
+        spec.hostname = Some("My App".into());
+        spec.binds = vec![
+            Bind {
+                source: "/data/var-cache".into(),
+                target: "/app/var/cache".into(),
+                writable: true,
+            },
+            Bind {
+                source: "/data/var".into(),
+                target: "/app/var".into(),
+                writable: true,
+            },
+        ];
+        assert_eq!(
+            args(&spec),
+            "--die-with-parent --new-session --unshare-pid --unshare-ipc --unshare-uts \
+             --cap-drop ALL --hostname my-app \
+             --ro-bind /usr /usr --symlink usr/bin /bin --ro-bind /etc /etc \
+             --ro-bind /dev/null /etc/shadow \
+             --tmpfs /etc/ssl/private --remount-ro /etc/ssl/private \
+             --proc /proc --dev /dev --tmpfs /tmp --ro-bind /srv/app /app \
+             --bind /data/var /app/var --bind /data/var-cache /app/var/cache \
+             --symlink ../tmp /var/tmp --remount-ro / \
+             --chdir /app -- /bin/dash -c python3 -m http.server $PORT"
+        );
+    }
+
+    #[test]
+    fn build_sandbox_has_writable_app_and_host_tmp_and_can_drop_network() {
+        let mut spec = SandboxSpec::new("/srv/app", "true");
+        spec.app_writable = true;
+        spec.network = false;
+        spec.tmp_dir = Some("/srv/tmp".into());
+        let args = args(&spec);
+        assert!(args.contains("--bind /srv/tmp /tmp"), "{args}");
+        assert!(args.contains("--bind /srv/app /app"), "{args}");
+        assert!(args.contains("--unshare-net"), "{args}");
+    }
+
+    #[test]
+    fn env_defaults_fill_only_what_is_missing() {
+        let mut spec = SandboxSpec::new("/srv/app", "true");
+        spec.env = vec![
+            ("HOME".into(), "/home/web".into()),
+            ("A".into(), "1".into()),
+        ];
+        assert_eq!(
+            spec.effective_env(),
+            vec![
+                ("HOME".to_owned(), "/home/web".to_owned()),
+                ("A".to_owned(), "1".to_owned()),
+                ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
+                ("TMPDIR".to_owned(), "/tmp".to_owned()),
+                ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_specs_are_rejected_with_a_reason() {
+        let check = |edit: &dyn Fn(&mut SandboxSpec), expected: &str| {
+            let mut spec = SandboxSpec::new("/srv/app", "true");
+            edit(&mut spec);
+            let err = spec.validate().err().map(|e| e.to_string());
+            assert_eq!(err.as_deref(), Some(expected));
+        };
+        let bind = |target: &str| Bind {
+            source: "/data".into(),
+            target: target.into(),
+            writable: true,
+        };
+        check(
+            &|s| s.app_root = "app".into(),
+            "invalid sandbox: app root app is not an absolute path",
+        );
+        check(
+            &|s| s.binds = vec![bind("/app/../etc")],
+            "invalid sandbox: mount target `/app/../etc` must be an absolute path below / without `..`",
+        );
+        check(
+            &|s| s.binds = vec![bind("/")],
+            "invalid sandbox: mount target `/` must be an absolute path below / without `..`",
+        );
+        check(
+            &|s| s.binds = vec![bind("/app/")],
+            "invalid sandbox: mount target `/app/` would hide the app itself",
+        );
+        check(
+            &|s| s.binds = vec![bind("/etc/ssl")],
+            "invalid sandbox: mount target `/etc/ssl` is inside /etc, which the sandbox provides itself",
+        );
+        check(
+            &|s| s.env = vec![("A=B".into(), "x".into())],
+            "invalid sandbox: invalid environment variable name `A=B`",
+        );
+        check(
+            &|s| s.workdir = "app".into(),
+            "invalid sandbox: working directory `app` must be an absolute path without `..`",
+        );
+    }
+
+    #[test]
+    fn hostnames_are_sanitized() {
+        assert_eq!(sanitize_hostname(None), "grove");
+        assert_eq!(sanitize_hostname(Some("Shop_Front")), "shop-front");
+        assert_eq!(sanitize_hostname(Some("__")), "grove");
+    }
+}

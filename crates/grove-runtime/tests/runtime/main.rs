@@ -1,0 +1,8 @@
+//! Integration tests for grove-runtime. They run the real `bwrap` and need root
+//! (CI runs as root), plus `/usr/bin/python3` for the supervised-server tests.
+
+mod catalog;
+mod command;
+mod instance;
+mod sandbox;
+mod support;

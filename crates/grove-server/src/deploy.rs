@@ -1,0 +1,510 @@
+//! Building and deploying one commit into one environment.
+//!
+//! The order follows Platform.sh (spec §2.5): read and validate the configuration,
+//! build each app or reuse the build with the same key, start the new instances and
+//! wait until they accept connections, run the `deploy` hook, switch the router, stop
+//! the previous instances, run `post_deploy`. Anything that fails before the switch
+//! stops the new instances and leaves the previous deployment serving, untouched.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grove_config::{App, RouteKind, SourceTree};
+use grove_git::Repository;
+use grove_router::{RouteEntry, Target};
+use grove_runtime::{Bind, Instance, SandboxSpec};
+use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp_now};
+use sha2::{Digest, Sha256};
+
+use crate::activity::ActivityLog;
+use crate::platform::{Platform, RunningApp, RunningEnvironment, STOP_GRACE, owner_key, short};
+
+/// Bump when the build layout changes so that old builds are not reused.
+const BUILD_FORMAT: &str = "grove-build-1";
+const APP_DIR: &str = "/app";
+const CACHE_DIR: &str = "/tmp/cache";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    /// A deploy: hooks run.
+    Deploy,
+    /// Bringing back the last successful deployment after a restart: builds exist and
+    /// hooks already ran for it, so only instances and routes are restored.
+    Restore,
+}
+
+type Outcome = std::result::Result<(), String>;
+
+/// The files of one git tree, read lazily for the config loader.
+struct GitTree {
+    repo: Repository,
+    tree: String,
+    paths: Vec<String>,
+}
+
+impl SourceTree for GitTree {
+    fn paths(&self) -> Vec<String> {
+        self.paths.clone()
+    }
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.repo.read_file(&self.tree, path).ok().flatten()
+    }
+}
+
+/// Everything a deploy needs about its environment, read once at its start.
+struct DeployTarget {
+    project: ProjectRow,
+    env: EnvironmentRow,
+}
+
+pub async fn deploy(
+    platform: &Arc<Platform>,
+    project: &str,
+    env: &str,
+    repo: &Repository,
+    commit: &str,
+    mode: DeployMode,
+    log: &ActivityLog,
+) -> Outcome {
+    let started = Instant::now();
+    let target = DeployTarget {
+        project: platform.project(project).map_err(|e| e.to_string())?,
+        env: platform
+            .environment(project, env)
+            .map_err(|e| e.to_string())?,
+    };
+    let result = deploy_inner(platform, &target, repo, commit, mode, log).await;
+    let successful = result.is_ok();
+    let tree_id = result.as_ref().map(|t| t.clone()).unwrap_or_default();
+    if mode == DeployMode::Deploy || !successful {
+        let row = DeploymentRow {
+            id: 0,
+            project: project.to_string(),
+            environment: target.env.name.clone(),
+            activity: log.id.clone(),
+            commit_id: commit.to_string(),
+            tree_id,
+            successful,
+            created_at: timestamp_now(),
+        };
+        if let Err(error) = platform.store.insert_deployment(&row) {
+            return Err(format!("could not record the deployment: {error}"));
+        }
+    }
+    match result {
+        Ok(_) => {
+            log.line(format!(
+                "Environment `{}` deployed {} in {:.2}s",
+                target.env.name,
+                short(commit),
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(())
+        }
+        Err(message) => Err(message),
+    }
+}
+
+/// Returns the deployed tree id.
+async fn deploy_inner(
+    platform: &Arc<Platform>,
+    target: &DeployTarget,
+    repo: &Repository,
+    commit: &str,
+    mode: DeployMode,
+    log: &ActivityLog,
+) -> std::result::Result<String, String> {
+    let settings = &platform.settings;
+    let env = &target.env;
+    let project = &target.project;
+
+    // 1. Configuration, read from the commit's tree (pure).
+    let (tree_id, config) = {
+        let repo = repo.clone();
+        let commit = commit.to_string();
+        tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+            let tree = repo.tree_id(&commit).map_err(|e| e.to_string())?;
+            let paths = repo.list_files(&tree).map_err(|e| e.to_string())?;
+            let source = GitTree {
+                repo: repo.clone(),
+                tree: tree.clone(),
+                paths,
+            };
+            Ok((tree, grove_config::load(&source)))
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    log.line("Validating configuration files");
+    let config = match config {
+        Ok(config) => config,
+        Err(errors) => {
+            log.line(errors.to_string());
+            return Err("invalid configuration: nothing was built or deployed".into());
+        }
+    };
+    for warning in &config.warnings {
+        log.line(warning.to_string());
+    }
+
+    // 2. Runtimes: only what this host really has.
+    for app in &config.apps {
+        match platform
+            .catalog
+            .resolve(&app.runtime.language, &app.runtime.version)
+        {
+            Ok(resolved) if resolved.via_alias => {
+                log.line(format!("  App `{}`: {resolved}", app.name))
+            }
+            Ok(_) => {}
+            Err(error) => return Err(format!("app `{}`: {error}", app.name)),
+        }
+        if app.web.commands.start.is_none() {
+            return Err(format!(
+                "app `{}` ({}): `web.commands.start` is required: grove runs the command that \
+                 serves the app on $PORT",
+                app.name, app.config_file
+            ));
+        }
+    }
+
+    // 3. Builds, reused by key.
+    let mut builds = Vec::new();
+    for app in &config.apps {
+        let key = build_key(&tree_id, app);
+        let dir = settings.builds_dir().join(&key);
+        let exists = platform
+            .store
+            .build(&key)
+            .map_err(|e| e.to_string())?
+            .is_some()
+            && dir.is_dir();
+        if exists {
+            log.line(format!(
+                "Reusing build {} of app `{}` (tree {}): no build needed",
+                short(&key),
+                app.name,
+                short(&tree_id)
+            ));
+        } else {
+            build_app(platform, project, app, repo, &tree_id, &key, log).await?;
+        }
+        builds.push((app, dir));
+    }
+
+    // 4. Routes of this environment, then the new instances.
+    let routes = grove_config::expand_routes(
+        &config,
+        &grove_config::RouteContext {
+            project: &project.id,
+            environment: &env.machine_name,
+            domain: &settings.domain,
+            http_port: settings.http_listen.port(),
+            https_port: None,
+        },
+    );
+    let relationships = serde_json::json!({});
+    let mut started: Vec<RunningApp> = Vec::new();
+    let mut runtime_envs = Vec::new();
+    for (app, dir) in &builds {
+        let port = free_port().map_err(|e| format!("no free port for app `{}`: {e}", app.name))?;
+        let vars = grove_config::runtime_environment(&grove_config::RuntimeContext {
+            project: &project.id,
+            app,
+            tree_id: &tree_id,
+            project_entropy: &project.entropy,
+            app_dir: APP_DIR,
+            branch: &env.name,
+            environment: &env.machine_name,
+            environment_type: &env.kind,
+            routes: &routes,
+            relationships: &relationships,
+            port,
+        });
+        let command = app.web.commands.start.clone().unwrap_or_default();
+        let mut spec = SandboxSpec::new(dir, command);
+        spec.env = vars.clone();
+        spec.hostname = Some(app.name.clone());
+        let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
+        log.line(format!("Starting app `{}` on port {port}", app.name));
+        let instance = match Instance::spawn(spec, log_file) {
+            Ok(instance) => Arc::new(instance),
+            Err(error) => {
+                stop_all(&started).await;
+                return Err(format!("app `{}` could not start: {error}", app.name));
+            }
+        };
+        let ready = instance
+            .wait_ready(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                settings.app_start_timeout,
+            )
+            .await;
+        started.push(RunningApp {
+            name: app.name.clone(),
+            port,
+            instance,
+        });
+        if let Err(error) = ready {
+            stop_all(&started).await;
+            return Err(format!("app `{}`: {error}", app.name));
+        }
+        runtime_envs.push(vars);
+    }
+
+    // 5. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
+    if mode == DeployMode::Deploy {
+        for ((app, dir), vars) in builds.iter().zip(&runtime_envs) {
+            run_runtime_hook(app, dir, vars, "deploy", app.hooks.deploy.as_deref(), log).await;
+        }
+    }
+
+    // 6. Switch the router, then stop what ran before.
+    let entries = router_entries(&routes, &started, log);
+    platform
+        .router
+        .set(&owner_key(&project.id, &env.name), entries);
+    if let Some(primary) = routes.primary() {
+        log.line(format!("Serving {}", primary.url));
+    }
+    let previous = platform.swap_running(
+        &project.id,
+        &env.name,
+        Some(RunningEnvironment {
+            commit: commit.to_string(),
+            routes: routes.clone(),
+            apps: started,
+        }),
+    );
+    if let Some(previous) = previous {
+        log.line(format!(
+            "Stopping the previous deployment ({})",
+            short(&previous.commit)
+        ));
+        stop_all(&previous.apps).await;
+    }
+
+    // 7. post_deploy, with traffic flowing.
+    if mode == DeployMode::Deploy {
+        for ((app, dir), vars) in builds.iter().zip(&runtime_envs) {
+            run_runtime_hook(
+                app,
+                dir,
+                vars,
+                "post_deploy",
+                app.hooks.post_deploy.as_deref(),
+                log,
+            )
+            .await;
+        }
+    }
+    Ok(tree_id)
+}
+
+/// The build key: the tree, the app's build-relevant configuration and the variables a
+/// build can see. The same key always means the same build.
+pub fn build_key(tree_id: &str, app: &App) -> String {
+    let mut hasher = Sha256::new();
+    for part in [BUILD_FORMAT, tree_id, &app.name, &app.build_fingerprint()] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+async fn build_app(
+    platform: &Arc<Platform>,
+    project: &ProjectRow,
+    app: &App,
+    repo: &Repository,
+    tree_id: &str,
+    key: &str,
+    log: &ActivityLog,
+) -> Outcome {
+    let settings = &platform.settings;
+    let started = Instant::now();
+    log.line(format!(
+        "Building app `{}` ({}, tree {})",
+        app.name,
+        app.runtime,
+        short(tree_id)
+    ));
+    let builds = settings.builds_dir();
+    let work = builds.join(format!(".tmp-{key}"));
+    let final_dir = builds.join(key);
+    let cache = settings.cache_dir(&project.id, &app.name);
+    let tmp = builds.join(format!(".tmp-{key}-tmp"));
+    {
+        let (work, tmp, cache, repo) = (work.clone(), tmp.clone(), cache.clone(), repo.clone());
+        let tree = tree_id.to_string();
+        let root = app.source_root.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for dir in [&work, &tmp] {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir)?;
+                }
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::create_dir_all(&cache)?;
+            repo.export(&tree, &root, &work)
+                .map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("could not check out app `{}`: {e}", app.name))?;
+    }
+    let result = run_build_hook(platform, project, app, tree_id, &work, &cache, &tmp, log).await;
+    let _ = tokio::fs::remove_dir_all(&tmp).await;
+    if let Err(message) = result {
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        return Err(message);
+    }
+    if final_dir.exists() {
+        let _ = tokio::fs::remove_dir_all(&final_dir).await;
+    }
+    tokio::fs::rename(&work, &final_dir)
+        .await
+        .map_err(|e| format!("could not store build {}: {e}", short(key)))?;
+    platform
+        .store
+        .insert_build(&BuildRow {
+            key: key.to_string(),
+            project: project.id.clone(),
+            app: app.name.clone(),
+            tree_id: tree_id.to_string(),
+            activity: log.id.clone(),
+            created_at: timestamp_now(),
+        })
+        .map_err(|e| e.to_string())?;
+    log.line(format!(
+        "Built app `{}` as build {} in {:.2}s",
+        app.name,
+        short(key),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_build_hook(
+    platform: &Arc<Platform>,
+    project: &ProjectRow,
+    app: &App,
+    tree_id: &str,
+    work: &Path,
+    cache: &Path,
+    tmp: &Path,
+    log: &ActivityLog,
+) -> Outcome {
+    let Some(hook) = app.hooks.build.as_deref() else {
+        log.line("  No build hook");
+        return Ok(());
+    };
+    let vars = grove_config::build_environment(&grove_config::BuildContext {
+        project: &project.id,
+        app,
+        tree_id,
+        project_entropy: &project.entropy,
+        app_dir: APP_DIR,
+        cache_dir: CACHE_DIR,
+        output_dir: APP_DIR,
+        vendor: "grove",
+    });
+    let mut spec = SandboxSpec::new(work, hook);
+    spec.app_writable = true;
+    spec.env = vars;
+    spec.hostname = Some(app.name.clone());
+    spec.tmp_dir = Some(tmp.to_path_buf());
+    spec.binds.push(Bind {
+        source: cache.to_path_buf(),
+        target: CACHE_DIR.to_string(),
+        writable: true,
+    });
+    log.line("  Running the build hook");
+    let mut on_line = |line: &str| log.line(format!("    {line}"));
+    let outcome = grove_runtime::run_command(&spec, platform.settings.build_timeout, &mut on_line)
+        .await
+        .map_err(|e| format!("app `{}`: the build hook could not run: {e}", app.name))?;
+    if outcome.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "app `{}`: the build hook failed ({outcome}); the environment keeps its previous deployment",
+            app.name
+        ))
+    }
+}
+
+async fn run_runtime_hook(
+    app: &App,
+    dir: &PathBuf,
+    vars: &[(String, String)],
+    name: &str,
+    hook: Option<&str>,
+    log: &ActivityLog,
+) {
+    let Some(hook) = hook else { return };
+    log.line(format!("  Running the {name} hook of app `{}`", app.name));
+    let mut spec = SandboxSpec::new(dir, hook);
+    spec.env = vars.to_vec();
+    spec.hostname = Some(app.name.clone());
+    let mut on_line = |line: &str| log.line(format!("    {line}"));
+    match grove_runtime::run_command(&spec, Duration::from_secs(24 * 3600), &mut on_line).await {
+        Ok(outcome) if outcome.success() => {}
+        Ok(outcome) => log.line(format!(
+            "W: the {name} hook of app `{}` failed ({outcome}); the deployment goes on, as on Platform.sh",
+            app.name
+        )),
+        Err(error) => log.line(format!(
+            "W: the {name} hook of app `{}` could not run: {error}",
+            app.name
+        )),
+    }
+}
+
+fn router_entries(
+    routes: &grove_config::RouteTable,
+    apps: &[RunningApp],
+    log: &ActivityLog,
+) -> Vec<RouteEntry> {
+    let mut entries = Vec::new();
+    for route in &routes.routes {
+        let target = match &route.kind {
+            RouteKind::Upstream { app } => match apps.iter().find(|a| &a.name == app) {
+                Some(running) => {
+                    Target::Upstream(SocketAddr::from((Ipv4Addr::LOCALHOST, running.port)))
+                }
+                None => continue,
+            },
+            RouteKind::Redirect { to } => Target::Redirect {
+                location: to.clone(),
+                code: 301,
+            },
+            RouteKind::Proxy { to } => {
+                log.line(format!(
+                    "W: route {} proxies to {to}: proxy routes are not supported yet, skipped",
+                    route.original_url
+                ));
+                continue;
+            }
+        };
+        entries.push(RouteEntry {
+            host: route.host.clone(),
+            path: route.path.clone(),
+            target,
+        });
+    }
+    entries
+}
+
+async fn stop_all(apps: &[RunningApp]) {
+    futures_util::future::join_all(apps.iter().map(|a| a.instance.stop(STOP_GRACE))).await;
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,142 @@
+//! The grove server: wires the store, git, the runtime, the router and the HTTP API
+//! together and runs them until shut down.
+
+mod activity;
+mod api;
+mod auth;
+mod deploy;
+mod error;
+mod git_http;
+mod names;
+mod platform;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use grove_runtime::RuntimeCatalog;
+use grove_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use deploy::build_key;
+pub use error::Error;
+pub use names::machine_name;
+pub use platform::{Settings, connectable};
+
+/// The operator's runtime mappings, e.g. `aliases: {"python:3.9": "python:3.11"}`.
+pub const RUNTIMES_FILE: &str = "runtimes.yaml";
+/// The first admin's API token, written on first start (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] grove_store::StoreError),
+    #[error("{0}")]
+    Runtimes(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the platform until `shutdown` is cancelled, then stops every app instance.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), StartError> {
+    let data_dir = settings.data_dir.clone();
+    for dir in ["git", "builds", "cache", "logs"] {
+        let path = data_dir.join(dir);
+        std::fs::create_dir_all(&path).map_err(|source| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    let store = Arc::new(Store::open(&data_dir.join("grove.db"))?);
+    bootstrap_admin(&store, &data_dir)?;
+
+    let aliases_file = data_dir.join(RUNTIMES_FILE);
+    let catalog = tokio::task::spawn_blocking(move || -> Result<RuntimeCatalog, StartError> {
+        let aliases = RuntimeCatalog::load_aliases_file(&aliases_file)
+            .map_err(|e| StartError::Runtimes(e.to_string()))?;
+        Ok(RuntimeCatalog::probe(aliases).with_aliases_file(aliases_file))
+    })
+    .await
+    .map_err(|e| StartError::Runtimes(e.to_string()))??;
+    let installed: Vec<String> = catalog.installed().iter().map(|r| r.type_name()).collect();
+    tracing::info!(runtimes = %installed.join(", "), "Probed the host's runtimes.");
+
+    let api_listener = bind(settings.api_listen, "API").await?;
+    let http_listener = bind(settings.http_listen, "HTTP").await?;
+    let router = grove_router::RouteTable::new();
+    let platform = Arc::new(platform::Platform::new(
+        settings.clone(),
+        store,
+        catalog,
+        router.clone(),
+    ));
+    tracing::info!(
+        api = %settings.api_listen,
+        http = %settings.http_listen,
+        data_dir = %data_dir.display(),
+        "Grove is running."
+    );
+
+    platform.recover().await;
+    let router_task = tokio::spawn(grove_router::serve(http_listener, router, shutdown.clone()));
+    let app = api::router(platform.clone());
+    let api_shutdown = shutdown.clone();
+    let api_task = tokio::spawn(async move {
+        let serve = axum::serve(api_listener, app)
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "The API server failed.");
+        }
+    });
+    shutdown.cancelled().await;
+    tracing::info!("Shutting down: stopping app instances.");
+    platform.shutdown().await;
+    // Open streams (a follower of a long log) must not hold the exit up.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), router_task).await;
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { what, addr, source })
+}
+
+/// On first start: an `admin` user and its token in `DIR/admin-token` (0600).
+fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<(), StartError> {
+    if store.user_count()? > 0 {
+        return Ok(());
+    }
+    let token = auth::random_token("pat");
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(format!("{token}\n").as_bytes())
+    };
+    write().map_err(|source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let user = store.insert_user("admin", "admin")?;
+    store.insert_token(user, "first admin token", &auth::token_hash(&token))?;
+    tracing::info!(path = %path.display(), "Created the admin user; its API token is in this file.");
+    Ok(())
+}

@@ -1,0 +1,774 @@
+//! The platform: the state every operation works on, and the operations themselves.
+//!
+//! Each operation is an activity that takes the environment's lock, so that one runs
+//! at a time per environment, computes what the environment should run and gets it
+//! there (see `deploy`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grove_git::{PushOptions, Repository, ZERO_ID};
+use grove_runtime::{Instance, RuntimeCatalog};
+use grove_store::{EnvironmentRow, ProjectRow, Store, timestamp_now};
+use tokio::sync::mpsc;
+
+use crate::activity::{self, ActivityKind, ActivityLog, LogBell};
+use crate::deploy::{self, DeployMode};
+use crate::error::{Error, Result};
+use crate::names;
+
+/// How the server was started.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub domain: String,
+    /// How long a new app instance may take to accept connections.
+    pub app_start_timeout: Duration,
+    /// How long a build hook may run (Platform.sh: one hour).
+    pub build_timeout: Duration,
+    /// The grove binary, run by git as the pre-receive hook.
+    pub grove_exe: PathBuf,
+}
+
+impl Settings {
+    pub fn repository(&self, project: &str) -> Repository {
+        Repository::at(self.data_dir.join("git").join(format!("{project}.git")))
+    }
+    pub fn builds_dir(&self) -> PathBuf {
+        self.data_dir.join("builds")
+    }
+    pub fn cache_dir(&self, project: &str, app: &str) -> PathBuf {
+        self.data_dir.join("cache").join(project).join(app)
+    }
+    pub fn log_file(&self, project: &str, machine_name: &str, app: &str) -> PathBuf {
+        self.data_dir
+            .join("logs")
+            .join(project)
+            .join(machine_name)
+            .join(format!("{app}.log"))
+    }
+    /// The base URL clients use to reach the API (and git).
+    pub fn api_url(&self) -> String {
+        format!("http://{}", connectable(self.api_listen))
+    }
+}
+
+/// A listen address as a client can connect to it (`0.0.0.0` -> loopback).
+pub fn connectable(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+pub type EnvKey = (String, String);
+
+/// What an active environment runs right now.
+pub struct RunningEnvironment {
+    pub commit: String,
+    pub routes: grove_config::RouteTable,
+    pub apps: Vec<RunningApp>,
+}
+
+pub struct RunningApp {
+    pub name: String,
+    pub port: u16,
+    pub instance: Arc<Instance>,
+}
+
+pub struct Platform {
+    pub settings: Settings,
+    pub store: Arc<Store>,
+    pub bell: LogBell,
+    pub router: grove_router::RouteTable,
+    pub catalog: RuntimeCatalog,
+    /// Authenticates the pre-receive hook's calls; lives only in this process.
+    pub hook_secret: String,
+    running: Mutex<HashMap<EnvKey, RunningEnvironment>>,
+    locks: Mutex<HashMap<EnvKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Environment types (Platform.sh's).
+pub const ENVIRONMENT_TYPES: &[&str] = &["production", "staging", "development"];
+
+impl Platform {
+    pub fn new(
+        settings: Settings,
+        store: Arc<Store>,
+        catalog: RuntimeCatalog,
+        router: grove_router::RouteTable,
+    ) -> Platform {
+        Platform {
+            settings,
+            store,
+            bell: LogBell::new(),
+            router,
+            catalog,
+            hook_secret: crate::auth::random_token("hook"),
+            running: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    // --- projects ------------------------------------------------------------------------
+
+    pub fn create_project(&self, name: &str, title: Option<&str>) -> Result<ProjectRow> {
+        if !names::valid_project_name(name) {
+            return Err(Error::Invalid(format!(
+                "invalid project name `{name}`: use lower-case letters, digits and dashes \
+                 (at most 48 characters), e.g. `{}`",
+                names::machine_name(name)
+            )));
+        }
+        let row = ProjectRow {
+            id: name.to_string(),
+            title: title.unwrap_or(name).to_string(),
+            default_branch: None,
+            entropy: crate::auth::random_alnum(56),
+            created_at: timestamp_now(),
+        };
+        self.store.insert_project(&row)?;
+        self.settings.repository(name).init()?;
+        Ok(row)
+    }
+
+    pub fn project(&self, name: &str) -> Result<ProjectRow> {
+        self.store
+            .project(name)?
+            .ok_or_else(|| Error::NotFound(format!("no project `{name}`")))
+    }
+
+    pub fn environment(&self, project: &str, name: &str) -> Result<EnvironmentRow> {
+        self.store.environment(project, name)?.ok_or_else(|| {
+            Error::NotFound(format!("no environment `{name}` in project `{project}`"))
+        })
+    }
+
+    /// The URLs an environment serves (empty when it runs nothing), primary first.
+    pub fn environment_routes(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Option<grove_config::RouteTable> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .get(&(project.to_string(), name.to_string()))
+            .map(|r| r.routes.clone())
+    }
+
+    pub fn running_commit(&self, project: &str, name: &str) -> Option<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .get(&(project.to_string(), name.to_string()))
+            .map(|r| r.commit.clone())
+    }
+
+    // --- locking and running state ----------------------------------------------------------
+
+    fn lock_for(&self, project: &str, env: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks
+            .entry((project.to_string(), env.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Replaces what an environment runs and returns what it ran before.
+    pub(crate) fn swap_running(
+        &self,
+        project: &str,
+        env: &str,
+        new: Option<RunningEnvironment>,
+    ) -> Option<RunningEnvironment> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (project.to_string(), env.to_string());
+        match new {
+            Some(new) => running.insert(key, new),
+            None => running.remove(&key),
+        }
+    }
+
+    /// Stops an environment's instances and removes its routes.
+    async fn stop_environment(&self, project: &str, env: &EnvironmentRow, log: &ActivityLog) {
+        self.router.remove(&owner_key(project, &env.name));
+        if let Some(old) = self.swap_running(project, &env.name, None) {
+            for app in old.apps {
+                log.line(format!("  Stopping app `{}`", app.name));
+                app.instance.stop(STOP_GRACE).await;
+            }
+        }
+    }
+
+    /// Stops every instance: the server is shutting down.
+    pub async fn shutdown(&self) {
+        let all: Vec<RunningEnvironment> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.drain().map(|(_, r)| r).collect()
+        };
+        let stops = all
+            .iter()
+            .flat_map(|env| env.apps.iter())
+            .map(|app| app.instance.stop(STOP_GRACE));
+        futures_util::future::join_all(stops).await;
+    }
+
+    // --- activities ------------------------------------------------------------------------
+
+    /// Runs `work` as an activity of `env` in the background, one at a time per
+    /// environment, and returns the activity's id at once.
+    pub fn spawn_activity<F, Fut>(
+        self: &Arc<Self>,
+        project: &str,
+        env: &str,
+        kind: ActivityKind,
+        description: String,
+        tee: Option<mpsc::UnboundedSender<String>>,
+        work: F,
+    ) -> Result<(String, tokio::task::JoinHandle<bool>)>
+    where
+        F: FnOnce(Arc<Platform>, ActivityLog) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), String>> + Send + 'static,
+    {
+        let (row, log) = activity::create(
+            &self.store,
+            &self.bell,
+            project,
+            Some(env),
+            kind,
+            description,
+            tee,
+        )?;
+        let platform = self.clone();
+        let lock = self.lock_for(project, env);
+        let id = row.id.clone();
+        let handle = tokio::spawn(async move {
+            let _guard = lock.lock().await;
+            if let Err(error) = platform.store.start_activity(&log.id) {
+                tracing::error!(activity = %log.id, %error, "Could not start the activity.");
+            }
+            let outcome = work(platform.clone(), log.clone()).await;
+            let result = match &outcome {
+                Ok(()) => "success",
+                Err(message) => {
+                    log.line(format!("E: {message}"));
+                    "failure"
+                }
+            };
+            if let Err(error) = platform.store.complete_activity(&log.id, result) {
+                tracing::error!(activity = %log.id, %error, "Could not complete the activity.");
+            }
+            platform.bell.ring();
+            outcome.is_ok()
+        });
+        Ok((id, handle))
+    }
+
+    // --- pushes ----------------------------------------------------------------------------
+
+    /// Handles the ref updates of one `git push` (called by the pre-receive hook before
+    /// git accepts them). Every line goes to `tee`; returns whether the push may land.
+    pub async fn receive_push(
+        self: &Arc<Self>,
+        push: grove_api::PreReceive,
+        tee: mpsc::UnboundedSender<String>,
+    ) -> bool {
+        let project = match self.project(&push.project) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tee.send(format!("E: {e}"));
+                return false;
+            }
+        };
+        let options = PushOptions::parse(&push.push_options);
+        for unknown in &options.unknown {
+            let _ = tee.send(format!("W: ignoring unknown push option `{unknown}`"));
+        }
+        if let Some(kind) = &options.kind
+            && !ENVIRONMENT_TYPES.contains(&kind.as_str())
+        {
+            let _ = tee.send(format!(
+                "E: invalid environment.type `{kind}`: use one of {}",
+                ENVIRONMENT_TYPES.join(", ")
+            ));
+            return false;
+        }
+        let mut ok = true;
+        for update in &push.updates {
+            let Some(branch) = update.name.strip_prefix("refs/heads/") else {
+                let _ = tee.send(format!("Accepted {} (not a branch)", update.name));
+                continue;
+            };
+            let accepted = if update.new == ZERO_ID {
+                self.push_delete(&project, branch, &tee).await
+            } else {
+                self.push_update(&project, branch, update, &push, &options, &tee)
+                    .await
+            };
+            ok &= accepted;
+            if !ok {
+                break;
+            }
+        }
+        ok
+    }
+
+    async fn push_delete(
+        self: &Arc<Self>,
+        project: &ProjectRow,
+        branch: &str,
+        tee: &mpsc::UnboundedSender<String>,
+    ) -> bool {
+        let env = match self.store.environment(&project.id, branch) {
+            Ok(Some(env)) if env.name == branch => env,
+            Ok(_) => return true,
+            Err(e) => {
+                let _ = tee.send(format!("E: {e}"));
+                return false;
+            }
+        };
+        if env.kind == "production" {
+            let _ = tee.send(format!(
+                "E: `{branch}` is the production environment's branch and cannot be deleted"
+            ));
+            return false;
+        }
+        self.run_delete(&project.id, &env.name, Some(tee.clone()), false)
+            .await
+    }
+
+    async fn push_update(
+        self: &Arc<Self>,
+        project: &ProjectRow,
+        branch: &str,
+        update: &grove_api::RefUpdate,
+        push: &grove_api::PreReceive,
+        options: &PushOptions,
+        tee: &mpsc::UnboundedSender<String>,
+    ) -> bool {
+        let env = match self.ensure_environment(project, branch, options, tee) {
+            Ok(env) => env,
+            Err(e) => {
+                let _ = tee.send(format!("E: {e}"));
+                return false;
+            }
+        };
+        let commit = update.new.clone();
+        let git_env = push.git_env.clone();
+        let active = env.status == "active";
+        let description = match &push.user {
+            Some(user) => format!("{user} pushed to {}", env.name),
+            None => format!("Push to {}", env.name),
+        };
+        let env_name = env.name.clone();
+        let project_id = project.id.clone();
+        let spawned = self.spawn_activity(
+            &project.id,
+            &env.name,
+            ActivityKind::Push,
+            description,
+            Some(tee.clone()),
+            move |platform, log| async move {
+                log.line(format!("Pushed {} to branch `{env_name}`", short(&commit)));
+                if !active {
+                    log.line(format!(
+                        "Environment `{env_name}` is inactive: the code is stored, nothing is \
+                         deployed. Activate it with `grove environment:activate -p {project_id} -e {env_name}`."
+                    ));
+                    return Ok(());
+                }
+                let repo = platform.settings.repository(&project_id).with_env(git_env);
+                deploy::deploy(&platform, &project_id, &env_name, &repo, &commit, DeployMode::Deploy, &log)
+                    .await
+            },
+        );
+        match spawned {
+            Ok((_, handle)) => handle.await.unwrap_or(false),
+            Err(e) => {
+                let _ = tee.send(format!("E: {e}"));
+                false
+            }
+        }
+    }
+
+    /// The environment of a pushed branch, created on its first push.
+    fn ensure_environment(
+        &self,
+        project: &ProjectRow,
+        branch: &str,
+        options: &PushOptions,
+        tee: &mpsc::UnboundedSender<String>,
+    ) -> Result<EnvironmentRow> {
+        if let Some(env) = self.store.environment(&project.id, branch)?
+            && env.name == branch
+        {
+            return Ok(env);
+        }
+        let mut default_branch = project.default_branch.clone();
+        if default_branch.is_none() && (branch == "main" || branch == "master") {
+            self.store.set_default_branch(&project.id, branch)?;
+            default_branch = Some(branch.to_string());
+        }
+        let is_production = default_branch.as_deref() == Some(branch);
+        let parent = if is_production {
+            None
+        } else if let Some(parent) = &options.parent {
+            Some(self.environment(&project.id, parent)?.name)
+        } else {
+            default_branch.clone()
+        };
+        let kind = if is_production {
+            "production".to_string()
+        } else {
+            match options.kind.as_deref() {
+                Some("production") => {
+                    return Err(Error::Invalid(format!(
+                        "only the default branch `{}` is production",
+                        default_branch.unwrap_or_default()
+                    )));
+                }
+                Some(kind) => kind.to_string(),
+                None => "development".to_string(),
+            }
+        };
+        let machine_name = self.unique_machine_name(&project.id, branch)?;
+        let now = timestamp_now();
+        let row = EnvironmentRow {
+            project: project.id.clone(),
+            name: branch.to_string(),
+            machine_name: machine_name.clone(),
+            title: options.title.clone().unwrap_or_else(|| branch.to_string()),
+            kind,
+            status: if is_production || options.activate {
+                "active".into()
+            } else {
+                "inactive".into()
+            },
+            parent,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.store.insert_environment(&row)?;
+        let mapping = if machine_name != branch {
+            format!(" (machine name `{machine_name}`)")
+        } else {
+            String::new()
+        };
+        let _ = tee.send(format!(
+            "Created {} environment `{branch}`{mapping}, {}{}",
+            row.kind,
+            row.status,
+            row.parent
+                .as_ref()
+                .map(|p| format!(", parent `{p}`"))
+                .unwrap_or_default()
+        ));
+        Ok(row)
+    }
+
+    fn unique_machine_name(&self, project: &str, branch: &str) -> Result<String> {
+        let base = names::machine_name(branch);
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while self.store.machine_name_taken(project, &candidate)? {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        Ok(candidate)
+    }
+
+    // --- environment operations ---------------------------------------------------------------
+
+    pub fn activate(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
+        let env = self.environment(project, env)?;
+        if env.status == "active" {
+            return Err(Error::Conflict(format!(
+                "environment `{}` is already active",
+                env.name
+            )));
+        }
+        let project_ref = project;
+        let project = project.to_string();
+        let name = env.name.clone();
+        let (id, _) = self.spawn_activity(
+            project_ref,
+            &env.name,
+            ActivityKind::Activate,
+            format!("Activate {}", env.name),
+            None,
+            move |platform, log| async move {
+                let repo = platform.settings.repository(&project);
+                let head = repo
+                    .branch_head(&name)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("branch `{name}` has no commits"))?;
+                platform
+                    .store
+                    .set_environment_status(&project, &name, "active")
+                    .map_err(|e| e.to_string())?;
+                let result = deploy::deploy(
+                    &platform,
+                    &project,
+                    &name,
+                    &repo,
+                    &head,
+                    DeployMode::Deploy,
+                    &log,
+                )
+                .await;
+                if result.is_err() {
+                    let _ = platform
+                        .store
+                        .set_environment_status(&project, &name, "inactive");
+                }
+                result
+            },
+        )?;
+        Ok(id)
+    }
+
+    pub fn deactivate(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
+        let env = self.environment(project, env)?;
+        if env.kind == "production" {
+            return Err(Error::Conflict(format!(
+                "`{}` is the production environment and cannot be deactivated",
+                env.name
+            )));
+        }
+        if env.status != "active" {
+            return Err(Error::Conflict(format!(
+                "environment `{}` is not active",
+                env.name
+            )));
+        }
+        let project = project.to_string();
+        let (id, _) = self.spawn_activity(
+            &project.clone(),
+            &env.name.clone(),
+            ActivityKind::Deactivate,
+            format!("Deactivate {}", env.name),
+            None,
+            move |platform, log| async move {
+                platform.stop_environment(&project, &env, &log).await;
+                platform
+                    .store
+                    .set_environment_status(&project, &env.name, "inactive")
+                    .map_err(|e| e.to_string())?;
+                log.line(format!("Environment `{}` is inactive", env.name));
+                Ok(())
+            },
+        )?;
+        Ok(id)
+    }
+
+    pub fn redeploy(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
+        let env = self.environment(project, env)?;
+        if env.status != "active" {
+            return Err(Error::Conflict(format!(
+                "environment `{}` is not active: activate it first",
+                env.name
+            )));
+        }
+        let project_ref = project;
+        let project = project.to_string();
+        let name = env.name.clone();
+        let (id, _) = self.spawn_activity(
+            project_ref,
+            &env.name,
+            ActivityKind::Redeploy,
+            format!("Redeploy {}", env.name),
+            None,
+            move |platform, log| async move {
+                let repo = platform.settings.repository(&project);
+                let commit = match platform.store.last_successful_deployment(&project, &name) {
+                    Ok(Some(d)) => d.commit_id,
+                    _ => repo
+                        .branch_head(&name)
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("branch `{name}` has no commits"))?,
+                };
+                deploy::deploy(
+                    &platform,
+                    &project,
+                    &name,
+                    &repo,
+                    &commit,
+                    DeployMode::Deploy,
+                    &log,
+                )
+                .await
+            },
+        )?;
+        Ok(id)
+    }
+
+    pub fn delete(
+        self: &Arc<Self>,
+        project: &str,
+        env: &str,
+        delete_branch: bool,
+    ) -> Result<String> {
+        let env = self.environment(project, env)?;
+        if env.kind == "production" {
+            return Err(Error::Conflict(format!(
+                "`{}` is the production environment and cannot be deleted",
+                env.name
+            )));
+        }
+        let project = project.to_string();
+        let (id, _) = self.spawn_activity(
+            &project.clone(),
+            &env.name.clone(),
+            ActivityKind::Delete,
+            format!("Delete {}", env.name),
+            None,
+            move |platform, log| async move {
+                platform
+                    .delete_locked(&project, &env, delete_branch, &log)
+                    .await
+            },
+        )?;
+        Ok(id)
+    }
+
+    async fn run_delete(
+        self: &Arc<Self>,
+        project: &str,
+        env_name: &str,
+        tee: Option<mpsc::UnboundedSender<String>>,
+        delete_branch: bool,
+    ) -> bool {
+        let env = match self.environment(project, env_name) {
+            Ok(env) => env,
+            Err(_) => return true,
+        };
+        let spawned = self.spawn_activity(
+            project,
+            env_name,
+            ActivityKind::Delete,
+            format!("Delete {env_name}"),
+            tee,
+            {
+                let project = project.to_string();
+                move |platform, log| async move {
+                    platform
+                        .delete_locked(&project, &env, delete_branch, &log)
+                        .await
+                }
+            },
+        );
+        match spawned {
+            Ok((_, handle)) => handle.await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    async fn delete_locked(
+        &self,
+        project: &str,
+        env: &EnvironmentRow,
+        delete_branch: bool,
+        log: &ActivityLog,
+    ) -> std::result::Result<(), String> {
+        self.stop_environment(project, env, log).await;
+        self.store
+            .delete_deployments(project, &env.name)
+            .map_err(|e| e.to_string())?;
+        self.store
+            .delete_environment(project, &env.name)
+            .map_err(|e| e.to_string())?;
+        if delete_branch {
+            let repo = self.settings.repository(project);
+            let name = env.name.clone();
+            tokio::task::spawn_blocking(move || repo.delete_branch(&name))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            log.line(format!("Deleted branch `{}`", env.name));
+        }
+        log.line(format!("Deleted environment `{}`", env.name));
+        Ok(())
+    }
+
+    // --- start-up -------------------------------------------------------------------------------
+
+    /// Brings every active environment back to its last successful deployment: the same
+    /// path as a deploy, from an empty observed state, without re-running hooks.
+    pub async fn recover(self: &Arc<Self>) {
+        let failed = self.store.fail_unfinished_activities(
+            "E: the grove server stopped while this activity was running",
+        );
+        match failed {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(
+                    count = ids.len(),
+                    "Marked interrupted activities as failed."
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "Could not mark interrupted activities."),
+        }
+        let projects = match self.store.projects() {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::error!(%error, "Could not list projects to recover.");
+                return;
+            }
+        };
+        for project in projects {
+            if let Err(error) = self.settings.repository(&project.id).init() {
+                tracing::error!(project = %project.id, %error, "Could not refresh the repository.");
+            }
+            let envs = self.store.environments(&project.id).unwrap_or_default();
+            for env in envs.into_iter().filter(|e| e.status == "active") {
+                let Ok(Some(deployment)) = self
+                    .store
+                    .last_successful_deployment(&project.id, &env.name)
+                else {
+                    continue;
+                };
+                let project_id = project.id.clone();
+                let name = env.name.clone();
+                let spawned = self.spawn_activity(
+                    &project.id,
+                    &env.name,
+                    ActivityKind::Redeploy,
+                    format!("Restart {} after a server restart", env.name),
+                    None,
+                    move |platform, log| async move {
+                        let repo = platform.settings.repository(&project_id);
+                        deploy::deploy(
+                            &platform,
+                            &project_id,
+                            &name,
+                            &repo,
+                            &deployment.commit_id,
+                            DeployMode::Restore,
+                            &log,
+                        )
+                        .await
+                    },
+                );
+                if let Err(error) = spawned {
+                    tracing::error!(project = %project.id, env = %env.name, %error, "Could not restore an environment.");
+                }
+            }
+        }
+    }
+}
+
+/// The router table's owner key of an environment.
+pub fn owner_key(project: &str, env: &str) -> String {
+    format!("{project}/{env}")
+}
+
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+pub const STOP_GRACE: Duration = Duration::from_secs(5);

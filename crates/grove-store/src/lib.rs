@@ -1,0 +1,641 @@
+//! Grove's metadata store: one SQLite database in the data directory.
+//!
+//! The store knows rows and transactions, nothing about git, processes or HTTP. Every
+//! method is a short synchronous transaction; callers on an async runtime call it
+//! directly (the statements are sub-millisecond) and never hold a row across an await.
+
+mod migrations;
+mod time;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use time::timestamp_now;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "metadata store at {path}: schema version {found} is newer than this grove ({known}); upgrade grove"
+    )]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRow {
+    pub id: String,
+    pub title: String,
+    pub default_branch: Option<String>,
+    pub entropy: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentRow {
+    pub project: String,
+    pub name: String,
+    pub machine_name: String,
+    pub title: String,
+    pub kind: String,
+    pub status: String,
+    pub parent: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRow {
+    pub id: String,
+    pub project: String,
+    pub environment: Option<String>,
+    pub kind: String,
+    pub state: String,
+    pub result: Option<String>,
+    pub description: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    pub seq: u64,
+    pub timestamp: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRow {
+    pub key: String,
+    pub project: String,
+    pub app: String,
+    pub tree_id: String,
+    pub activity: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentRow {
+    pub id: i64,
+    pub project: String,
+    pub environment: String,
+    pub activity: String,
+    pub commit_id: String,
+    pub tree_id: String,
+    pub successful: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+        )?;
+        let store = Store {
+            conn: Mutex::new(conn),
+        };
+        store.migrate(&path.display().to_string())?;
+        Ok(store)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("PRAGMA foreign_keys=ON;")?;
+        let store = Store {
+            conn: Mutex::new(conn),
+        };
+        store.migrate(":memory:")?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions
+        // roll back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn migrate(&self, path: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        let known = migrations::MIGRATIONS.len();
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.to_string(),
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in migrations::MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(index + 1).unwrap_or(i64::MAX),
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    // --- projects -------------------------------------------------------------------
+
+    pub fn insert_project(&self, row: &ProjectRow) -> Result<()> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "INSERT INTO projects (id, title, default_branch, entropy, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+            params![
+                row.id,
+                row.title,
+                row.default_branch,
+                row.entropy,
+                row.created_at
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!("project `{}`", row.id)));
+        }
+        Ok(())
+    }
+
+    pub fn project(&self, id: &str) -> Result<Option<ProjectRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT id, title, default_branch, entropy, created_at FROM projects WHERE id = ?1",
+                [id],
+                project_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn projects(&self) -> Result<Vec<ProjectRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, title, default_branch, entropy, created_at FROM projects ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], project_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_default_branch(&self, project: &str, branch: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE projects SET default_branch = ?2 WHERE id = ?1",
+            params![project, branch],
+        )?;
+        Ok(())
+    }
+
+    // --- environments -----------------------------------------------------------------
+
+    pub fn insert_environment(&self, row: &EnvironmentRow) -> Result<()> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "INSERT INTO environments
+                (project, name, machine_name, title, type, status, parent, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+            params![
+                row.project,
+                row.name,
+                row.machine_name,
+                row.title,
+                row.kind,
+                row.status,
+                row.parent,
+                row.created_at,
+                row.updated_at
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "environment `{}` of project `{}`",
+                row.name, row.project
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn environments(&self, project: &str) -> Result<Vec<EnvironmentRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments WHERE project = ?1 ORDER BY created_at, name"
+        ))?;
+        let rows = stmt.query_map([project], environment_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Finds an environment by branch name or machine name.
+    pub fn environment(&self, project: &str, name: &str) -> Result<Option<EnvironmentRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {ENV_COLUMNS} FROM environments
+                     WHERE project = ?1 AND (name = ?2 OR machine_name = ?2)
+                     ORDER BY name = ?2 DESC LIMIT 1"
+                ),
+                params![project, name],
+                environment_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn machine_name_taken(&self, project: &str, machine_name: &str) -> Result<bool> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "SELECT count(*) FROM environments WHERE project = ?1 AND machine_name = ?2",
+            params![project, machine_name],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn set_environment_status(&self, project: &str, name: &str, status: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE environments SET status = ?3, updated_at = ?4 WHERE project = ?1 AND name = ?2",
+            params![project, name, status, timestamp_now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_environment(&self, project: &str, name: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM environments WHERE project = ?1 AND name = ?2",
+            params![project, name],
+        )?;
+        Ok(())
+    }
+
+    // --- activities -------------------------------------------------------------------
+
+    pub fn insert_activity(&self, row: &ActivityRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO activities
+                (id, project, environment, type, state, result, description, created_at, started_at, completed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                row.id,
+                row.project,
+                row.environment,
+                row.kind,
+                row.state,
+                row.result,
+                row.description,
+                row.created_at,
+                row.started_at,
+                row.completed_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn start_activity(&self, id: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE activities SET state = 'in_progress', started_at = ?2 WHERE id = ?1",
+            params![id, timestamp_now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn complete_activity(&self, id: &str, result: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE activities SET state = 'complete', result = ?2, completed_at = ?3 WHERE id = ?1",
+            params![id, result, timestamp_now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn activity(&self, id: &str) -> Result<Option<ActivityRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?1"),
+                [id],
+                activity_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The newest activities of a project first, optionally of one environment.
+    pub fn activities(
+        &self,
+        project: &str,
+        environment: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ACTIVITY_COLUMNS} FROM activities
+             WHERE project = ?1 AND (?2 IS NULL OR environment = ?2)
+             ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![project, environment, limit], activity_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks every activity that is not complete as failed, with `reason` as the last
+    /// line of its log. Used at start-up: nothing can still be running then.
+    pub fn fail_unfinished_activities(&self, reason: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt =
+                tx.prepare("SELECT id FROM activities WHERE state IN ('pending', 'in_progress')")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let now = timestamp_now();
+        for id in &ids {
+            append_log_in(&tx, id, &now, reason)?;
+            tx.execute(
+                "UPDATE activities SET state = 'complete', result = 'failure', completed_at = ?2
+                 WHERE id = ?1",
+                params![id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Appends a line to an activity's log and returns its sequence number.
+    pub fn append_log(&self, activity: &str, message: &str) -> Result<u64> {
+        let conn = self.conn();
+        append_log_in(&conn, activity, &timestamp_now(), message)
+    }
+
+    /// The log lines after `after` (0 = from the start).
+    pub fn log_since(&self, activity: &str, after: u64) -> Result<Vec<LogRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, timestamp, message FROM activity_log
+             WHERE activity = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![activity, after], |r| {
+            Ok(LogRow {
+                seq: r.get::<_, i64>(0)?.unsigned_abs(),
+                timestamp: r.get(1)?,
+                message: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // --- builds and deployments -----------------------------------------------------------
+
+    pub fn insert_build(&self, row: &BuildRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO builds (key, project, app, tree_id, activity, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                row.key,
+                row.project,
+                row.app,
+                row.tree_id,
+                row.activity,
+                row.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn build(&self, key: &str) -> Result<Option<BuildRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT key, project, app, tree_id, activity, created_at FROM builds WHERE key = ?1",
+                [key],
+                |r| {
+                    Ok(BuildRow {
+                        key: r.get(0)?,
+                        project: r.get(1)?,
+                        app: r.get(2)?,
+                        tree_id: r.get(3)?,
+                        activity: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn count_builds(&self, project: &str) -> Result<u64> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "SELECT count(*) FROM builds WHERE project = ?1",
+            [project],
+            |r| r.get(0),
+        )?;
+        Ok(n.unsigned_abs())
+    }
+
+    pub fn insert_deployment(&self, row: &DeploymentRow) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO deployments
+                (project, environment, activity, commit_id, tree_id, successful, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                row.project,
+                row.environment,
+                row.activity,
+                row.commit_id,
+                row.tree_id,
+                row.successful,
+                row.created_at
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The environment's newest deployment, successful or not.
+    pub fn last_deployment(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<DeploymentRow>> {
+        self.deployment_where(project, environment, "1")
+    }
+
+    /// The environment's newest successful deployment: what it should be running.
+    pub fn last_successful_deployment(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<DeploymentRow>> {
+        self.deployment_where(project, environment, "successful = 1")
+    }
+
+    fn deployment_where(
+        &self,
+        project: &str,
+        environment: &str,
+        condition: &str,
+    ) -> Result<Option<DeploymentRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT id, project, environment, activity, commit_id, tree_id, successful, created_at
+                     FROM deployments WHERE project = ?1 AND environment = ?2 AND {condition}
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![project, environment],
+                |r| {
+                    Ok(DeploymentRow {
+                        id: r.get(0)?,
+                        project: r.get(1)?,
+                        environment: r.get(2)?,
+                        activity: r.get(3)?,
+                        commit_id: r.get(4)?,
+                        tree_id: r.get(5)?,
+                        successful: r.get(6)?,
+                        created_at: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn delete_deployments(&self, project: &str, environment: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM deployments WHERE project = ?1 AND environment = ?2",
+            params![project, environment],
+        )?;
+        Ok(())
+    }
+
+    // --- users and tokens -----------------------------------------------------------------
+
+    pub fn insert_user(&self, name: &str, role: &str) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO users (name, role, created_at) VALUES (?1, ?2, ?3)",
+            params![name, role, timestamp_now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn user_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+        Ok(n.unsigned_abs())
+    }
+
+    /// Stores the hash of a token; the token itself is never stored.
+    pub fn insert_token(&self, user_id: i64, name: &str, hash: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO api_tokens (hash, user_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash, user_id, name, timestamp_now()],
+        )?;
+        Ok(())
+    }
+
+    /// The user a token hash belongs to.
+    pub fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = ?1",
+                [hash],
+                |r| {
+                    Ok(UserRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+const ENV_COLUMNS: &str =
+    "project, name, machine_name, title, type, status, parent, created_at, updated_at";
+const ACTIVITY_COLUMNS: &str = "id, project, environment, type, state, result, description, \
+     created_at, started_at, completed_at";
+
+fn append_log_in(conn: &Connection, activity: &str, now: &str, message: &str) -> Result<u64> {
+    let seq: i64 = conn.query_row(
+        "SELECT coalesce(max(seq), 0) + 1 FROM activity_log WHERE activity = ?1",
+        [activity],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO activity_log (activity, seq, timestamp, message) VALUES (?1, ?2, ?3, ?4)",
+        params![activity, seq, now, message],
+    )?;
+    Ok(seq.unsigned_abs())
+}
+
+fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {
+    Ok(ProjectRow {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        default_branch: r.get(2)?,
+        entropy: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn environment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvironmentRow> {
+    Ok(EnvironmentRow {
+        project: r.get(0)?,
+        name: r.get(1)?,
+        machine_name: r.get(2)?,
+        title: r.get(3)?,
+        kind: r.get(4)?,
+        status: r.get(5)?,
+        parent: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+fn activity_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
+    Ok(ActivityRow {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        environment: r.get(2)?,
+        kind: r.get(3)?,
+        state: r.get(4)?,
+        result: r.get(5)?,
+        description: r.get(6)?,
+        created_at: r.get(7)?,
+        started_at: r.get(8)?,
+        completed_at: r.get(9)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

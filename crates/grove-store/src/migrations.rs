@@ -1,0 +1,80 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//!
+//! Append new migrations at the end; never edit one that has shipped.
+
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the foundation.
+    r#"
+    CREATE TABLE projects (
+        id             TEXT PRIMARY KEY,
+        title          TEXT NOT NULL,
+        default_branch TEXT,
+        entropy        TEXT NOT NULL,
+        created_at     TEXT NOT NULL
+    );
+    CREATE TABLE environments (
+        project         TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        name            TEXT NOT NULL,
+        machine_name    TEXT NOT NULL,
+        title           TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        parent          TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        PRIMARY KEY (project, name),
+        UNIQUE (project, machine_name)
+    );
+    CREATE TABLE activities (
+        id           TEXT PRIMARY KEY,
+        project      TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        environment  TEXT,
+        type         TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        result       TEXT,
+        description  TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        started_at   TEXT,
+        completed_at TEXT
+    );
+    CREATE INDEX activities_by_project ON activities(project, created_at);
+    CREATE TABLE activity_log (
+        activity  TEXT NOT NULL REFERENCES activities(id) ON DELETE CASCADE,
+        seq       INTEGER NOT NULL,
+        timestamp TEXT NOT NULL,
+        message   TEXT NOT NULL,
+        PRIMARY KEY (activity, seq)
+    );
+    CREATE TABLE builds (
+        key        TEXT PRIMARY KEY,
+        project    TEXT NOT NULL,
+        app        TEXT NOT NULL,
+        tree_id    TEXT NOT NULL,
+        activity   TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE deployments (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        project     TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        activity    TEXT NOT NULL,
+        commit_id   TEXT NOT NULL,
+        tree_id     TEXT NOT NULL,
+        successful  INTEGER NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX deployments_by_environment ON deployments(project, environment, id);
+    CREATE TABLE users (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        name       TEXT NOT NULL UNIQUE,
+        role       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        hash       TEXT PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    "#,
+];

@@ -1,0 +1,570 @@
+//! The client commands: Platform.sh / magento-cloud CLI names over Grove's HTTP API.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use grove_api::{Activity, Environment, LogEvent, Project, Route};
+use serde::Serialize;
+
+#[derive(Args, Clone)]
+pub struct Target {
+    /// The project (default: $GROVE_PROJECT, or the only project).
+    #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+    project: Option<String>,
+    /// The environment, by branch or machine name (default: the project's default branch).
+    #[arg(short = 'e', long)]
+    environment: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct Wait {
+    /// Return as soon as the activity is created instead of streaming its log.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+pub enum Client {
+    /// Create a project (an empty git repository to push to).
+    #[command(name = "project:create")]
+    ProjectCreate {
+        name: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List projects.
+    #[command(name = "project:list", visible_alias = "projects")]
+    ProjectList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List a project's environments.
+    #[command(name = "environment:list", visible_aliases = ["environments", "env"])]
+    EnvironmentList {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show an environment, or one of its properties.
+    #[command(name = "environment:info")]
+    EnvironmentInfo {
+        #[command(flatten)]
+        target: Target,
+        /// Print only this property (e.g. `status`, `machine_name`).
+        property: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Activate an environment: deploy its branch.
+    #[command(name = "environment:activate")]
+    EnvironmentActivate {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Deactivate an environment: stop it, keep its branch.
+    #[command(name = "environment:deactivate")]
+    EnvironmentDeactivate {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Redeploy an environment's current code.
+    #[command(name = "environment:redeploy", visible_alias = "redeploy")]
+    EnvironmentRedeploy {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Delete an environment.
+    #[command(name = "environment:delete")]
+    EnvironmentDelete {
+        #[command(flatten)]
+        target: Target,
+        /// Delete the git branch too.
+        #[arg(long)]
+        delete_branch: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Show an environment's URLs.
+    #[command(name = "environment:url", visible_alias = "url")]
+    EnvironmentUrl {
+        #[command(flatten)]
+        target: Target,
+        /// Only the primary route's URL.
+        #[arg(long)]
+        primary: bool,
+        /// Print bare URLs, one a line, for scripts.
+        #[arg(long)]
+        pipe: bool,
+    },
+    /// List a project's activities, newest first.
+    #[command(name = "activity:list", visible_aliases = ["activities", "act"])]
+    ActivityList {
+        #[command(flatten)]
+        target: Target,
+        /// Show activities of every environment.
+        #[arg(long, short = 'a')]
+        all: bool,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print an activity's log (following it while it runs).
+    #[command(name = "activity:log")]
+    ActivityLog {
+        #[command(flatten)]
+        target: Target,
+        id: String,
+    },
+}
+
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn from_env() -> anyhow::Result<Api> {
+        let base = std::env::var("GROVE_URL").unwrap_or_else(|_| "http://127.0.0.1:8022".into());
+        let token = match std::env::var("GROVE_TOKEN") {
+            Ok(token) => token,
+            Err(_) => {
+                let path = PathBuf::from("grove-data").join("admin-token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no API token: set GROVE_TOKEN, or run from the directory holding {}",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(Api {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn url(&self, template: &str, params: &[(&str, &str)]) -> String {
+        let mut path = template.to_string();
+        for (name, value) in params {
+            path = path.replace(&format!("{{{name}}}"), &encode_segment(value));
+        }
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the grove server at {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<grove_api::ErrorBody>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        bail!("{message} (HTTP {})", status.as_u16())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, url: String) -> anyhow::Result<T> {
+        Ok(self.send(self.http.get(url)).await?.json().await?)
+    }
+
+    async fn project(&self, target: &Target) -> anyhow::Result<String> {
+        if let Some(p) = &target.project {
+            return Ok(p.clone());
+        }
+        let projects: Vec<Project> = self.get(self.url(grove_api::paths::PROJECTS, &[])).await?;
+        match projects.as_slice() {
+            [only] => Ok(only.id.clone()),
+            [] => bail!("no projects yet: create one with `grove project:create NAME`"),
+            _ => bail!(
+                "several projects exist ({}): choose one with -p",
+                projects
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The project and environment name a command acts on.
+    async fn environment(&self, target: &Target) -> anyhow::Result<(String, String)> {
+        let project = self.project(target).await?;
+        if let Some(env) = &target.environment {
+            return Ok((project, env.clone()));
+        }
+        let p: Project = self
+            .get(self.url(grove_api::paths::PROJECT, &[("project", &project)]))
+            .await?;
+        match p.default_branch {
+            Some(branch) => Ok((project, branch)),
+            None => bail!("project `{project}` has no environments yet: push a branch first"),
+        }
+    }
+
+    /// Streams an activity's log to stderr until it completes; returns its result.
+    async fn follow(&self, project: &str, id: &str) -> anyhow::Result<bool> {
+        let url = self.url(
+            grove_api::paths::ACTIVITY_LOG,
+            &[("project", project), ("activity", id)],
+        );
+        let response = self
+            .send(self.http.get(url).query(&[("follow", "true")]))
+            .await?;
+        let mut stream = response.bytes_stream();
+        let mut buffer = Vec::new();
+        let mut stderr = std::io::stderr();
+        while let Some(chunk) = stream.next().await {
+            buffer.extend_from_slice(&chunk?);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                match serde_json::from_slice::<LogEvent>(&line) {
+                    Ok(LogEvent::Line(l)) => {
+                        writeln!(stderr, "{}", l.message)?;
+                    }
+                    Ok(LogEvent::Seal(seal)) => {
+                        return Ok(seal.result.as_deref() == Some("success"));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        bail!("the log stream of activity {id} ended early")
+    }
+
+    /// Runs an operation that returns an activity, waiting for it unless told not to.
+    async fn operate(
+        &self,
+        project: &str,
+        request: reqwest::RequestBuilder,
+        wait: &Wait,
+    ) -> anyhow::Result<ExitCode> {
+        let activity: Activity = self.send(request).await?.json().await?;
+        if wait.no_wait {
+            println!("{}", activity.id);
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("Activity {} ({})", activity.id, activity.description);
+        Ok(if self.follow(project, &activity.id).await? {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "The activity failed: see `grove activity:log {}`",
+                activity.id
+            );
+            ExitCode::FAILURE
+        })
+    }
+}
+
+/// Percent-encodes one path segment (branch names may contain `/`).
+fn encode_segment(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
+    let api = Api::from_env()?;
+    match client {
+        Client::ProjectCreate {
+            name,
+            title,
+            format,
+        } => {
+            let body = grove_api::CreateProject { name, title };
+            let project: Project = api
+                .send(
+                    api.http
+                        .post(api.url(grove_api::paths::PROJECTS, &[]))
+                        .json(&body),
+                )
+                .await?
+                .json()
+                .await?;
+            if matches!(format, Format::Table) {
+                println!("Created project `{}`.", project.id);
+                println!("Push to it:  git push {} main", project.git_url);
+                println!("(user: anything, password: an API token)");
+            } else {
+                print_value(&project, format)?;
+            }
+        }
+        Client::ProjectList { format } => {
+            let projects: Vec<Project> = api.get(api.url(grove_api::paths::PROJECTS, &[])).await?;
+            print_rows(
+                &projects,
+                format,
+                &["ID", "TITLE", "DEFAULT BRANCH", "GIT URL"],
+                |p| {
+                    vec![
+                        p.id.clone(),
+                        p.title.clone(),
+                        p.default_branch.clone().unwrap_or_default(),
+                        p.git_url.clone(),
+                    ]
+                },
+            )?;
+        }
+        Client::EnvironmentList { target, format } => {
+            let project = api.project(&target).await?;
+            let envs: Vec<Environment> = api
+                .get(api.url(grove_api::paths::ENVIRONMENTS, &[("project", &project)]))
+                .await?;
+            print_rows(
+                &envs,
+                format,
+                &["ID", "MACHINE NAME", "TYPE", "STATUS", "PARENT", "URL"],
+                |e| {
+                    vec![
+                        e.id.clone(),
+                        e.machine_name.clone(),
+                        e.kind.clone(),
+                        e.status.clone(),
+                        e.parent.clone().unwrap_or_default(),
+                        e.primary_url.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
+        }
+        Client::EnvironmentInfo {
+            target,
+            property,
+            format,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let info: Environment = api
+                .get(api.url(
+                    grove_api::paths::ENVIRONMENT,
+                    &[("project", &project), ("environment", &env)],
+                ))
+                .await?;
+            let value = serde_json::to_value(&info)?;
+            match property {
+                Some(name) => match value.get(&name) {
+                    Some(serde_json::Value::String(s)) => println!("{s}"),
+                    Some(other) => println!("{other}"),
+                    None => bail!("environments have no property `{name}`"),
+                },
+                None => match format {
+                    Format::Table => {
+                        if let serde_json::Value::Object(map) = value {
+                            for (key, value) in map {
+                                let shown = match value {
+                                    serde_json::Value::String(s) => s,
+                                    serde_json::Value::Null => String::new(),
+                                    other => other.to_string(),
+                                };
+                                println!("{key:<28} {shown}");
+                            }
+                        }
+                    }
+                    _ => print_value(&info, format)?,
+                },
+            }
+        }
+        Client::EnvironmentActivate { target, wait } => {
+            return env_action(&api, &target, "activate", &wait).await;
+        }
+        Client::EnvironmentDeactivate { target, wait } => {
+            return env_action(&api, &target, "deactivate", &wait).await;
+        }
+        Client::EnvironmentRedeploy { target, wait } => {
+            return env_action(&api, &target, "redeploy", &wait).await;
+        }
+        Client::EnvironmentDelete {
+            target,
+            delete_branch,
+            wait,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT,
+                &[("project", &project), ("environment", &env)],
+            );
+            let request = api
+                .http
+                .delete(url)
+                .query(&[("delete_branch", delete_branch.to_string())]);
+            return api.operate(&project, request, &wait).await;
+        }
+        Client::EnvironmentUrl {
+            target,
+            primary,
+            pipe,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let routes: Vec<Route> = api
+                .get(api.url(
+                    grove_api::paths::ENVIRONMENT_ROUTES,
+                    &[("project", &project), ("environment", &env)],
+                ))
+                .await?;
+            let urls: Vec<&Route> = routes.iter().filter(|r| !primary || r.primary).collect();
+            if urls.is_empty() {
+                bail!("environment `{env}` serves no URLs (is it active and deployed?)");
+            }
+            for route in urls {
+                if pipe {
+                    println!("{}", route.url);
+                } else {
+                    let marker = if route.primary { " (primary)" } else { "" };
+                    println!("{}{marker}", route.url);
+                }
+            }
+        }
+        Client::ActivityList {
+            target,
+            all,
+            limit,
+            format,
+        } => {
+            let project = api.project(&target).await?;
+            let mut query = vec![("limit", limit.to_string())];
+            if !all && let Some(env) = &target.environment {
+                query.push(("environment", env.clone()));
+            }
+            let activities: Vec<Activity> = api
+                .send(
+                    api.http
+                        .get(api.url(grove_api::paths::ACTIVITIES, &[("project", &project)]))
+                        .query(&query),
+                )
+                .await?
+                .json()
+                .await?;
+            print_rows(
+                &activities,
+                format,
+                &[
+                    "ID",
+                    "CREATED",
+                    "DESCRIPTION",
+                    "STATE",
+                    "RESULT",
+                    "ENVIRONMENT",
+                ],
+                |a| {
+                    vec![
+                        a.id.clone(),
+                        a.created_at.clone(),
+                        a.description.clone(),
+                        a.state.clone(),
+                        a.result.clone().unwrap_or_default(),
+                        a.environment.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
+        }
+        Client::ActivityLog { target, id } => {
+            let project = api.project(&target).await?;
+            return Ok(if api.follow(&project, &id).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn env_action(
+    api: &Api,
+    target: &Target,
+    action: &str,
+    wait: &Wait,
+) -> anyhow::Result<ExitCode> {
+    let (project, env) = api.environment(target).await?;
+    let url = api.url(
+        grove_api::paths::ENVIRONMENT_ACTION,
+        &[
+            ("project", &project),
+            ("environment", &env),
+            ("action", action),
+        ],
+    );
+    api.operate(&project, api.http.post(url), wait).await
+}
+
+fn print_value<T: Serialize>(value: &T, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(value)?),
+    }
+    Ok(())
+}
+
+fn print_rows<T: Serialize>(
+    rows: &[T],
+    format: Format,
+    headers: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if !matches!(format, Format::Table) {
+        return print_value(&rows, format);
+    }
+    let table: Vec<Vec<String>> = rows.iter().map(cells).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &table {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(headers.iter().map(|h| h.to_string()).collect())
+    )?;
+    for row in table {
+        writeln!(out, "{}", line(row))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `grove server`: flags and environment variables, logging, signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Where grove keeps its store, repositories, builds and logs.
+    #[arg(long, env = "GROVE_DATA_DIR", default_value = "./grove-data")]
+    data_dir: PathBuf,
+    /// The API (and git) listen address.
+    #[arg(long, env = "GROVE_API_LISTEN", default_value = "127.0.0.1:8022")]
+    api_listen: SocketAddr,
+    /// The router's HTTP listen address: where environments are served.
+    #[arg(long, env = "GROVE_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// The router's HTTPS listen address (not served yet).
+    #[arg(long, env = "GROVE_HTTPS_LISTEN")]
+    https_listen: Option<SocketAddr>,
+    /// SSH listen address (not served yet).
+    #[arg(long, env = "GROVE_SSH_LISTEN")]
+    ssh_listen: Option<SocketAddr>,
+    /// `{default}` in routes expands to `<environment>.<project>.<domain>`.
+    #[arg(long, env = "GROVE_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// Seconds a new app instance may take to accept connections.
+    #[arg(long, env = "GROVE_APP_START_TIMEOUT", default_value_t = 30)]
+    app_start_timeout: u64,
+    /// Seconds a build hook may run.
+    #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
+    build_timeout: u64,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GROVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    for (flag, value) in [
+        ("--https-listen", args.https_listen),
+        ("--ssh-listen", args.ssh_listen),
+    ] {
+        if value.is_some() {
+            tracing::warn!(
+                flag,
+                "Accepted, not served yet: this listener comes in a later release."
+            );
+        }
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    let settings = grove_server::Settings {
+        data_dir,
+        api_listen: args.api_listen,
+        http_listen: args.http_listen,
+        domain: args.domain,
+        app_start_timeout: Duration::from_secs(args.app_start_timeout),
+        build_timeout: Duration::from_secs(args.build_timeout),
+        grove_exe: std::env::current_exe().context("cannot find the grove binary's own path")?,
+    };
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signals.cancel();
+    });
+    grove_server::run(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot listen for signals; stop the server with SIGKILL.");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,366 @@
+//! End to end: the real `grove` binary, the real `git` client pushing to it over smart
+//! HTTP, and `curl` fetching what the router serves. Needs root (bubblewrap sandboxes)
+//! and the packages `scripts/test.sh` installs.
+
+mod support;
+
+use support::{Server, Work, alive, curl, curl_json, descendants};
+
+fn primary_url(server: &Server, env: &str) -> String {
+    server
+        .cli_ok(&[
+            "environment:url",
+            "-p",
+            "shop",
+            "-e",
+            env,
+            "--primary",
+            "--pipe",
+        ])
+        .trim()
+        .to_string()
+}
+
+fn started_project() -> (Server, Work, String) {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::example();
+    let url = server.git_url("shop");
+    (server, work, url)
+}
+
+#[test]
+fn push_builds_deploys_reuses_the_build_survives_bad_config_and_restarts() {
+    let (mut server, work, url) = started_project();
+
+    // First push: a build, a deploy, the app answers at the primary URL.
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "first push failed:\n{out}");
+    assert!(
+        out.contains("remote: Running the build hook") || out.contains("Running the build hook"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Building on tree"),
+        "the build hook's output streams back:\n{out}"
+    );
+    let main_url = primary_url(&server, "main");
+    assert!(
+        main_url.starts_with("http://main.shop.localhost:"),
+        "{main_url}"
+    );
+    let app = curl_json(&main_url);
+    let tree = work.git(&["rev-parse", "HEAD^{tree}"]);
+    let tree = String::from_utf8_lossy(&tree.stdout).trim().to_string();
+    assert_eq!(
+        app["build"],
+        format!("build ran for tree {tree} (environment at build time: 'unset')"),
+        "the build hook ran with build-time variables only"
+    );
+    let vars = &app["variables"];
+    assert_eq!(vars["PLATFORM_BRANCH"], "main");
+    assert_eq!(vars["PLATFORM_ENVIRONMENT_TYPE"], "production");
+    assert_eq!(vars["PLATFORM_PROJECT"], "shop");
+    assert_eq!(vars["PLATFORM_TREE_ID"], tree.as_str());
+    assert_eq!(vars["MAGENTO_CLOUD_BRANCH"], "main");
+    assert_eq!(vars["GREETING"], "hello from grove");
+    assert_eq!(app["relationships"], serde_json::json!({}));
+    assert_eq!(app["routes"][&main_url]["primary"], true);
+    assert_eq!(
+        app["app_dir"], "Read-only file system",
+        "/app is read-only at runtime"
+    );
+    let first_pid = app["pid"].clone();
+
+    // The same tree on a second branch, activated by push option: no second build.
+    let builds = || {
+        std::fs::read_dir(server.data_dir().join("builds"))
+            .expect("builds")
+            .count()
+    };
+    assert_eq!(builds(), 1);
+    let (ok, out) = work.push(&url, &["-o", "environment.activate", "main:second"]);
+    assert!(ok, "second push failed:\n{out}");
+    assert!(out.contains("Reusing build"), "{out}");
+    assert!(
+        !out.contains("Running the build hook"),
+        "no build may run:\n{out}"
+    );
+    assert_eq!(builds(), 1);
+    let second = curl_json(&primary_url(&server, "second"));
+    assert_eq!(second["variables"]["PLATFORM_BRANCH"], "second");
+    assert_eq!(
+        second["variables"]["PLATFORM_ENVIRONMENT_TYPE"],
+        "development"
+    );
+    assert_eq!(second["build"], app["build"]);
+
+    // A broken config: the push fails with file:line:col, main keeps serving.
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: [oops\n",
+    );
+    work.commit("broken config");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(!ok, "a broken config must fail the push:\n{out}");
+    assert!(out.contains(".platform.app.yaml:5:12"), "{out}");
+    let still = curl_json(&main_url);
+    assert_eq!(
+        still["pid"], first_pid,
+        "the previous deployment is untouched"
+    );
+    assert_eq!(still["variables"]["PLATFORM_TREE_ID"], tree.as_str());
+
+    // Restart: every active environment serves its last successful deployment again,
+    // and no process of the old server outlives it.
+    let server_pid = server.pid();
+    let children = descendants(server_pid);
+    assert!(!children.is_empty(), "apps run under the server");
+    server.stop();
+    let left: Vec<u32> = children.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "processes outlived the server: {left:?}");
+    server.spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = curl(&main_url);
+        if status == 200 {
+            let again: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(again["variables"]["PLATFORM_TREE_ID"], tree.as_str());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "main did not come back:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while curl(&format!("{}", primary_url_when_ready(&server, "second"))).0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second did not come back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The environment's URL once it has been restored (it has none while starting).
+fn primary_url_when_ready(server: &Server, env: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = server.cli(&[
+            "environment:url",
+            "-p",
+            "shop",
+            "-e",
+            env,
+            "--primary",
+            "--pipe",
+        ]);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{env} has no URL:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_input_fails_the_push_precisely_and_keeps_the_previous_deployment() {
+    let (server, work, url) = started_project();
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    let main_url = primary_url(&server, "main");
+    let before = curl_json(&main_url)["pid"].clone();
+
+    let start = "web:\n  commands:\n    start: python3 server.py\n";
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "unknown runtime",
+            format!("name: app\ntype: python:2.7\n{start}"),
+            "runtime `python:2.7` is not installed on this host (installed:",
+        ),
+        (
+            "failing build hook",
+            format!(
+                "name: app\ntype: python:3.11\nhooks:\n  build: |\n    echo compiling\n    exit 3\n{start}"
+            ),
+            "the build hook failed (exited with status 3)",
+        ),
+        (
+            "start command that never listens",
+            "name: app\ntype: python:3.11\nweb:\n  commands:\n    start: sleep 600\n".to_string(),
+            "did not accept connections on 127.0.0.1:",
+        ),
+        (
+            "misspelt key",
+            format!("name: app\ntype: python:3.11\nrelationship: {{}}\n{start}"),
+            "did you mean `relationships`?",
+        ),
+    ];
+    for (what, config, expected) in cases {
+        work.write(".platform.app.yaml", config);
+        work.commit(what);
+        let (ok, out) = work.push(&url, &["main"]);
+        assert!(!ok, "{what}: the push must fail:\n{out}");
+        assert!(
+            out.contains(expected),
+            "{what}: expected `{expected}` in:\n{out}"
+        );
+        assert_eq!(
+            curl_json(&main_url)["pid"],
+            before,
+            "{what}: main must keep serving"
+        );
+    }
+
+    // No app configuration at all.
+    work.git(&["rm", "-q", ".platform.app.yaml"]);
+    work.commit("no config");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(!ok);
+    assert!(out.contains("no application configuration found"), "{out}");
+    assert_eq!(curl_json(&main_url)["pid"], before);
+    let failed = server.cli_ok(&[
+        "activity:list",
+        "-p",
+        "shop",
+        "--format",
+        "json",
+        "--limit",
+        "1",
+    ]);
+    assert!(failed.contains("\"result\": \"failure\""), "{failed}");
+}
+
+#[test]
+fn branches_are_inactive_until_activated_normalised_and_deleted_with_their_branch() {
+    let (server, work, url) = started_project();
+    assert!(work.push(&url, &["main"]).0);
+
+    let (ok, out) = work.push(&url, &["main:Feature/Fancy_Name"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("machine name `feature-fancy-name`"), "{out}");
+    assert!(out.contains("inactive"), "{out}");
+    assert_eq!(
+        server
+            .cli_ok(&[
+                "environment:info",
+                "-p",
+                "shop",
+                "-e",
+                "Feature/Fancy_Name",
+                "status"
+            ])
+            .trim(),
+        "inactive"
+    );
+    assert!(
+        !server
+            .cli(&["url", "-p", "shop", "-e", "feature-fancy-name", "--pipe"])
+            .status
+            .success()
+    );
+
+    server.cli_ok(&[
+        "environment:activate",
+        "-p",
+        "shop",
+        "-e",
+        "feature-fancy-name",
+    ]);
+    let app = curl_json(&primary_url(&server, "feature-fancy-name"));
+    assert_eq!(app["variables"]["PLATFORM_BRANCH"], "Feature/Fancy_Name");
+    assert_eq!(
+        app["variables"]["PLATFORM_ENVIRONMENT"],
+        "feature-fancy-name"
+    );
+    let feature_url = primary_url(&server, "feature-fancy-name");
+    assert!(
+        feature_url.contains("feature-fancy-name.shop.localhost"),
+        "{feature_url}"
+    );
+
+    let (ok, out) = work.push(&url, &[":Feature/Fancy_Name"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Deleted environment"), "{out}");
+    assert_eq!(curl(&feature_url).0, 404);
+    let envs = server.cli_ok(&["environment:list", "-p", "shop", "--format", "json"]);
+    assert!(!envs.contains("Fancy"), "{envs}");
+
+    let (ok, out) = work.push(&url, &[":main"]);
+    assert!(!ok, "deleting production's branch is refused:\n{out}");
+    assert!(out.contains("cannot be deleted"), "{out}");
+}
+
+#[test]
+fn an_activity_interrupted_by_a_crash_is_marked_failed_with_a_reason() {
+    let (mut server, work, url) = started_project();
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nhooks:\n  build: |\n    echo slow build starting\n    sleep 60\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    work.commit("slow build");
+    let push = std::thread::spawn({
+        let path = work.path().to_path_buf();
+        let url = url.clone();
+        move || {
+            std::process::Command::new("git")
+                .current_dir(path)
+                .args(["push", &url, "main"])
+                .output()
+                .expect("git push")
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server
+        .cli_ok(&["activity:list", "-p", "shop", "--format", "json"])
+        .contains("in_progress")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let children = descendants(server.pid());
+    server.crash();
+    let out = push.join().expect("push thread");
+    assert!(
+        !out.status.success(),
+        "the push cannot succeed when the server dies"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children.iter().any(|p| alive(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sandboxes outlived a crashed server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    server.spawn();
+    let list = server.cli_ok(&["activity:list", "-p", "shop", "--format", "json"]);
+    let activities: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let push = &activities[0];
+    assert_eq!(push["state"], "complete");
+    assert_eq!(push["result"], "failure");
+    let id = push["id"].as_str().expect("id");
+    let log = server.cli(&["activity:log", "-p", "shop", id]);
+    assert!(
+        !log.status.success(),
+        "activity:log exits non-zero for a failed activity"
+    );
+    let text = String::from_utf8_lossy(&log.stderr);
+    assert!(text.contains("slow build starting"), "{text}");
+    assert!(
+        text.contains("the grove server stopped while this activity was running"),
+        "{text}"
+    );
+}
