@@ -1,1 +1,256 @@
-fn main() {}
+//! Project automation: `cargo xtask bench push`.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["bench", "push"] => bench_push(5),
+        ["bench", "push", n] => n.parse().map_err(anyhow::Error::from).and_then(bench_push),
+        _ => {
+            eprintln!("usage: cargo xtask bench push [RUNS]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Push-to-live of a trivial app, `runs` times on fresh trees (so every run builds):
+/// the total from `git push` to the first 200 from the router, and the platform's own
+/// share (total minus the build hook's and the app's start-up time, both read from the
+/// activity log). Baseline: the same push to a plain bare repository without grove.
+fn bench_push(runs: usize) -> anyhow::Result<()> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "grove"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let grove = root().join("target/release/grove");
+    let tmp = std::env::temp_dir().join(format!("grove-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let (api, http) = (free_port()?, free_port()?);
+    let mut server = Guard(
+        Command::new(&grove)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(tmp.join("data"))
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .env("GROVE_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for_port(api)?;
+    let token = std::fs::read_to_string(tmp.join("data/admin-token"))?
+        .trim()
+        .to_string();
+    let cli = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(&grove)
+            .args(args)
+            .env("GROVE_URL", format!("http://127.0.0.1:{api}"))
+            .env("GROVE_TOKEN", &token)
+            .output()?;
+        if !out.status.success() {
+            bail!("grove {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    cli(&["project:create", "bench"])?;
+    let url = format!("http://git:{token}@127.0.0.1:{api}/bench.git");
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work)?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    std::fs::write(
+        work.join(".platform.app.yaml"),
+        "name: app\ntype: python:3.11\nhooks:\n  build: echo built > built.txt\nweb:\n  commands:\n    start: exec python3 -m http.server $PORT --bind 127.0.0.1\n",
+    )?;
+    let baseline_repo = tmp.join("baseline.git");
+    git(
+        &tmp,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            baseline_repo.to_str().unwrap_or_default(),
+        ],
+    )?;
+
+    let (mut totals, mut shares, mut hooks, mut starts, mut baselines) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        std::fs::write(work.join("run.txt"), format!("run {run}\n"))?;
+        git(&work, &["add", "-A"])?;
+        git(&work, &["commit", "-q", "-m", &format!("run {run}")])?;
+
+        let started = Instant::now();
+        let out = git_output(&work, &["push", "-q", &url, "main"])?;
+        let live = cli(&[
+            "environment:url",
+            "-p",
+            "bench",
+            "-e",
+            "main",
+            "--primary",
+            "--pipe",
+        ])?;
+        wait_for_200(live.trim())?;
+        let total = started.elapsed().as_secs_f64();
+        let hook = seconds_after(&out, "Build hook finished in ")?;
+        let start = seconds_after(&out, "accepted connections after ")?;
+
+        let started = Instant::now();
+        git_output(
+            &work,
+            &[
+                "push",
+                "-q",
+                "-f",
+                baseline_repo.to_str().unwrap_or_default(),
+                "main",
+            ],
+        )?;
+        let baseline = started.elapsed().as_secs_f64();
+
+        println!(
+            "run {}: total {total:.3}s, build hook {hook:.3}s, app start {start:.3}s, platform {:.3}s, plain git push {baseline:.3}s",
+            run + 1,
+            total - hook - start
+        );
+        totals.push(total);
+        hooks.push(hook);
+        starts.push(start);
+        shares.push(total - hook - start);
+        baselines.push(baseline);
+    }
+    let (total, share, base) = (
+        median(&mut totals),
+        median(&mut shares),
+        median(&mut baselines),
+    );
+    println!("push-to-live, median of {runs}:");
+    println!("  total              {total:.3}s");
+    println!("  build hook         {:.3}s", median(&mut hooks));
+    println!("  app start-up       {:.3}s", median(&mut starts));
+    println!("  platform's share   {share:.3}s   (target < 1s)");
+    println!("  plain git push     {base:.3}s   (baseline: same push to a bare repo, no grove)");
+    println!("  ratio total/baseline  {:.1}x", total / base);
+    server.stop();
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+struct Guard(Child);
+
+impl Guard {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn seconds_after(text: &str, marker: &str) -> anyhow::Result<f64> {
+    let at = text
+        .find(marker)
+        .with_context(|| format!("`{marker}` not in the push output:\n{text}"))?;
+    let rest = &text[at + marker.len()..];
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    Ok(number.parse()?)
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    git_output(dir, args).map(|_| ())
+}
+
+fn git_output(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@localhost")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@localhost")
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("git {args:?}: {text}");
+    }
+    Ok(text)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn wait_for_200(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()?;
+        if out.stdout == b"200" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer 200");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -141,8 +141,9 @@ impl Instance {
         let target = {
             let s = status.borrow_and_update();
             match s.state {
-                InstanceState::Starting | InstanceState::Running => s.generation,
-                InstanceState::BackingOff { .. } => s.generation + 1,
+                InstanceState::Running => s.generation,
+                // The incarnation being (re)started, or the next one.
+                InstanceState::Starting | InstanceState::BackingOff { .. } => s.generation + 1,
                 InstanceState::Stopping | InstanceState::Stopped => {
                     return Err(self.not_ready(format!(
                         "was stopped before accepting connections on {addr}"
@@ -150,7 +151,7 @@ impl Instance {
                 }
             }
         };
-        let deadline = Instant::now() + timeout;
+        let deadline = far_from_now(timeout);
         loop {
             {
                 let s = status.borrow_and_update();
@@ -371,7 +372,7 @@ async fn supervise(
             });
         }
 
-        let until = Instant::now() + backoff;
+        let until = far_from_now(backoff);
         shared.status.send_modify(|s| {
             s.state = InstanceState::BackingOff { until };
             s.pid = None;
@@ -380,7 +381,7 @@ async fn supervise(
             () = tokio::time::sleep_until(until) => {},
             _ = stop_requested(&mut stop) => return,
         }
-        backoff = (backoff * 2).min(options.backoff_max);
+        backoff = backoff.saturating_mul(2).min(options.backoff_max);
 
         match start_incarnation(&spec, &shared) {
             Ok(incarnation) => {
@@ -398,6 +399,13 @@ async fn supervise(
             }
         }
     }
+}
+
+/// `now + d`, for any `d` a caller may pass (`Duration::MAX` means "a year").
+fn far_from_now(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Resolves with the grace period once a stop was requested.

@@ -73,3 +73,23 @@ fn render_tail(lines: &[String]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon keeps instances in shared state and runs commands in spawned
+    /// tasks.
+    #[test]
+    fn handles_and_futures_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<Instance>();
+        send_sync::<RuntimeCatalog>();
+        send_sync::<RuntimeError>();
+        let spec = SandboxSpec::new("/srv/app", "true");
+        let mut on_line = |_: &str| {};
+        let future = run_command(&spec, std::time::Duration::from_secs(1), &mut on_line);
+        send(&future);
+    }
+}

@@ -9,7 +9,8 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::RuntimeError;
 
@@ -280,7 +281,7 @@ impl SandboxSpec {
         self.prepare_host()?;
         let bwrap = bwrap_path()?;
         let mut cmd = tokio::process::Command::new(bwrap);
-        cmd.args(self.bwrap_args(HostLayout::get()))
+        cmd.args(self.bwrap_args(&HostLayout::current()))
             .env_clear()
             .envs(self.effective_env())
             .stdin(Stdio::null())
@@ -319,10 +320,32 @@ pub enum HostEntry {
 }
 
 impl HostLayout {
-    /// Probed once per process (the host's layout doesn't change under us).
-    pub fn get() -> &'static HostLayout {
-        static LAYOUT: OnceLock<HostLayout> = OnceLock::new();
-        LAYOUT.get_or_init(HostLayout::probe)
+    /// The host's layout, probed again when older than a minute (packages get
+    /// installed and removed under a running daemon), with masks whose path has
+    /// disappeared since left out: bwrap can't mount over a missing file.
+    pub fn current() -> HostLayout {
+        const MAX_AGE: Duration = Duration::from_secs(60);
+        static CACHE: Mutex<Option<(Instant, HostLayout)>> = Mutex::new(None);
+        let mut layout = {
+            let mut cache = CACHE
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match &*cache {
+                Some((at, layout)) if at.elapsed() < MAX_AGE => layout.clone(),
+                _ => {
+                    let layout = HostLayout::probe();
+                    *cache = Some((Instant::now(), layout.clone()));
+                    layout
+                }
+            }
+        };
+        layout
+            .masked_files
+            .retain(|p| std::fs::symlink_metadata(p).is_ok());
+        layout
+            .masked_dirs
+            .retain(|p| std::fs::symlink_metadata(p).is_ok());
+        layout
     }
 
     pub fn probe() -> HostLayout {

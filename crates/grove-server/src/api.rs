@@ -281,10 +281,10 @@ async fn activity_log(
         let chunk = s.next_chunk().await;
         Some((Ok::<_, std::convert::Infallible>(chunk), s))
     });
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(stream))
-        .map_err(|e| Error::Internal(e.to_string()))?)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 struct LogFollow {

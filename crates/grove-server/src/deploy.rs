@@ -77,7 +77,7 @@ pub async fn deploy(
     };
     let result = deploy_inner(platform, &target, repo, commit, mode, log).await;
     let successful = result.is_ok();
-    let tree_id = result.as_ref().map(|t| t.clone()).unwrap_or_default();
+    let tree_id = result.clone().unwrap_or_default();
     if mode == DeployMode::Deploy || !successful {
         let row = DeploymentRow {
             id: 0,
@@ -236,12 +236,20 @@ async fn deploy_inner(
                 return Err(format!("app `{}` could not start: {error}", app.name));
             }
         };
+        let waiting = Instant::now();
         let ready = instance
             .wait_ready(
                 SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
                 settings.app_start_timeout,
             )
             .await;
+        if ready.is_ok() {
+            log.line(format!(
+                "  App `{}` accepted connections after {:.3}s",
+                app.name,
+                waiting.elapsed().as_secs_f64()
+            ));
+        }
         started.push(RunningApp {
             name: app.name.clone(),
             port,
@@ -423,10 +431,15 @@ async fn run_build_hook(
         writable: true,
     });
     log.line("  Running the build hook");
+    let started = Instant::now();
     let mut on_line = |line: &str| log.line(format!("    {line}"));
     let outcome = grove_runtime::run_command(&spec, platform.settings.build_timeout, &mut on_line)
         .await
         .map_err(|e| format!("app `{}`: the build hook could not run: {e}", app.name))?;
+    log.line(format!(
+        "  Build hook finished in {:.3}s",
+        started.elapsed().as_secs_f64()
+    ));
     if outcome.success() {
         Ok(())
     } else {

@@ -4,6 +4,7 @@
 mod cli;
 mod hook;
 mod server;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,12 @@ enum Command {
         /// The hook's name; only `pre-receive` exists.
         name: String,
     },
+    /// Validate a checkout's configuration files without a server (exit 1 on errors).
+    #[command(name = "app:config-validate", visible_alias = "validate")]
+    Validate {
+        /// The checkout (default: the current directory).
+        dir: Option<std::path::PathBuf>,
+    },
     #[command(flatten)]
     Client(cli::Client),
 }
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
         match grove.command {
             Command::Server(args) => server::run(args).await,
             Command::Hook { name } => hook::run(&name).await,
+            Command::Validate { dir } => validate::run(dir),
             Command::Client(client) => cli::run(client).await,
         }
     });

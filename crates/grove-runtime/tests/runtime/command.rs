@@ -151,3 +151,18 @@ async fn cancelling_run_command_kills_the_sandbox() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sandbox_setup_errors_show_in_the_output() {
+    let app = tempfile::tempdir().expect("tempdir");
+    let mut spec = spec(app.path(), "true");
+    spec.workdir = "/app/missing".into();
+    let (outcome, lines) = run(&spec).await;
+    assert!(!outcome.success(), "{outcome}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bwrap: ") && l.contains("/app/missing")),
+        "{lines:?}"
+    );
+}

@@ -136,7 +136,7 @@ fn push_builds_deploys_reuses_the_build_survives_bad_config_and_restarts() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while curl(&format!("{}", primary_url_when_ready(&server, "second"))).0 != 200 {
+    while curl(&primary_url_when_ready(&server, "second")).0 != 200 {
         assert!(
             std::time::Instant::now() < deadline,
             "second did not come back"
@@ -363,4 +363,132 @@ fn an_activity_interrupted_by_a_crash_is_marked_failed_with_a_reason() {
         text.contains("the grove server stopped while this activity was running"),
         "{text}"
     );
+}
+
+#[test]
+fn clones_fetches_serves_redirect_routes_and_restarts_a_crashed_app() {
+    let (server, work, url) = started_project();
+    work.write(
+        ".platform/routes.yaml",
+        "\"https://{default}/\":\n  type: upstream\n  upstream: \"app:http\"\n  id: main\n\
+         \"https://www.{default}/\":\n  type: redirect\n  to: \"https://{default}/\"\n",
+    );
+    work.commit("routes");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+
+    // Clone and fetch with the stock git client, authenticated by token.
+    let clone = tempfile::tempdir().expect("tempdir");
+    let cloned = clone.path().join("shop");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", &url])
+        .arg(&cloned)
+        .output()
+        .expect("git clone");
+    assert!(out.status.success(), "clone: {out:?}");
+    assert!(cloned.join(".platform/routes.yaml").exists());
+    let anonymous = std::process::Command::new("git")
+        .args([
+            "ls-remote",
+            &format!("http://127.0.0.1:{}/shop.git", server.api_port),
+        ])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("git ls-remote");
+    assert!(
+        !anonymous.status.success(),
+        "git without a token must be refused"
+    );
+    work.write("NEWS", "more\n");
+    work.commit("news");
+    assert!(work.push(&url, &["main"]).0);
+    let fetched = std::process::Command::new("git")
+        .current_dir(&cloned)
+        .args(["pull", "-q", "--ff-only"])
+        .output()
+        .expect("git pull");
+    assert!(fetched.status.success(), "pull: {fetched:?}");
+    assert!(cloned.join("NEWS").exists());
+
+    // Routes: the upstream is primary; www. redirects to it, keeping the path.
+    let urls = server.cli_ok(&["environment:url", "-p", "shop", "-e", "main", "--pipe"]);
+    let main_url = primary_url(&server, "main");
+    let www = urls
+        .lines()
+        .find(|u| u.contains("://www."))
+        .unwrap_or_else(|| panic!("no www route in {urls}"))
+        .to_string();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .arg(format!("{www}some/page?x=1"))
+        .output()
+        .expect("curl");
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(answer, format!("301 {main_url}some/page?x=1"));
+    let app = curl_json(&main_url);
+    assert_eq!(app["routes"][&main_url]["id"], "main");
+
+    // The app's process dies: the supervisor restarts it, no redeploy needed.
+    let pid_in_sandbox = app["pid"].clone();
+    let app_processes: Vec<u32> = descendants(server.pid())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .map(|c| c.starts_with("python3\0server.py"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(app_processes.len(), 1, "{app_processes:?}");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &app_processes[0].to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = curl(&main_url);
+        if status == 200 && !body.is_empty() {
+            let again: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(
+                again["pid"], pid_in_sandbox,
+                "same sandbox layout after restart"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app was not restarted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn config_validate_checks_a_checkout_without_a_server() {
+    let work = Work::example();
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new(support::GROVE)
+            .arg("app:config-validate")
+            .arg(dir)
+            .output()
+            .expect("grove validate")
+    };
+    let ok = run(work.path());
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("app (python:3.11)"));
+
+    work.write(".platform/services.yaml", "db:\n  type: mariadb:10.11\n  disk: 2048\n");
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nrelationships:\n  database: \"dbx:mysql\"\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    let bad = run(work.path());
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(text.contains(".platform.app.yaml:4:"), "{text}");
+    assert!(text.contains("dbx"), "the message names the offending value: {text}");
 }
