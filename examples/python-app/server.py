@@ -25,8 +25,16 @@ def app_dir_writable():
         return error.strerror
 
 
+def mount_files():
+    return sorted(os.listdir("var"))
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path.startswith("/write/"):
+            # Writes a file into the `var` mount: it survives redeploys.
+            with open(os.path.join("var", os.path.basename(self.path)), "w") as f:
+                f.write("written by the app\n")
         with open("build-info.txt") as f:
             build = f.read().strip()
         body = json.dumps({
@@ -35,6 +43,7 @@ class Handler(BaseHTTPRequestHandler):
             "routes": decoded("PLATFORM_ROUTES"),
             "relationships": decoded("PLATFORM_RELATIONSHIPS"),
             "app_dir": app_dir_writable(),
+            "mount_files": mount_files(),
             "pid": os.getpid(),
         }, indent=2).encode()
         self.send_response(200)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grove_config::{App, RouteKind, SourceTree};
+use grove_config::{App, MountSource, RouteKind, SourceTree};
 use grove_git::Repository;
 use grove_router::{RouteEntry, Target};
 use grove_runtime::{Bind, Instance, SandboxSpec};
@@ -25,6 +25,8 @@ use crate::platform::{Platform, RunningApp, RunningEnvironment, STOP_GRACE, owne
 const BUILD_FORMAT: &str = "grove-build-1";
 const APP_DIR: &str = "/app";
 const CACHE_DIR: &str = "/tmp/cache";
+/// Platform.sh gives deploy hooks no timeout; a day bounds a stuck one.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeployMode {
@@ -207,7 +209,7 @@ async fn deploy_inner(
     );
     let relationships = serde_json::json!({});
     let mut started: Vec<RunningApp> = Vec::new();
-    let mut runtime_envs = Vec::new();
+    let mut sandboxes: Vec<AppSandbox> = Vec::new();
     for (app, dir) in &builds {
         let port = free_port().map_err(|e| format!("no free port for app `{}`: {e}", app.name))?;
         let vars = grove_config::runtime_environment(&grove_config::RuntimeContext {
@@ -223,10 +225,14 @@ async fn deploy_inner(
             relationships: &relationships,
             port,
         });
-        let command = app.web.commands.start.clone().unwrap_or_default();
-        let mut spec = SandboxSpec::new(dir, command);
-        spec.env = vars.clone();
-        spec.hostname = Some(app.name.clone());
+        let binds = mount_binds(platform, project, env, app).await?;
+        let sandbox = AppSandbox {
+            app,
+            build_dir: dir.clone(),
+            env: vars,
+            binds,
+        };
+        let spec = sandbox.spec(app.web.commands.start.as_deref().unwrap_or_default());
         let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
         log.line(format!("Starting app `{}` on port {port}", app.name));
         let instance = match Instance::spawn(spec, log_file) {
@@ -259,13 +265,15 @@ async fn deploy_inner(
             stop_all(&started).await;
             return Err(format!("app `{}`: {error}", app.name));
         }
-        runtime_envs.push(vars);
+        sandboxes.push(sandbox);
     }
 
     // 5. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
     if mode == DeployMode::Deploy {
-        for ((app, dir), vars) in builds.iter().zip(&runtime_envs) {
-            run_runtime_hook(app, dir, vars, "deploy", app.hooks.deploy.as_deref(), log).await;
+        for sandbox in &sandboxes {
+            sandbox
+                .run_hook("deploy", sandbox.app.hooks.deploy.as_deref(), log)
+                .await;
         }
     }
 
@@ -296,16 +304,10 @@ async fn deploy_inner(
 
     // 7. post_deploy, with traffic flowing.
     if mode == DeployMode::Deploy {
-        for ((app, dir), vars) in builds.iter().zip(&runtime_envs) {
-            run_runtime_hook(
-                app,
-                dir,
-                vars,
-                "post_deploy",
-                app.hooks.post_deploy.as_deref(),
-                log,
-            )
-            .await;
+        for sandbox in &sandboxes {
+            sandbox
+                .run_hook("post_deploy", sandbox.app.hooks.post_deploy.as_deref(), log)
+                .await;
         }
     }
     Ok(tree_id)
@@ -363,7 +365,9 @@ async fn build_app(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("could not check out app `{}`: {e}", app.name))?;
     }
-    let result = run_build_hook(platform, project, app, tree_id, &work, &cache, &tmp, log).await;
+    let result = run_build_hook(platform, project, app, tree_id, &work, &cache, &tmp, log)
+        .await
+        .and_then(|()| create_mount_points(app, &work));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     if let Err(message) = result {
         let _ = tokio::fs::remove_dir_all(&work).await;
@@ -450,31 +454,106 @@ async fn run_build_hook(
     }
 }
 
-async fn run_runtime_hook(
-    app: &App,
-    dir: &PathBuf,
-    vars: &[(String, String)],
-    name: &str,
-    hook: Option<&str>,
-    log: &ActivityLog,
-) {
-    let Some(hook) = hook else { return };
-    log.line(format!("  Running the {name} hook of app `{}`", app.name));
-    let mut spec = SandboxSpec::new(dir, hook);
-    spec.env = vars.to_vec();
-    spec.hostname = Some(app.name.clone());
-    let mut on_line = |line: &str| log.line(format!("    {line}"));
-    match grove_runtime::run_command(&spec, Duration::from_secs(24 * 3600), &mut on_line).await {
-        Ok(outcome) if outcome.success() => {}
-        Ok(outcome) => log.line(format!(
-            "W: the {name} hook of app `{}` failed ({outcome}); the deployment goes on, as on Platform.sh",
-            app.name
-        )),
-        Err(error) => log.line(format!(
-            "W: the {name} hook of app `{}` could not run: {error}",
-            app.name
-        )),
+/// How an app runs in this deployment: its build, variables and mounts. The instance
+/// and the runtime hooks get the same sandbox.
+struct AppSandbox<'a> {
+    app: &'a App,
+    build_dir: PathBuf,
+    env: Vec<(String, String)>,
+    binds: Vec<Bind>,
+}
+
+impl AppSandbox<'_> {
+    fn spec(&self, command: &str) -> SandboxSpec {
+        let mut spec = SandboxSpec::new(&self.build_dir, command);
+        spec.env = self.env.clone();
+        spec.binds = self.binds.clone();
+        spec.hostname = Some(self.app.name.clone());
+        spec
     }
+
+    /// Runs `deploy` or `post_deploy`; a failure is reported, not fatal (Platform.sh).
+    async fn run_hook(&self, name: &str, hook: Option<&str>, log: &ActivityLog) {
+        let Some(hook) = hook else { return };
+        let app = &self.app.name;
+        log.line(format!("  Running the {name} hook of app `{app}`"));
+        let spec = self.spec(hook);
+        let mut on_line = |line: &str| log.line(format!("    {line}"));
+        match grove_runtime::run_command(&spec, HOOK_TIMEOUT, &mut on_line).await {
+            Ok(outcome) if outcome.success() => {}
+            Ok(outcome) => log.line(format!(
+                "W: the {name} hook of app `{app}` failed ({outcome}); the deployment goes on, as on Platform.sh"
+            )),
+            Err(error) => log.line(format!("W: the {name} hook of app `{app}` could not run: {error}")),
+        }
+    }
+}
+
+/// The writable mounts of an app in an environment, as binds over its read-only build.
+/// `local`/`storage`/`instance`/`service` mounts live in the environment's volumes and
+/// persist across deploys; `tmp` mounts in scratch space that a deploy may wipe.
+async fn mount_binds(
+    platform: &Platform,
+    project: &ProjectRow,
+    env: &EnvironmentRow,
+    app: &App,
+) -> std::result::Result<Vec<Bind>, String> {
+    let settings = &platform.settings;
+    let mut binds = Vec::new();
+    for (path, mount) in &app.mounts {
+        let volume = match (&mount.source, &mount.service) {
+            (MountSource::Service, Some(service)) => settings
+                .volume_dir(&project.id, &env.machine_name)
+                .join("services")
+                .join(service),
+            (MountSource::Tmp, _) => settings
+                .scratch_dir(&project.id, &env.machine_name)
+                .join(&app.name),
+            (source, _) => settings
+                .volume_dir(&project.id, &env.machine_name)
+                .join("apps")
+                .join(&app.name)
+                .join(source.as_str()),
+        };
+        let source = if mount.source_path.is_empty() {
+            volume
+        } else {
+            volume.join(&mount.source_path)
+        };
+        tokio::fs::create_dir_all(&source).await.map_err(|e| {
+            format!(
+                "app `{}`: cannot create the volume of mount `{path}`: {e}",
+                app.name
+            )
+        })?;
+        binds.push(Bind {
+            source,
+            target: format!("{APP_DIR}/{path}"),
+            writable: true,
+        });
+    }
+    Ok(binds)
+}
+
+/// Mount points exist in the build (mounts are part of the build key), so that the
+/// read-only build can be mounted over at runtime without being modified.
+fn create_mount_points(app: &App, build: &Path) -> std::result::Result<(), String> {
+    for path in app.mounts.keys() {
+        let point = build.join(path);
+        if point.exists() && !point.is_dir() {
+            return Err(format!(
+                "app `{}`: mount `{path}` collides with a file of the same name in the build",
+                app.name
+            ));
+        }
+        std::fs::create_dir_all(&point).map_err(|e| {
+            format!(
+                "app `{}`: cannot create mount point `{path}`: {e}",
+                app.name
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn router_entries(

@@ -52,6 +52,17 @@ impl Settings {
             .join(machine_name)
             .join(format!("{app}.log"))
     }
+    /// An environment's persistent data: app mounts and service data.
+    pub fn volume_dir(&self, project: &str, machine_name: &str) -> PathBuf {
+        self.data_dir
+            .join("volumes")
+            .join(project)
+            .join(machine_name)
+    }
+    /// An environment's scratch space (`tmp` mounts): may be wiped.
+    pub fn scratch_dir(&self, project: &str, machine_name: &str) -> PathBuf {
+        self.data_dir.join("tmp").join(project).join(machine_name)
+    }
     /// The base URL clients use to reach the API (and git).
     pub fn api_url(&self) -> String {
         format!("http://{}", connectable(self.api_listen))
@@ -194,13 +205,25 @@ impl Platform {
         }
     }
 
-    /// Stops an environment's instances and removes its routes.
+    /// Stops an environment's instances, removes its routes and deletes its data (as
+    /// Platform.sh does on deactivation and deletion; the branch stays).
     async fn stop_environment(&self, project: &str, env: &EnvironmentRow, log: &ActivityLog) {
         self.router.remove(&owner_key(project, &env.name));
         if let Some(old) = self.swap_running(project, &env.name, None) {
             for app in old.apps {
                 log.line(format!("  Stopping app `{}`", app.name));
                 app.instance.stop(STOP_GRACE).await;
+            }
+        }
+        for dir in [
+            self.settings.volume_dir(project, &env.machine_name),
+            self.settings.scratch_dir(project, &env.machine_name),
+        ] {
+            if dir.exists() {
+                match tokio::fs::remove_dir_all(&dir).await {
+                    Ok(()) => log.line(format!("  Deleted the data in {}", dir.display())),
+                    Err(e) => log.line(format!("W: could not delete {}: {e}", dir.display())),
+                }
             }
         }
     }

@@ -481,7 +481,10 @@ fn config_validate_checks_a_checkout_without_a_server() {
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("app (python:3.11)"));
 
-    work.write(".platform/services.yaml", "db:\n  type: mariadb:10.11\n  disk: 2048\n");
+    work.write(
+        ".platform/services.yaml",
+        "db:\n  type: mariadb:10.11\n  disk: 2048\n",
+    );
     work.write(
         ".platform.app.yaml",
         "name: app\ntype: python:3.11\nrelationships:\n  database: \"dbx:mysql\"\nweb:\n  commands:\n    start: python3 server.py\n",
@@ -490,5 +493,52 @@ fn config_validate_checks_a_checkout_without_a_server() {
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
     let text = String::from_utf8_lossy(&bad.stderr);
     assert!(text.contains(".platform.app.yaml:4:"), "{text}");
-    assert!(text.contains("dbx"), "the message names the offending value: {text}");
+    assert!(
+        text.contains("dbx"),
+        "the message names the offending value: {text}"
+    );
+}
+
+#[test]
+fn mounts_are_writable_persist_across_deploys_and_are_deleted_on_deactivation() {
+    let (server, work, url) = started_project();
+    assert!(
+        work.push(
+            &url,
+            &["-o", "environment.activate", "main", "main:feature"]
+        )
+        .0
+    );
+    let main_url = primary_url(&server, "main");
+    let feature_url = primary_url(&server, "feature");
+
+    let written = curl_json(&format!("{main_url}write/upload.txt"));
+    assert_eq!(written["mount_files"], serde_json::json!(["upload.txt"]));
+    assert_eq!(written["app_dir"], "Read-only file system");
+    assert_eq!(
+        curl_json(&feature_url)["mount_files"],
+        serde_json::json!([]),
+        "environments have their own data"
+    );
+
+    work.write("NEWS", "a new deploy\n");
+    work.commit("news");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    let after = curl_json(&main_url);
+    assert_ne!(after["pid"].as_u64(), None);
+    assert_eq!(
+        after["mount_files"],
+        serde_json::json!(["upload.txt"]),
+        "mounts survive deploys"
+    );
+
+    curl_json(&format!("{feature_url}write/f.txt"));
+    server.cli_ok(&["environment:deactivate", "-p", "shop", "-e", "feature"]);
+    server.cli_ok(&["environment:activate", "-p", "shop", "-e", "feature"]);
+    assert_eq!(
+        curl_json(&primary_url(&server, "feature"))["mount_files"],
+        serde_json::json!([]),
+        "deactivation deletes the environment's data"
+    );
 }
