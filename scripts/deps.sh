@@ -3,7 +3,7 @@
 # Sourced by up.sh and test.sh; safe to run again.
 set -euo pipefail
 
-packages=(git bubblewrap python3 curl tar dash ca-certificates)
+packages=(git bubblewrap python3 python3-pip curl tar dash ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

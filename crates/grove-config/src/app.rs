@@ -486,9 +486,13 @@ fn read_location(r: &mut Reader<'_, '_>, node: &Node, path: &str) -> Option<WebL
             "rules" => {
                 if let Some(rules) = r.map_or_null(value, &what) {
                     for (regex_node, settings) in rules {
-                        let Some(regex) = regex_node.scalar_text() else { continue };
+                        let Some(regex) = regex_node.scalar_text() else {
+                            continue;
+                        };
                         check_regex_node(r, regex_node, &regex);
-                        if let Some(fields) = r.map_or_null(settings, &format!("{what}.\"{regex}\"")) {
+                        if let Some(fields) =
+                            r.map_or_null(settings, &format!("{what}.\"{regex}\""))
+                        {
                             r.check_keys(fields, RULE_KEYS, &format!("{what}.\"{regex}\"."));
                             if let Some(expires) = settings.get("expires") {
                                 read_expires(r, expires, "expires");
@@ -524,7 +528,10 @@ pub(crate) fn check_regex_node(r: &mut Reader<'_, '_>, node: &Node, regex: &str)
         RegexCheck::Unsupported(why) => r.warning(
             node,
             format!("Grove cannot evaluate the regex `{regex}`: {why}"),
-            Some("look-around and backreferences are not supported; this rule will never match".into()),
+            Some(
+                "look-around and backreferences are not supported; this rule will never match"
+                    .into(),
+            ),
         ),
         RegexCheck::Invalid(why) => r.error(node, format!("invalid regex `{regex}`: {why}"), None),
     }
@@ -629,6 +636,10 @@ pub(crate) fn read_variables(
             continue;
         };
         match &values.kind {
+            // An empty group (or one whose `!include` failed and was reported).
+            Kind::Null => {
+                out.entry(prefix.clone()).or_default();
+            }
             Kind::Map(vars) => {
                 let slot = out.entry(prefix.clone()).or_default();
                 for (name, value) in vars {
@@ -769,7 +780,8 @@ pub(crate) fn read_mounts(
         };
         if let Some((other, other_mount)) = out.iter().find(|(other, m)| {
             m.source != mount.source
-                && (path.starts_with(&format!("{other}/")) || other.starts_with(&format!("{path}/")))
+                && (path.starts_with(&format!("{other}/"))
+                    || other.starts_with(&format!("{path}/")))
         }) {
             r.error(
                 path_node,
@@ -865,6 +877,19 @@ pub(crate) fn read_relationships(
 
 pub(crate) fn read_disk(r: &mut Reader<'_, '_>, node: &Node, what: &str) -> Option<u64> {
     if node.is_null() {
+        return None;
+    }
+    if !matches!(node.kind, Kind::Number(_)) {
+        r.error(
+            node,
+            format!(
+                "`{what}` must be a number of MB, found {}",
+                node.type_name()
+            ),
+            Some(format!(
+                "write the size in MB without a unit, e.g. `{what}: 2048`"
+            )),
+        );
         return None;
     }
     let disk = r.u64(node, what)?;

@@ -59,7 +59,11 @@ pub(crate) fn resolve(
             let replacement = match node.kind.clone() {
                 Kind::Str(path) => archive(r, inc, node, file, &path),
                 _ => {
-                    r.error(node, "`!archive` takes a directory path", Some("e.g. `conf_dir: !archive \"solr-conf\"`".into()));
+                    r.error(
+                        node,
+                        "`!archive` takes a directory path",
+                        Some("e.g. `conf_dir: !archive \"solr-conf\"`".into()),
+                    );
                     None
                 }
             };
@@ -101,13 +105,21 @@ fn include(
                 None => "yaml".to_owned(),
             };
             let Some(path_node) = node.get("path") else {
-                r.error(node, "`!include` needs a `path`", Some("e.g. `!include {type: string, path: config.vcl}`".into()));
+                r.error(
+                    node,
+                    "`!include` needs a `path`",
+                    Some("e.g. `!include {type: string, path: config.vcl}`".into()),
+                );
                 return None;
             };
             (kind, path_node)
         }
         _ => {
-            r.error(node, "`!include` takes a path or `{type, path}`", Some("e.g. `!include {type: string, path: config.vcl}`".into()));
+            r.error(
+                node,
+                "`!include` takes a path or `{type, path}`",
+                Some("e.g. `!include {type: string, path: config.vcl}`".into()),
+            );
             return None;
         }
     };
@@ -120,12 +132,22 @@ fn include(
         return None;
     };
     let Some(bytes) = inc.tree.read(&target) else {
-        r.error(path_node, format!("included file `{target}` does not exist"), Some("paths are relative to the directory of this file".into()));
+        r.error(
+            path_node,
+            format!("included file `{target}` does not exist"),
+            Some("paths are relative to the directory of this file".into()),
+        );
         return None;
     };
     inc.included_bytes += bytes.len();
     if inc.included_bytes > MAX_INCLUDED_BYTES || bytes.len() > yaml::MAX_FILE_BYTES {
-        r.error(path_node, format!("included file `{target}` is too large"), Some(format!("includes may add up to {MAX_INCLUDED_BYTES} bytes per project")));
+        r.error(
+            path_node,
+            format!("included file `{target}` is too large"),
+            Some(format!(
+                "includes may add up to {MAX_INCLUDED_BYTES} bytes per project"
+            )),
+        );
         return None;
     }
     let mut out = Node::new(node.pos, Kind::Null);
@@ -134,21 +156,35 @@ fn include(
         "string" => match String::from_utf8(bytes) {
             Ok(text) => out.kind = Kind::Str(text),
             Err(_) => {
-                r.error(path_node, format!("`{target}` is not UTF-8 text"), Some("use `type: binary` for binary files".into()));
+                r.error(
+                    path_node,
+                    format!("`{target}` is not UTF-8 text"),
+                    Some("use `type: binary` for binary files".into()),
+                );
                 return None;
             }
         },
         "binary" => out.kind = Kind::Str(base64::engine::general_purpose::STANDARD.encode(&bytes)),
         "yaml" => {
-            if stack.iter().any(|f| *f == target) || stack.len() >= MAX_INCLUDE_DEPTH {
-                r.error(path_node, format!("`{target}` is included recursively"), Some(format!("include chain: {} -> {target}", stack.join(" -> "))));
+            if stack.contains(&target) || stack.len() >= MAX_INCLUDE_DEPTH {
+                r.error(
+                    path_node,
+                    format!("`{target}` is included recursively"),
+                    Some(format!("include chain: {} -> {target}", stack.join(" -> "))),
+                );
                 return None;
             }
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let mut included = match yaml::parse(&bytes) {
                 Ok(n) => n,
                 Err(err) => {
-                    let d = Source::new(&target, &text).diagnostic(crate::diagnostic::Severity::Error, err.pos, 1, err.message, err.hint);
+                    let d = Source::new(&target, &text).diagnostic(
+                        crate::diagnostic::Severity::Error,
+                        err.pos,
+                        1,
+                        err.message,
+                        err.hint,
+                    );
                     r.sink.push(d);
                     return None;
                 }
@@ -173,14 +209,24 @@ fn include(
     Some(out)
 }
 
-fn archive(r: &mut Reader<'_, '_>, inc: &Includes<'_>, at: &Node, file: &str, path: &str) -> Option<Node> {
+fn archive(
+    r: &mut Reader<'_, '_>,
+    inc: &Includes<'_>,
+    at: &Node,
+    file: &str,
+    path: &str,
+) -> Option<Node> {
     let Some(dir) = join(file, path) else {
         r.error(at, format!("`{path}` leaves the repository"), None);
         return None;
     };
     let prefix = format!("{dir}/");
     if !inc.paths.iter().any(|p| p.starts_with(&prefix)) {
-        r.error(at, format!("archived directory `{dir}` does not exist or is empty"), Some("paths are relative to the directory of this file".into()));
+        r.error(
+            at,
+            format!("archived directory `{dir}` does not exist or is empty"),
+            Some("paths are relative to the directory of this file".into()),
+        );
         return None;
     }
     let mut key = Node::new(at.pos, Kind::Str("archive".into()));
@@ -220,9 +266,21 @@ mod tests {
     #[test]
     fn joins() {
         for (file, path, expected) in [
-            (".platform/services.yaml", "config.vcl", Some(".platform/config.vcl")),
-            (".platform/services.yaml", "../varnish/config.vcl", Some("varnish/config.vcl")),
-            (".platform/services.yaml", "/varnish/x.vcl", Some("varnish/x.vcl")),
+            (
+                ".platform/services.yaml",
+                "config.vcl",
+                Some(".platform/config.vcl"),
+            ),
+            (
+                ".platform/services.yaml",
+                "../varnish/config.vcl",
+                Some("varnish/config.vcl"),
+            ),
+            (
+                ".platform/services.yaml",
+                "/varnish/x.vcl",
+                Some("varnish/x.vcl"),
+            ),
             (".platform.app.yaml", "./a/b", Some("a/b")),
             (".platform.app.yaml", "../x", None),
         ] {

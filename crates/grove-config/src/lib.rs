@@ -6,6 +6,15 @@
 //!
 //! Pure by design: no filesystem, network, processes or async. Files come in through
 //! [`SourceTree`], which the git layer implements.
+//!
+//! - [`load`] -> [`Project`] (apps, services, route specs, warnings) or [`ConfigErrors`]
+//!   (every error and warning with file, line, column, snippet and hint).
+//! - [`expand_routes`] -> [`RouteTable`] for one environment; [`RouteTable::to_json`] is
+//!   the decoded `PLATFORM_ROUTES`.
+//! - [`build_environment`] / [`runtime_environment`]: the `PLATFORM_*`/`MAGENTO_CLOUD_*`
+//!   variables; [`App::build_fingerprint`] is the config part of the build key.
+//! - [`relationships_json`] / [`relationship_variables`]: `PLATFORM_RELATIONSHIPS` and
+//!   Upsun's `<REL>_<FIELD>` variables, given where each service endpoint runs.
 
 mod app;
 mod diagnostic;

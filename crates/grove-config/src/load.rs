@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::app::{AppOrigin, read_app};
-use crate::include::{self, Includes};
 use crate::diagnostic::{ConfigErrors, Diagnostic, Severity, Sink, Source, global};
+use crate::include::{self, Includes};
 use crate::model::{App, Project, RouteKind, RouteSpec, Service};
 use crate::read::{KeyUse, Keys, Reader};
 use crate::routes::read_routes;
@@ -19,6 +19,11 @@ const APPLICATIONS_FILE: &str = ".platform/applications.yaml";
 const ROUTES_FILES: [&str; 2] = [".platform/routes.yaml", ".magento/routes.yaml"];
 const SERVICES_FILES: [&str; 2] = [".platform/services.yaml", ".magento/services.yaml"];
 const UPSUN_DIR: &str = ".upsun/";
+
+/// Service types whose endpoints are defined in their `configuration.endpoints`; without
+/// that, the standard endpoint is the only one.
+const CONFIGURABLE_ENDPOINTS: [&str; 5] =
+    ["mariadb", "mysql", "oracle-mysql", "postgresql", "solr"];
 
 /// The message when a tree has no app configuration at all.
 pub const NO_APP_CONFIG: &str = "no application configuration found (looked for .platform.app.yaml, .magento.app.yaml, .platform/applications.yaml, .upsun/config.yaml)";
@@ -118,10 +123,17 @@ pub fn load(tree: &dyn SourceTree) -> Result<Project, ConfigErrors> {
             }
         }
     }
-    let mut includes = Includes { tree, paths: &paths, included_bytes: 0 };
+    let mut includes = Includes {
+        tree,
+        paths: &paths,
+        included_bytes: 0,
+    };
     for path in wanted {
         if let Some(mut p) = parse_file(tree, &path, &mut sink) {
-            let mut r = Reader { src: Source::new(&p.path, &p.text), sink: &mut sink };
+            let mut r = Reader {
+                src: Source::new(&p.path, &p.text),
+                sink: &mut sink,
+            };
             let mut stack = vec![p.path.clone()];
             include::resolve(&mut r, &mut includes, &mut p.root, &p.path, &mut stack);
             parsed.push(p);
@@ -260,6 +272,15 @@ pub fn load(tree: &dyn SourceTree) -> Result<Project, ConfigErrors> {
         .iter()
         .map(|(s, _, _)| (s.name.as_str(), s.service_type.name.as_str()))
         .collect();
+    // Services that are defined but were refused (bad type, ...): already reported, so
+    // relationships to them are not reported again.
+    let refused_services: BTreeSet<String> = service_sites
+        .iter()
+        .filter_map(|(_, node)| node.as_map())
+        .flatten()
+        .filter_map(|(key, _)| key.scalar_text())
+        .filter(|name| !service_types.contains_key(name.as_str()))
+        .collect();
     let service_endpoints: BTreeMap<&str, Vec<String>> = services
         .iter()
         .filter_map(|(s, _, _)| {
@@ -275,10 +296,42 @@ pub fn load(tree: &dyn SourceTree) -> Result<Project, ConfigErrors> {
         };
         check_source_root(&mut r, app, node, &paths);
         if let Some(rels) = node.get("relationships").and_then(Node::as_map) {
-            check_relationships(&mut r, rels, &app.relationships, &app_names, &service_types, &service_endpoints);
+            check_relationships(
+                &mut r,
+                rels,
+                &app.relationships,
+                &app_names,
+                &service_types,
+                &service_endpoints,
+                &refused_services,
+            );
         }
         if let Some(mounts) = node.get("mounts").and_then(Node::as_map) {
             check_mount_services(&mut r, mounts, &app.mounts, &service_types);
+        }
+        // Workers may override relationships and mounts (spec §2.6).
+        for (worker_name, worker_node) in node
+            .get("workers")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
+            let Some(worker) = worker_name.scalar_text().and_then(|n| app.workers.get(&n)) else {
+                continue;
+            };
+            if let Some(rels) = worker_node.get("relationships").and_then(Node::as_map) {
+                check_relationships(
+                    &mut r,
+                    rels,
+                    &worker.relationships,
+                    &app_names,
+                    &service_types,
+                    &service_endpoints,
+                    &refused_services,
+                );
+            }
+            if let Some(mounts) = worker_node.get("mounts").and_then(Node::as_map) {
+                check_mount_services(&mut r, mounts, &worker.mounts, &service_types);
+            }
         }
     }
     for (service, file, name_node) in &services {
@@ -307,8 +360,10 @@ pub fn load(tree: &dyn SourceTree) -> Result<Project, ConfigErrors> {
             src: Source::new(&p.path, &p.text),
             sink: &mut sink,
         };
+        // Routes may also point at a service that fronts apps (varnish).
         if let RouteKind::Upstream { app } = &route.kind
             && !app_names.contains(app.as_str())
+            && !service_types.contains_key(app.as_str())
         {
             let at = node_for_route(&p.root, key, "upstream");
             let hint = crate::suggest::did_you_mean(app, app_names.iter().copied())
@@ -544,6 +599,7 @@ fn check_relationships(
     apps: &BTreeSet<&str>,
     services: &BTreeMap<&str, &str>,
     endpoints: &BTreeMap<&str, Vec<String>>,
+    refused: &BTreeSet<String>,
 ) {
     for (key, value) in nodes {
         let Some(name) = key.scalar_text() else {
@@ -551,6 +607,9 @@ fn check_relationships(
         };
         let Some(rel) = rels.get(&name) else { continue };
         let at = if value.is_null() { key } else { value };
+        // In the mapping form, point at the field that is wrong.
+        let at_service = value.get("service").unwrap_or(at);
+        let at_endpoint = value.get("endpoint").unwrap_or(at);
         if let Some(service_type) = services.get(rel.service.as_str()) {
             if let Some(endpoint) = &rel.endpoint {
                 // Grid HA suffixes address replicas of the same endpoint.
@@ -564,10 +623,21 @@ fn check_relationships(
                         let hint = crate::suggest::did_you_mean(base, defined.iter().map(String::as_str))
                             .map(|s| format!("did you mean `{}:{s}`?", rel.service))
                             .or_else(|| Some(format!("endpoints of `{}`: {}", rel.service, defined.join(", "))));
-                        r.error(at, format!("relationship `{name}`: service `{}` has no endpoint `{endpoint}`", rel.service), hint);
+                        r.error(at_endpoint, format!("relationship `{name}`: service `{}` has no endpoint `{endpoint}`", rel.service), hint);
+                    }
+                    // These types only have their standard endpoint until `endpoints`
+                    // defines others.
+                    None if default.is_some_and(|d| d != base)
+                        && CONFIGURABLE_ENDPOINTS.contains(service_type) =>
+                    {
+                        r.error(
+                            at_endpoint,
+                            format!("relationship `{name}`: service `{}` has no endpoint `{endpoint}`", rel.service),
+                            default.map(|d| format!("`{}` ({service_type}) defines no `endpoints`, so its only endpoint is `{d}`: `{name}: \"{}:{d}\"`", rel.service, rel.service)),
+                        );
                     }
                     None if default.is_some_and(|d| d != base) => r.warning(
-                        at,
+                        at_endpoint,
                         format!("relationship `{name}`: `{endpoint}` is not the standard endpoint of {service_type} services"),
                         default.map(|d| format!("the standard endpoint is `{d}`: `{name}: \"{}:{d}\"`", rel.service)),
                     ),
@@ -575,7 +645,7 @@ fn check_relationships(
                 }
             } else if default_endpoint(service_type).is_none() {
                 r.error(
-                    at,
+                    at_service,
                     format!("relationship `{name}` targets a service without a valid default endpoint configuration (`{}` is {service_type})", rel.service),
                     Some(format!("name the endpoint: `{name}: \"{}:<endpoint>\"`", rel.service)),
                 );
@@ -585,18 +655,18 @@ fn check_relationships(
                 && endpoint != "http"
             {
                 r.error(
-                    at,
+                    at_endpoint,
                     format!("relationship `{name}` to app `{}` must use the `http` endpoint, not `{endpoint}`", rel.service),
                     Some(format!("write `{name}: \"{}:http\"`", rel.service)),
                 );
             }
-        } else {
+        } else if !refused.contains(&rel.service) {
             let candidates = services.keys().copied().chain(apps.iter().copied());
             let hint = crate::suggest::did_you_mean(&rel.service, candidates)
                 .map(|s| format!("did you mean `{s}`?"))
                 .or_else(|| Some("define the service in services.yaml, or fix the name".into()));
             r.error(
-                at,
+                at_service,
                 format!("relationship `{name}` targets `{}`, which is not defined in services.yaml or as an app", rel.service),
                 hint,
             );
@@ -612,19 +682,36 @@ fn check_mount_services(
     services: &BTreeMap<&str, &str>,
 ) {
     for (key, value) in nodes {
-        let Some(path) = key.scalar_text() else { continue };
-        let Some(mount) = crate::app::normalize_relative_dir(&path).and_then(|p| mounts.get(&p)) else {
+        let Some(path) = key.scalar_text() else {
             continue;
         };
-        let Some(service) = &mount.service else { continue };
+        let Some(mount) = crate::app::normalize_relative_dir(&path).and_then(|p| mounts.get(&p))
+        else {
+            continue;
+        };
+        let Some(service) = &mount.service else {
+            continue;
+        };
         if mount.source != crate::model::MountSource::Service {
             continue;
         }
         let at = value.get("service").unwrap_or(key);
         match services.get(service.as_str()) {
             Some(&"network-storage") => {}
-            Some(other) => r.error(at, format!("mount `{path}` uses service `{service}`, which is {other}, not network-storage"), None),
-            None => r.error(at, format!("mount `{path}` uses service `{service}`, which is not defined in services.yaml"), Some("define it with `type: network-storage:1.0`".into())),
+            Some(other) => r.error(
+                at,
+                format!(
+                    "mount `{path}` uses service `{service}`, which is {other}, not network-storage"
+                ),
+                None,
+            ),
+            None => r.error(
+                at,
+                format!(
+                    "mount `{path}` uses service `{service}`, which is not defined in services.yaml"
+                ),
+                Some("define it with `type: network-storage:1.0`".into()),
+            ),
         }
     }
 }

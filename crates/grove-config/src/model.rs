@@ -251,7 +251,8 @@ pub struct Service {
 /// What a route does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteKind {
-    /// Serve from an app (`upstream: "app:http"`).
+    /// Serve from an app (`upstream: "app:http"`), or from a service that fronts apps
+    /// such as varnish (`upstream: "varnish:http"`).
     Upstream { app: String },
     /// Redirect (301) to `to`.
     Redirect { to: String },

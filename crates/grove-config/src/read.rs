@@ -39,7 +39,13 @@ impl<'a> Reader<'a, '_> {
         let d = match node.origin.as_deref() {
             Some(file) if file != self.src.file => {
                 let text = self.sink.included.get(file).map_or("", String::as_str);
-                Source::new(file, text).diagnostic(severity, node.pos, span_len(node), message, hint)
+                Source::new(file, text).diagnostic(
+                    severity,
+                    node.pos,
+                    span_len(node),
+                    message,
+                    hint,
+                )
             }
             _ => self
                 .src

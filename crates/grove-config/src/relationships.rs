@@ -115,20 +115,39 @@ pub fn relationships_json(
 ) -> Value {
     let mut out = Map::new();
     for (rel_name, rel) in &app.relationships {
-        let (service_type, version, endpoint) = if let Some(service) = project.service(&rel.service) {
+        let (service_type, version, endpoint) = if let Some(service) = project.service(&rel.service)
+        {
             let endpoint = rel
                 .endpoint
                 .clone()
                 .or_else(|| default_endpoint(&service.service_type.name).map(str::to_owned))
                 .unwrap_or_default();
-            (service.service_type.name.clone(), service.service_type.version.clone(), endpoint)
+            (
+                service.service_type.name.clone(),
+                service.service_type.version.clone(),
+                endpoint,
+            )
         } else if let Some(other) = project.app(&rel.service) {
-            (other.runtime.language.clone(), other.runtime.version.clone(), "http".to_owned())
+            (
+                other.runtime.language.clone(),
+                other.runtime.version.clone(),
+                "http".to_owned(),
+            )
         } else {
             continue;
         };
-        let Some(found) = access(&rel.service, &endpoint) else { continue };
-        let object = relationship_endpoint(rel_name, &rel.service, &service_type, &version, &endpoint, &found, ctx);
+        let Some(found) = access(&rel.service, &endpoint) else {
+            continue;
+        };
+        let object = relationship_endpoint(
+            rel_name,
+            &rel.service,
+            &service_type,
+            &version,
+            &endpoint,
+            &found,
+            ctx,
+        );
         out.insert(rel_name.clone(), Value::Array(vec![object]));
     }
     Value::Object(out)
@@ -138,9 +157,13 @@ pub fn relationships_json(
 /// `<REL>_<FIELD>` (characters outside `[0-9A-Z_]` become `_`), plus `<REL>_URL`.
 pub fn relationship_variables(relationships: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Some(rels) = relationships.as_object() else { return out };
+    let Some(rels) = relationships.as_object() else {
+        return out;
+    };
     for (name, endpoints) in rels {
-        let Some(endpoint) = endpoints.get(0).and_then(Value::as_object) else { continue };
+        let Some(endpoint) = endpoints.get(0).and_then(Value::as_object) else {
+            continue;
+        };
         let prefix = env_name(name);
         out.push((format!("{prefix}_URL"), endpoint_url(endpoint)));
         let mut fields: Vec<(&String, &Value)> = endpoint.iter().collect();
@@ -165,13 +188,24 @@ pub fn relationship_variables(relationships: &Value) -> Vec<(String, String)> {
 fn env_name(name: &str) -> String {
     name.to_ascii_uppercase()
         .chars()
-        .map(|c| if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// `scheme://user:password@host:port/path`, leaving out what the endpoint does not have.
 fn endpoint_url(endpoint: &Map<String, Value>) -> String {
-    let field = |k: &str| endpoint.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let field = |k: &str| {
+        endpoint
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let mut url = format!("{}://", field("scheme").unwrap_or("http"));
     if let Some(user) = field("username") {
         url.push_str(user);

@@ -256,27 +256,48 @@ fn check_redirects(r: &mut Reader<'_, '_>, node: &Node) {
         ("code", Yes),
         ("expires", Yes),
     ];
-    let Some(entries) = r.map_or_null(node, "redirects") else { return };
+    let Some(entries) = r.map_or_null(node, "redirects") else {
+        return;
+    };
     r.check_keys(entries, REDIRECTS_KEYS, "redirects.");
     if let Some(expires) = node.get("expires") {
         check_expires(r, expires, "redirects.expires");
     }
-    let Some(paths) = node.get("paths") else { return };
-    let Some(paths) = r.map_or_null(paths, "redirects.paths") else { return };
+    let Some(paths) = node.get("paths") else {
+        return;
+    };
+    let Some(paths) = r.map_or_null(paths, "redirects.paths") else {
+        return;
+    };
     for (path_node, spec) in paths {
-        let Some(path) = path_node.scalar_text() else { continue };
-        let Some(fields) = r.map(spec, &format!("redirects.paths.\"{path}\"")) else { continue };
+        let Some(path) = path_node.scalar_text() else {
+            continue;
+        };
+        let Some(fields) = r.map(spec, &format!("redirects.paths.\"{path}\"")) else {
+            continue;
+        };
         r.check_keys(fields, PATH_KEYS, "");
-        let regexp = spec.get("regexp").and_then(|n| r.bool(n, "regexp")).unwrap_or(false);
+        let regexp = spec
+            .get("regexp")
+            .and_then(|n| r.bool(n, "regexp"))
+            .unwrap_or(false);
         if regexp {
             crate::app::check_regex_node(r, path_node, &path);
             for conflicting in ["prefix", "append_suffix"] {
                 if let Some(n) = spec.get(conflicting) {
-                    r.error(n, format!("`{conflicting}` cannot be combined with `regexp: true`"), None);
+                    r.error(
+                        n,
+                        format!("`{conflicting}` cannot be combined with `regexp: true`"),
+                        None,
+                    );
                 }
             }
         } else if !path.starts_with('/') {
-            r.error(path_node, format!("redirect path `{path}` must start with `/`"), Some("set `regexp: true` for a regex".into()));
+            r.error(
+                path_node,
+                format!("redirect path `{path}` must start with `/`"),
+                Some("set `regexp: true` for a regex".into()),
+            );
         }
         if spec.get("to").is_none() {
             r.error(path_node, format!("redirect `{path}` has no `to`"), None);
@@ -285,7 +306,11 @@ fn check_redirects(r: &mut Reader<'_, '_>, node: &Node) {
             && let Some(c) = r.u64(code, "code")
             && ![301, 302, 307, 308].contains(&c)
         {
-            r.error(code, format!("redirect code {c} is not allowed"), Some("use 301, 302, 307 or 308".into()));
+            r.error(
+                code,
+                format!("redirect code {c} is not allowed"),
+                Some("use 301, 302, 307 or 308".into()),
+            );
         }
         if let Some(expires) = spec.get("expires") {
             check_expires(r, expires, "expires");
@@ -296,7 +321,11 @@ fn check_redirects(r: &mut Reader<'_, '_>, node: &Node) {
 fn check_expires(r: &mut Reader<'_, '_>, node: &Node, what: &str) {
     let text = node.scalar_text().unwrap_or_default();
     if crate::validate::parse_expires(&text).is_none() {
-        r.error(node, format!("invalid `{what}: {text}`"), Some("use -1, seconds, or a number with a unit: ms, s, m, h, d, w, M, y".into()));
+        r.error(
+            node,
+            format!("invalid `{what}: {text}`"),
+            Some("use -1, seconds, or a number with a unit: ms, s, m, h, d, w, M, y".into()),
+        );
     }
 }
 

@@ -42,10 +42,18 @@ pub(crate) enum RegexCheck {
 /// uses the `regex` crate, which lacks look-around and backreferences, so those are
 /// reported separately rather than as invalid.
 pub(crate) fn check_regex(pattern: &str) -> RegexCheck {
-    match regex::RegexBuilder::new(pattern).size_limit(1 << 20).build() {
+    match regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+    {
         Ok(_) => RegexCheck::Valid,
         Err(regex::Error::Syntax(msg)) => {
-            let detail = msg.lines().last().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            let detail = msg
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
             if msg.contains("look-around") || msg.contains("backreferences") {
                 RegexCheck::Unsupported(detail)
             } else {
@@ -158,9 +166,15 @@ mod tests {
 
     #[test]
     fn regexes() {
-        assert_eq!(check_regex(r"^/static/version\d+/(?<resource>.*)$"), RegexCheck::Valid);
+        assert_eq!(
+            check_regex(r"^/static/version\d+/(?<resource>.*)$"),
+            RegexCheck::Valid
+        );
         assert_eq!(check_regex(r"\.(css|js)$"), RegexCheck::Valid);
-        assert!(matches!(check_regex(r"^/(?!admin)"), RegexCheck::Unsupported(_)));
+        assert!(matches!(
+            check_regex(r"^/(?!admin)"),
+            RegexCheck::Unsupported(_)
+        ));
         assert!(matches!(check_regex(r"^/a(b"), RegexCheck::Invalid(_)));
     }
 

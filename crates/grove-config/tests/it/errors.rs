@@ -152,6 +152,19 @@ fn rendered_errors() {
             ],
         ),
         (
+            "service_configuration_errors",
+            &[
+                (
+                    ".platform.app.yaml",
+                    "name: app\ntype: php:8.3\nrelationships:\n  pg: 'pg:reporting'\n",
+                ),
+                (
+                    ".platform/services.yaml",
+                    "pg:\n  type: postgresql:16\n  configuration:\n    databases: [main, legacy]\n    endpoints:\n      reporting:\n        default_database: analytics\n        default_schema: main\n        privileges: {legacy: ro, main: amdin}\n    extensions: pg_trgm\ncache:\n  type: redis:7.2\n  configuration: {maxmemory_policy: allkeys-lur}\nqueue:\n  type: rabbitmq:3.13\n  configuration: {vhosts: {main: true}}\nsearch:\n  type: solr:9.6\n  configuration:\n    endpoints:\n      main: {}\n",
+                ),
+            ],
+        ),
+        (
             "mount_errors",
             &[(
                 ".platform.app.yaml",

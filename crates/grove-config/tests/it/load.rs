@@ -181,7 +181,7 @@ fn relationships_three_syntaxes() {
         ),
         (
             ".platform/services.yaml",
-            "mysqldb: {type: 'mysql:10.6', disk: 2048}\nmariadb: {type: 'mariadb:11.4', disk: 1024}\nredis: {type: 'redis:7.2'}\n",
+            "mysqldb: {type: 'mysql:10.6', disk: 2048}\nmariadb: {type: 'mariadb:11.4', disk: 1024, configuration: {endpoints: {mysql: {default_schema: main}, reporter: {default_schema: main, privileges: {main: ro}}}}}\nredis: {type: 'redis:7.2'}\n",
         ),
     ]);
     let rel = |s: &str, e: Option<&str>| Relationship {
@@ -219,10 +219,16 @@ fn relationship_shorthand_flow_set() {
 
 #[test]
 fn mounts_both_syntaxes() {
-    let p = project(&[(
-        ".magento.app.yaml",
-        "name: mymagento\ntype: php:8.3\ndisk: 2048\nmounts:\n  'var': 'shared:files/var'\n  '/pub/media/': 'shared:files/media'\n  'web/uploads': {source: local, source_path: uploads}\n  'cache': {source: tmp}\n  'files': {source: service, service: files, source_path: ''}\n",
-    )]);
+    let p = project(&[
+        (
+            ".magento.app.yaml",
+            "name: mymagento\ntype: php:8.3\ndisk: 2048\nmounts:\n  'var': 'shared:files/var'\n  '/pub/media/': 'shared:files/media'\n  'web/uploads': {source: local, source_path: uploads}\n  'cache': {source: tmp}\n  'files': {source: service, service: files, source_path: ''}\n",
+        ),
+        (
+            ".magento/services.yaml",
+            "files: {type: 'network-storage:1.0'}\n",
+        ),
+    ]);
     let m = |source, path: &str, service: Option<&str>| Mount {
         source,
         source_path: path.into(),

@@ -1,9 +1,13 @@
 //! Integration tests of grove-config, through its public API only.
 
+mod config_reader;
+mod corpus;
 mod env;
 mod errors;
 mod fuzz;
+mod includes;
 mod load;
+mod relationships;
 mod routes;
 
 use grove_config::{ConfigErrors, MemoryTree, Project, load};

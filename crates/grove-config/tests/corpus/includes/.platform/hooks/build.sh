@@ -1,0 +1,3 @@
+set -e
+composer install --no-dev
+php bin/console assets:install public

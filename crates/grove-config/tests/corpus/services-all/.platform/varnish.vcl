@@ -1,0 +1,6 @@
+sub vcl_recv {
+    set req.backend_hint = application.backend();
+    if (req.url ~ "^/admin") {
+        return (pass);
+    }
+}
