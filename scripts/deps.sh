@@ -3,7 +3,17 @@
 # Sourced by up.sh and test.sh; safe to run again.
 set -euo pipefail
 
-packages=(git bubblewrap python3 python3-pip curl tar dash ca-certificates)
+packages=(
+  # git serving, builds, the sandbox
+  git bubblewrap tar dash util-linux ca-certificates
+  # data services run per environment
+  mariadb-server mariadb-client postgresql redis-server rabbitmq-server memcached
+  # copy-on-write volumes
+  btrfs-progs
+  # runtimes the examples and tests use, and the tests' clients
+  python3 python3-pip curl amqp-tools
+  python3-pymysql python3-psycopg2 python3-redis python3-pika python3-pymemcache
+)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +24,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Grove runs its own instances of these servers per environment; the distribution's
+  # default instances would only take memory (and RabbitMQ's listens on every address).
+  for service in mariadb postgresql redis-server rabbitmq-server memcached; do
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $sudo_cmd systemctl disable --now "$service" >/dev/null 2>&1 || true
+    else
+      $sudo_cmd service "$service" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "grove builds with Rust (cargo) 1.95 or newer: install it with rustup first." >&2

@@ -58,8 +58,26 @@ pub struct Environment {
     /// Final URLs of its routes; empty when inactive.
     pub urls: Vec<String>,
     pub primary_url: Option<String>,
+    /// `ok`, or `degraded` when a service keeps failing its health checks.
+    pub health: String,
+    /// The environment's running services, by name.
+    pub services: std::collections::BTreeMap<String, ServiceStatus>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// `mariadb:10.11`, as services.yaml asks.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: String,
+    pub healthy: bool,
+    /// How often its server process was restarted since the service started.
+    pub restarts: u32,
+    /// Consecutive failed health checks.
+    pub failures: u32,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

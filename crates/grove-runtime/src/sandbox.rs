@@ -49,6 +49,9 @@ pub struct SandboxSpec {
     /// Host directory to use as `/tmp` (the build hook needs more room than RAM);
     /// a private tmpfs when unset.
     pub tmp_dir: Option<PathBuf>,
+    /// A host file shown read-only as `/etc/hosts` (relationship host names such as
+    /// `database.internal`); the host's own when unset.
+    pub etc_hosts: Option<PathBuf>,
 }
 
 /// An extra mount: `source` on the host appears at `target` inside the sandbox.
@@ -73,6 +76,7 @@ impl SandboxSpec {
             network: true,
             hostname: None,
             tmp_dir: None,
+            etc_hosts: None,
         }
     }
 
@@ -106,6 +110,14 @@ impl SandboxSpec {
             && !tmp.is_absolute()
         {
             return invalid(format!("tmp dir {} is not an absolute path", tmp.display()));
+        }
+        if let Some(hosts) = &self.etc_hosts
+            && !hosts.is_absolute()
+        {
+            return invalid(format!(
+                "hosts file {} is not an absolute path",
+                hosts.display()
+            ));
         }
         if !is_clean_absolute(&self.workdir) {
             return invalid(format!(
@@ -196,6 +208,9 @@ impl SandboxSpec {
         }
         for dir in &host.masked_dirs {
             push(&[&"--tmpfs", dir, &"--remount-ro", dir]);
+        }
+        if let Some(hosts) = &self.etc_hosts {
+            push(&[&"--ro-bind", hosts, &"/etc/hosts"]);
         }
         push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
         match &self.tmp_dir {

@@ -16,6 +16,8 @@ pub enum ActivityKind {
     Deactivate,
     Delete,
     Redeploy,
+    /// A service of the environment crashed, recovered or stays unhealthy.
+    Health,
 }
 
 impl ActivityKind {
@@ -26,6 +28,7 @@ impl ActivityKind {
             ActivityKind::Deactivate => "environment.deactivate",
             ActivityKind::Delete => "environment.delete",
             ActivityKind::Redeploy => "environment.redeploy",
+            ActivityKind::Health => "environment.health",
         }
     }
 }

@@ -367,6 +367,7 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         .last_deployment(&row.project, &row.name)
         .ok()
         .flatten();
+    let services = p.service_health(&row.project, &row.name);
     grove_api::Environment {
         id: row.name.clone(),
         name: row.name.clone(),
@@ -386,6 +387,30 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         primary_url: routes
             .as_ref()
             .and_then(|r| r.primary().map(|r| r.url.clone())),
+        health: if services
+            .values()
+            .any(|s| s.failures >= crate::services::DEGRADED_AFTER)
+        {
+            "degraded".into()
+        } else {
+            "ok".into()
+        },
+        services: services
+            .into_iter()
+            .map(|(name, s)| {
+                (
+                    name,
+                    grove_api::ServiceStatus {
+                        kind: s.kind,
+                        address: s.address,
+                        healthy: s.healthy,
+                        restarts: s.restarts,
+                        failures: s.failures,
+                        last_error: s.last_error,
+                    },
+                )
+            })
+            .collect(),
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
     }

@@ -1,11 +1,13 @@
 //! Building and deploying one commit into one environment.
 //!
 //! The order follows Platform.sh (spec §2.5): read and validate the configuration,
-//! build each app or reuse the build with the same key, start the new instances and
+//! build each app or reuse the build with the same key, bring the environment's
+//! services up (healthy) and open the relationships, start the new instances and
 //! wait until they accept connections, run the `deploy` hook, switch the router, stop
 //! the previous instances, run `post_deploy`. Anything that fails before the switch
 //! stops the new instances and leaves the previous deployment serving, untouched.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -196,7 +198,7 @@ async fn deploy_inner(
         builds.push((app, dir));
     }
 
-    // 4. Routes of this environment, then the new instances.
+    // 4. Routes of this environment.
     let routes = grove_config::expand_routes(
         &config,
         &grove_config::RouteContext {
@@ -207,12 +209,39 @@ async fn deploy_inner(
             https_port: None,
         },
     );
-    let relationships = serde_json::json!({});
+    // 5. Services, up and healthy before any app starts or any hook runs.
+    crate::services::reconcile(platform, project, env, &config, log).await?;
+
+    // 6. The new instances. Ports are chosen first so that apps can find each other
+    // through app-to-app relationships.
+    let mut ports = BTreeMap::new();
+    for (app, _) in &builds {
+        let port = free_port().map_err(|e| format!("no free port for app `{}`: {e}", app.name))?;
+        ports.insert(app.name.clone(), port);
+    }
+    let rel_ctx = grove_config::RelationshipContext {
+        project: &project.id,
+        environment: &env.machine_name,
+    };
     let mut started: Vec<RunningApp> = Vec::new();
     let mut sandboxes: Vec<AppSandbox> = Vec::new();
     for (app, dir) in &builds {
-        let port = free_port().map_err(|e| format!("no free port for app `{}`: {e}", app.name))?;
-        let vars = grove_config::runtime_environment(&grove_config::RuntimeContext {
+        let port = ports[&app.name];
+        let relationships = platform.with_services(&project.id, &env.name, |services| {
+            grove_config::relationships_json(&config, app, &rel_ctx, &|service, endpoint| {
+                crate::services::endpoint_access(services, service, endpoint).or_else(|| {
+                    ports.get(service).map(|port| grove_config::EndpointAccess {
+                        ip: Ipv4Addr::LOCALHOST.to_string(),
+                        port: Some(*port),
+                        username: None,
+                        password: None,
+                        path: None,
+                        query: None,
+                    })
+                })
+            })
+        });
+        let mut vars = grove_config::runtime_environment(&grove_config::RuntimeContext {
             project: &project.id,
             app,
             tree_id: &tree_id,
@@ -225,12 +254,26 @@ async fn deploy_inner(
             relationships: &relationships,
             port,
         });
+        // Upsun's flattened `<REL>_<FIELD>` variables, never over what the platform set.
+        for (name, value) in grove_config::relationship_variables(&relationships) {
+            if !vars.iter().any(|(n, _)| *n == name) {
+                vars.push((name, value));
+            }
+        }
+        let hosts = settings
+            .scratch_dir(&project.id, &env.machine_name)
+            .join("hosts")
+            .join(&app.name);
+        write_file(&hosts, &crate::services::hosts_file(&relationships))
+            .await
+            .map_err(|e| format!("app `{}`: cannot write its hosts file: {e}", app.name))?;
         let binds = mount_binds(platform, project, env, app).await?;
         let sandbox = AppSandbox {
             app,
             build_dir: dir.clone(),
             env: vars,
             binds,
+            hosts,
         };
         let spec = sandbox.spec(app.web.commands.start.as_deref().unwrap_or_default());
         let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
@@ -268,7 +311,7 @@ async fn deploy_inner(
         sandboxes.push(sandbox);
     }
 
-    // 5. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
+    // 7. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
     if mode == DeployMode::Deploy {
         for sandbox in &sandboxes {
             sandbox
@@ -277,7 +320,7 @@ async fn deploy_inner(
         }
     }
 
-    // 6. Switch the router, then stop what ran before.
+    // 8. Switch the router, then stop what ran before.
     let entries = router_entries(&routes, &started, log);
     platform
         .router
@@ -302,7 +345,7 @@ async fn deploy_inner(
         stop_all(&previous.apps).await;
     }
 
-    // 7. post_deploy, with traffic flowing.
+    // 9. post_deploy, with traffic flowing.
     if mode == DeployMode::Deploy {
         for sandbox in &sandboxes {
             sandbox
@@ -461,6 +504,8 @@ struct AppSandbox<'a> {
     build_dir: PathBuf,
     env: Vec<(String, String)>,
     binds: Vec<Bind>,
+    /// `/etc/hosts` with the relationships' host names.
+    hosts: PathBuf,
 }
 
 impl AppSandbox<'_> {
@@ -468,6 +513,7 @@ impl AppSandbox<'_> {
         let mut spec = SandboxSpec::new(&self.build_dir, command);
         spec.env = self.env.clone();
         spec.binds = self.binds.clone();
+        spec.etc_hosts = Some(self.hosts.clone());
         spec.hostname = Some(self.app.name.clone());
         spec
     }
@@ -593,6 +639,13 @@ fn router_entries(
 
 async fn stop_all(apps: &[RunningApp]) {
     futures_util::future::join_all(apps.iter().map(|a| a.instance.stop(STOP_GRACE))).await;
+}
+
+async fn write_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    tokio::fs::write(path, contents).await
 }
 
 /// A loopback port nothing listens on right now.

@@ -9,6 +9,7 @@ mod error;
 mod git_http;
 mod names;
 mod platform;
+mod services;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use grove_runtime::RuntimeCatalog;
+use grove_services::ServiceCatalog;
 use grove_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +29,8 @@ pub use platform::{Settings, connectable};
 
 /// The operator's runtime mappings, e.g. `aliases: {"python:3.9": "python:3.11"}`.
 pub const RUNTIMES_FILE: &str = "runtimes.yaml";
+/// The operator's service mappings, e.g. `aliases: {"mariadb:10.4": "mariadb:10.11"}`.
+pub const SERVICE_CATALOG_FILE: &str = "service-catalog.yaml";
 /// The first admin's API token, written on first start (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
@@ -72,6 +76,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     .map_err(|e| StartError::Runtimes(e.to_string()))??;
     let installed: Vec<String> = catalog.installed().iter().map(|r| r.type_name()).collect();
     tracing::info!(runtimes = %installed.join(", "), "Probed the host's runtimes.");
+    let service_aliases_file = data_dir.join(SERVICE_CATALOG_FILE);
+    let service_catalog =
+        tokio::task::spawn_blocking(move || -> Result<ServiceCatalog, StartError> {
+            let aliases = load_service_aliases(&service_aliases_file)?;
+            Ok(ServiceCatalog::probe(aliases))
+        })
+        .await
+        .map_err(|e| StartError::Runtimes(e.to_string()))??;
+    tracing::info!(
+        services = %service_catalog.installed_types().join(", "),
+        "Probed the host's service servers."
+    );
 
     let api_listener = bind(settings.api_listen, "API").await?;
     let http_listener = bind(settings.http_listen, "HTTP").await?;
@@ -80,6 +96,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         settings.clone(),
         store,
         catalog,
+        service_catalog,
         router.clone(),
     ));
     tracing::info!(
@@ -90,6 +107,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     );
 
     platform.recover().await;
+    tokio::spawn(platform.clone().watch_health(shutdown.clone()));
     let router_task = tokio::spawn(grove_router::serve(http_listener, router, shutdown.clone()));
     let app = api::router(platform.clone());
     let api_shutdown = shutdown.clone();
@@ -107,6 +125,30 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), router_task).await;
     Ok(())
+}
+
+/// `aliases:` of the operator's service catalog file; no file means no aliases.
+fn load_service_aliases(
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, StartError> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        aliases: std::collections::BTreeMap<String, String>,
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(source) => {
+            return Err(StartError::DataDir {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    serde_saphyr::from_str::<File>(&text)
+        .map(|f| f.aliases)
+        .map_err(|e| StartError::Runtimes(format!("{}: {e}", path.display())))
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {

@@ -4,7 +4,7 @@
 //! at a time per environment, computes what the environment should run and gets it
 //! there (see `deploy`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use grove_git::{PushOptions, Repository, ZERO_ID};
 use grove_runtime::{Instance, RuntimeCatalog};
+use grove_services::ServiceCatalog;
 use grove_store::{EnvironmentRow, ProjectRow, Store, timestamp_now};
 use tokio::sync::mpsc;
 
@@ -19,6 +20,7 @@ use crate::activity::{self, ActivityKind, ActivityLog, LogBell};
 use crate::deploy::{self, DeployMode};
 use crate::error::{Error, Result};
 use crate::names;
+use crate::services::{self, Addresses, EnvironmentServices, ServiceHealth};
 
 /// How the server was started.
 #[derive(Debug, Clone)]
@@ -99,9 +101,13 @@ pub struct Platform {
     pub bell: LogBell,
     pub router: grove_router::RouteTable,
     pub catalog: RuntimeCatalog,
+    pub service_catalog: ServiceCatalog,
+    pub(crate) addresses: Addresses,
     /// Authenticates the pre-receive hook's calls; lives only in this process.
     pub hook_secret: String,
     running: Mutex<HashMap<EnvKey, RunningEnvironment>>,
+    services: Mutex<HashMap<EnvKey, EnvironmentServices>>,
+    health: Mutex<HashMap<EnvKey, BTreeMap<String, ServiceHealth>>>,
     locks: Mutex<HashMap<EnvKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -113,6 +119,7 @@ impl Platform {
         settings: Settings,
         store: Arc<Store>,
         catalog: RuntimeCatalog,
+        service_catalog: ServiceCatalog,
         router: grove_router::RouteTable,
     ) -> Platform {
         Platform {
@@ -121,8 +128,12 @@ impl Platform {
             bell: LogBell::new(),
             router,
             catalog,
+            service_catalog,
+            addresses: Addresses::default(),
             hook_secret: crate::auth::random_token("hook"),
             running: Mutex::new(HashMap::new()),
+            services: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -205,6 +216,119 @@ impl Platform {
         }
     }
 
+    /// Takes an environment's services out of the shared map (under its lock).
+    pub(crate) fn take_services(&self, key: &EnvKey) -> EnvironmentServices {
+        let mut all = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        all.remove(key).unwrap_or_default()
+    }
+
+    pub(crate) fn put_services(&self, key: EnvKey, services: EnvironmentServices) {
+        let mut all = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if services.is_empty() {
+            all.remove(&key);
+        } else {
+            all.insert(key, services);
+        }
+    }
+
+    /// Runs `f` on an environment's running services.
+    pub(crate) fn with_services<T>(
+        &self,
+        project: &str,
+        env: &str,
+        f: impl FnOnce(&EnvironmentServices) -> T,
+    ) -> T {
+        let all = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let empty = EnvironmentServices::new();
+        f(all
+            .get(&(project.to_string(), env.to_string()))
+            .unwrap_or(&empty))
+    }
+
+    /// The last health check of each service of an environment.
+    pub fn service_health(&self, project: &str, env: &str) -> BTreeMap<String, ServiceHealth> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health
+            .get(&(project.to_string(), env.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Checks every running service every few seconds. A restarted service process and
+    /// a service that stays unhealthy are reported as `environment.health` activities;
+    /// after repeated failures `environment:info` shows the environment as degraded.
+    pub async fn watch_health(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(services::CHECK_INTERVAL) => {}
+            }
+            let keys: Vec<EnvKey> = {
+                let all = self.services.lock().unwrap_or_else(|e| e.into_inner());
+                all.keys().cloned().collect()
+            };
+            for (project, env) in keys {
+                let before = self.service_health(&project, &env);
+                let entries: Vec<(
+                    String,
+                    Arc<grove_services::RunningService>,
+                    std::net::Ipv4Addr,
+                    String,
+                )> = self.with_services(&project, &env, |services| {
+                    services
+                        .iter()
+                        .map(|(n, e)| {
+                            (n.clone(), e.running.clone(), e.address, e.requested.clone())
+                        })
+                        .collect()
+                });
+                let mut after = BTreeMap::new();
+                for (name, running, address, requested) in entries {
+                    let entry = services::ServiceEntryView {
+                        running: &running,
+                        address,
+                        requested: &requested,
+                    };
+                    let now = services::check(&entry, before.get(&name)).await;
+                    if let Some(message) = services::health_change(&name, before.get(&name), &now) {
+                        self.report_health(
+                            &project,
+                            &env,
+                            &message,
+                            now.healthy && now.failures == 0,
+                        );
+                    }
+                    after.insert(name, now);
+                }
+                let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                health.insert((project, env), after);
+            }
+        }
+    }
+
+    fn report_health(&self, project: &str, env: &str, message: &str, ok: bool) {
+        match activity::create(
+            &self.store,
+            &self.bell,
+            project,
+            Some(env),
+            ActivityKind::Health,
+            message.lines().next().unwrap_or(message).to_string(),
+            None,
+        ) {
+            Ok((row, log)) => {
+                log.line(message);
+                let _ = self.store.start_activity(&row.id);
+                let _ = self
+                    .store
+                    .complete_activity(&row.id, if ok { "success" } else { "failure" });
+                self.bell.ring();
+            }
+            Err(error) => tracing::error!(%error, "Could not record a health change."),
+        }
+        tracing::warn!(project, env, message, "Service health changed.");
+    }
+
     /// Stops an environment's instances, removes its routes and deletes its data (as
     /// Platform.sh does on deactivation and deletion; the branch stays).
     async fn stop_environment(&self, project: &str, env: &EnvironmentRow, log: &ActivityLog) {
@@ -215,6 +339,12 @@ impl Platform {
                 app.instance.stop(STOP_GRACE).await;
             }
         }
+        let key = (project.to_string(), env.name.clone());
+        services::stop_all(self, self.take_services(&key), Some(log)).await;
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
         for dir in [
             self.settings.volume_dir(project, &env.machine_name),
             self.settings.scratch_dir(project, &env.machine_name),
@@ -239,6 +369,13 @@ impl Platform {
             .flat_map(|env| env.apps.iter())
             .map(|app| app.instance.stop(STOP_GRACE));
         futures_util::future::join_all(stops).await;
+        let services: Vec<EnvironmentServices> = {
+            let mut all = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            all.drain().map(|(_, s)| s).collect()
+        };
+        for env_services in services {
+            services::stop_all(self, env_services, None).await;
+        }
     }
 
     // --- activities ------------------------------------------------------------------------

@@ -542,3 +542,228 @@ fn mounts_are_writable_persist_across_deploys_and_are_deleted_on_deactivation() 
         "deactivation deletes the environment's data"
     );
 }
+
+/// The processes of a server program among the grove server's descendants: the ones
+/// whose parent is not the same program (the postmaster, not its backends).
+fn server_processes(server: &Server, comm: &str) -> Vec<u32> {
+    let comm_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default()
+    };
+    let parent_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')').and_then(|(_, r)| {
+                    r.split_whitespace()
+                        .nth(1)
+                        .and_then(|p| p.parse::<u32>().ok())
+                })
+            })
+            .unwrap_or(0)
+    };
+    descendants(server.pid())
+        .into_iter()
+        .filter(|p| comm_of(*p) == comm && comm_of(parent_of(*p)) != comm)
+        .collect()
+}
+
+#[test]
+fn services_are_real_per_environment_and_come_back_after_kill_9() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::services_app();
+    let url = server.git_url("shop");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "push failed:\n{out}\n{}", server.log());
+    for service in ["db", "pg", "cache", "queue", "sessions"] {
+        assert!(
+            out.contains(&format!("Starting service `{service}`")),
+            "{out}"
+        );
+    }
+    let main_url = primary_url(&server, "main");
+
+    // Writes and reads through every relationship, with platformshconfig's credentials.
+    let wrote = curl_json(&format!("{main_url}write/first"));
+    for service in ["mariadb", "postgresql", "redis", "rabbitmq", "memcached"] {
+        assert_eq!(wrote[service], "ok", "{service}: {wrote}");
+    }
+    let read = curl_json(&format!("{main_url}read"));
+    assert_eq!(read["mariadb"], serde_json::json!(["first"]), "{read}");
+    assert_eq!(read["postgresql"], serde_json::json!(["first"]), "{read}");
+    assert_eq!(read["redis"], serde_json::json!(["first"]), "{read}");
+    assert_eq!(read["rabbitmq"], 1, "{read}");
+    assert_eq!(read["memcached"], "first", "{read}");
+    let ro = curl_json(&format!("{main_url}ro-write"));
+    let refused = ro["ro_write"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("refused") && refused.contains("denied"),
+        "{ro}"
+    );
+    let creds = curl_json(&main_url)["relationships"].clone();
+    assert_eq!(creds["database"]["host"], "database.internal");
+    assert_eq!(creds["database"]["port"], 3306);
+    assert_eq!(creds["database"]["path"], "main");
+    assert_eq!(creds["pg"]["scheme"], "pgsql");
+
+    // kill -9 of every service's server process: back within 10 s, no redeploy, the
+    // committed data still there.
+    let mut killed = Vec::new();
+    for comm in [
+        "mariadbd",
+        "postgres",
+        "redis-server",
+        "beam.smp",
+        "memcached",
+    ] {
+        let pids = server_processes(&server, comm);
+        assert_eq!(pids.len(), 1, "{comm}: {pids:?}");
+        killed.push(pids[0]);
+    }
+    let activities_before = server.cli_ok(&[
+        "activity:list",
+        "-p",
+        "shop",
+        "--format",
+        "json",
+        "--limit",
+        "100",
+    ]);
+    for pid in &killed {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let killed_at = std::time::Instant::now();
+    loop {
+        let (status, body) = curl(&format!("{main_url}read"));
+        let read: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == 200
+            && read["mariadb"] == serde_json::json!(["first"])
+            && read["postgresql"] == serde_json::json!(["first"])
+            && read["redis"] == serde_json::json!(["first"])
+            && read["rabbitmq"] == 1
+            && !read["memcached"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("ERROR")
+        {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < std::time::Duration::from_secs(10),
+            "services not back within 10s: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    println!(
+        "services back {:.1}s after kill -9",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let after = server.cli_ok(&[
+        "activity:list",
+        "-p",
+        "shop",
+        "--format",
+        "json",
+        "--limit",
+        "100",
+    ]);
+    assert_eq!(
+        activities_before.matches("environment.redeploy").count(),
+        after.matches("environment.redeploy").count(),
+        "no redeploy"
+    );
+    // The environment reports the restarts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let info: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
+            "environment:info",
+            "-p",
+            "shop",
+            "-e",
+            "main",
+            "--format",
+            "json",
+        ]))
+        .expect("json");
+        if info["services"]["db"]["restarts"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(info["health"], "ok");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restarts not reported: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let reported = server.cli_ok(&[
+        "activity:list",
+        "-p",
+        "shop",
+        "--format",
+        "json",
+        "--limit",
+        "100",
+    ]);
+    assert!(
+        reported.contains("environment.health") && reported.contains("was restarted"),
+        "{reported}"
+    );
+
+    // A second environment has its own services: other credentials, its own data.
+    let (ok, out) = work.push(&url, &["-o", "environment.activate", "main:feature"]);
+    assert!(ok, "{out}");
+    let feature_url = primary_url(&server, "feature");
+    let feature = curl_json(&feature_url)["relationships"].clone();
+    assert_ne!(
+        feature["database"]["password"],
+        creds["database"]["password"]
+    );
+    assert_ne!(feature["database"]["ip"], creds["database"]["ip"]);
+    let feature_read = curl_json(&format!("{feature_url}read"));
+    assert!(
+        feature_read["mariadb"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("doesn't exist"),
+        "feature starts with empty services: {feature_read}"
+    );
+    let main_data = server.data_dir().join("volumes/shop/main/services/db/data");
+    assert!(main_data.is_dir(), "{}", main_data.display());
+    let seen = curl_json(&format!("{feature_url}exists{}", main_data.display()));
+    assert_eq!(seen["exists"], false, "{seen}");
+
+    // Deactivation stops the environment's services and deletes their data.
+    server.cli_ok(&["environment:deactivate", "-p", "shop", "-e", "feature"]);
+    assert!(!server.data_dir().join("volumes/shop/feature").exists());
+}
+
+#[test]
+fn an_unavailable_service_fails_the_push_and_names_what_is_installed() {
+    let (server, work, url) = started_project();
+    assert!(work.push(&url, &["main"]).0);
+    let main_url = primary_url(&server, "main");
+    let before = curl_json(&main_url)["pid"].clone();
+    work.write(
+        ".platform/services.yaml",
+        "search:\n  type: opensearch:2\n  disk: 256\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nrelationships:\n  search: \"search:opensearch\"\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    work.commit("opensearch");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "service `search` asks for `opensearch:2`, which this host cannot run (installed:"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("mariadb:10.11"), "{out}");
+    assert_eq!(curl_json(&main_url)["pid"], before);
+}

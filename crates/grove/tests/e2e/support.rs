@@ -180,6 +180,32 @@ impl Work {
         work
     }
 
+    /// A work tree with the services fixture app and the official `platformshconfig`
+    /// library copied in (installed by scripts/test.sh into target/python).
+    pub fn services_app() -> Work {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_tree(
+            &manifest.join("tests/e2e/fixtures/services-app"),
+            dir.path(),
+        );
+        let python = std::env::var("GROVE_PYTHONPATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| manifest.join("../../target/python"));
+        let library = python.join("platformshconfig");
+        assert!(
+            library.is_dir(),
+            "platformshconfig is not installed at {}: run `python3 -m pip install --break-system-packages \
+             --target target/python platformshconfig` (scripts/test.sh does)",
+            library.display()
+        );
+        copy_tree(&library, &dir.path().join("platformshconfig"));
+        let work = Work { dir };
+        work.git(&["init", "-q", "-b", "main"]);
+        work.commit("services app");
+        work
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -231,10 +257,25 @@ impl Work {
     }
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            if entry.file_name() != "__pycache__" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
 /// GET a URL with curl, as a user would; returns (HTTP status, body).
 pub fn curl(url: &str) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}", url])
         .output()
         .expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

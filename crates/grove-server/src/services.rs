@@ -1,0 +1,407 @@
+//! An environment's data services: reconciling what `services.yaml` asks for with the
+//! instances that run, addressing them, and watching their health.
+//!
+//! Each instance listens on a loopback address of its own at its type's standard port
+//! (`127.64.0.0/10` is handed out one address per running service); inside an app's
+//! sandbox, `/etc/hosts` maps every relationship name to it (`database.internal`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grove_config::{EndpointAccess, Project as ProjectConfig};
+use grove_services::{MemoryProfile, RunningService, Secrets, ServiceCatalog, ServiceSpec};
+use grove_store::{EnvironmentRow, ProjectRow};
+
+use crate::activity::ActivityLog;
+use crate::platform::Platform;
+
+/// Service types that need no server process (network-storage backs `service` mounts).
+const PROCESS_LESS: &[&str] = &["network-storage"];
+/// A record of which server wrote a service's data, to refuse silent version changes.
+const TYPE_FILE: &str = "grove-service.json";
+
+/// One running service of an environment.
+pub struct ServiceEntry {
+    pub running: Arc<RunningService>,
+    pub address: Ipv4Addr,
+    /// `mariadb:10.11`, as services.yaml asked.
+    pub requested: String,
+    /// What decides whether a redeploy must restart it: type and configuration.
+    signature: String,
+}
+
+/// Addresses in use by running services.
+#[derive(Default)]
+pub struct Addresses {
+    used: Mutex<HashSet<Ipv4Addr>>,
+}
+
+impl Addresses {
+    /// A free address in 127.64.0.0/10, starting from a stable guess for `key` so that
+    /// a service tends to keep its address across restarts.
+    fn allocate(&self, key: &str) -> Option<Ipv4Addr> {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let span: u32 = 1 << 22;
+        let start = key.bytes().fold(2166136261u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(16777619)
+        }) % span;
+        for offset in 0..span {
+            let n = (start + offset) % span;
+            // Skip .0 and .255 host parts: some tools treat them specially.
+            if n & 0xff == 0 || n & 0xff == 0xff {
+                continue;
+            }
+            let address = Ipv4Addr::from((127u32 << 24) | (64 << 16) | n);
+            if used.insert(address) {
+                return Some(address);
+            }
+        }
+        None
+    }
+
+    fn release(&self, address: Ipv4Addr) {
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address);
+    }
+}
+
+pub type EnvironmentServices = BTreeMap<String, ServiceEntry>;
+
+/// Brings the environment's services to what `config` asks for: starts missing ones,
+/// restarts those whose type or configuration changed (their data and passwords stay),
+/// stops those no longer asked for (their data stays). Every service is healthy when
+/// this returns `Ok`.
+pub async fn reconcile(
+    platform: &Platform,
+    project: &ProjectRow,
+    env: &EnvironmentRow,
+    config: &ProjectConfig,
+    log: &ActivityLog,
+) -> Result<(), String> {
+    let key = (project.id.clone(), env.name.clone());
+    let catalog = &platform.service_catalog;
+    let mut current = platform.take_services(&key);
+    let result = reconcile_into(platform, catalog, project, env, config, &mut current, log).await;
+    platform.put_services(key, current);
+    result
+}
+
+async fn reconcile_into(
+    platform: &Platform,
+    catalog: &ServiceCatalog,
+    project: &ProjectRow,
+    env: &EnvironmentRow,
+    config: &ProjectConfig,
+    current: &mut EnvironmentServices,
+    log: &ActivityLog,
+) -> Result<(), String> {
+    let wanted: Vec<_> = config
+        .services
+        .iter()
+        .filter(|s| !PROCESS_LESS.contains(&s.service_type.name.as_str()))
+        .collect();
+    // Check everything before touching anything: a type this host cannot run or an
+    // unsupported version change fails the deploy with nothing changed.
+    let mut resolved = Vec::new();
+    for service in &wanted {
+        let requested = format!(
+            "{}:{}",
+            service.service_type.name, service.service_type.version
+        );
+        let r = catalog
+            .resolve(&service.name, &requested)
+            .map_err(|e| e.to_string())?;
+        let dir = service_dir(platform, project, env, &service.name);
+        if let Ok(text) = std::fs::read_to_string(dir.join(TYPE_FILE)) {
+            let written_by = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["provided"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            if !written_by.is_empty() && written_by != r.provided {
+                return Err(format!(
+                    "service `{}` ({}): its data was written by {written_by} and this deploy asks \
+                     for {}; Grove cannot upgrade a service's data yet. Keep the version, or use a \
+                     new service name (it starts empty)",
+                    service.name, service.config_file, r.provided
+                ));
+            }
+        }
+        resolved.push((*service, requested, r));
+    }
+
+    let names: HashSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
+    let gone: Vec<String> = current
+        .keys()
+        .filter(|n| !names.contains(n.as_str()))
+        .cloned()
+        .collect();
+    for name in gone {
+        if let Some(entry) = current.remove(&name) {
+            log.line(format!(
+                "Stopping service `{name}`: no longer in services.yaml (its data is kept)"
+            ));
+            entry.running.stop().await;
+            platform.addresses.release(entry.address);
+        }
+    }
+
+    let profile = if env.kind == "production" {
+        MemoryProfile::Production
+    } else {
+        MemoryProfile::Small
+    };
+    for (service, requested, r) in resolved {
+        let signature = grove_config::canonical_json(&serde_json::json!({
+            "type": r.provided,
+            "configuration": service.configuration,
+            "profile": format!("{profile:?}"),
+        }));
+        if let Some(entry) = current.get(&service.name) {
+            if entry.signature == signature {
+                continue;
+            }
+            log.line(format!(
+                "Restarting service `{}`: its configuration changed (data kept)",
+                service.name
+            ));
+            if let Some(entry) = current.remove(&service.name) {
+                entry.running.stop().await;
+                platform.addresses.release(entry.address);
+            }
+        }
+        let dir = service_dir(platform, project, env, &service.name);
+        let secrets_file = dir.join("secrets.json");
+        let secrets = if secrets_file.exists() {
+            Secrets::load(&secrets_file).map_err(|e| e.to_string())?
+        } else {
+            Secrets::default()
+        };
+        let Some(address) = platform.addresses.allocate(&format!(
+            "{}/{}/{}",
+            project.id, env.machine_name, service.name
+        )) else {
+            return Err("no free loopback address for a service".into());
+        };
+        if r.via_alias {
+            log.line(format!("  Service `{}`: {r}", service.name));
+        }
+        log.line(format!(
+            "Starting service `{}` ({requested}) on {address}",
+            service.name
+        ));
+        let started = Instant::now();
+        let spec = ServiceSpec {
+            name: service.name.clone(),
+            resolved: r.clone(),
+            configuration: service.configuration.clone(),
+            data_dir: dir.join("data"),
+            run_dir: platform
+                .settings
+                .scratch_dir(&project.id, &env.machine_name)
+                .join("services")
+                .join(&service.name),
+            log_file: platform.settings.log_file(
+                &project.id,
+                &env.machine_name,
+                &format!("service-{}", service.name),
+            ),
+            address,
+            secrets,
+            profile,
+        };
+        let running = match grove_services::start(spec).await {
+            Ok(running) => running,
+            Err(error) => {
+                platform.addresses.release(address);
+                return Err(format!("service `{}` did not start: {error}", service.name));
+            }
+        };
+        let record = serde_json::json!({ "requested": requested, "provided": r.provided });
+        let saved = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join(TYPE_FILE), record.to_string()))
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                running
+                    .secrets()
+                    .save(&secrets_file)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(error) = saved {
+            running.stop().await;
+            platform.addresses.release(address);
+            return Err(format!(
+                "service `{}`: cannot save its state: {error}",
+                service.name
+            ));
+        }
+        log.line(format!(
+            "  Service `{}` is healthy after {:.2}s",
+            service.name,
+            started.elapsed().as_secs_f64()
+        ));
+        current.insert(
+            service.name.clone(),
+            ServiceEntry {
+                running: Arc::new(running),
+                address,
+                requested,
+                signature,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn service_dir(
+    platform: &Platform,
+    project: &ProjectRow,
+    env: &EnvironmentRow,
+    name: &str,
+) -> PathBuf {
+    platform
+        .settings
+        .volume_dir(&project.id, &env.machine_name)
+        .join("services")
+        .join(name)
+}
+
+/// Where an app's relationship to `service`/`endpoint` leads, if it runs.
+pub fn endpoint_access(
+    services: &EnvironmentServices,
+    service: &str,
+    endpoint: &str,
+) -> Option<EndpointAccess> {
+    let entry = services.get(service)?;
+    let found = entry
+        .running
+        .endpoints()
+        .into_iter()
+        .find(|e| e.name == endpoint)?;
+    Some(EndpointAccess {
+        ip: found.ip.to_string(),
+        port: Some(found.port),
+        username: found.username,
+        password: found.password,
+        path: found.path,
+        query: Some(found.query),
+    })
+}
+
+/// Stops every service of an environment (their data stays where it is).
+pub async fn stop_all(
+    platform: &Platform,
+    services: EnvironmentServices,
+    log: Option<&ActivityLog>,
+) {
+    for (name, entry) in services {
+        if let Some(log) = log {
+            log.line(format!("  Stopping service `{name}`"));
+        }
+        entry.running.stop().await;
+        platform.addresses.release(entry.address);
+    }
+}
+
+/// Health of one service, as `environment:info` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceHealth {
+    pub kind: String,
+    pub address: String,
+    pub healthy: bool,
+    pub restarts: u32,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// Consecutive failed checks (5 s apart) after which an environment is degraded.
+pub const DEGRADED_AFTER: u32 = 6;
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What a health check needs of a running service (taken out of the shared map so
+/// that no lock is held while checking).
+pub struct ServiceEntryView<'a> {
+    pub running: &'a RunningService,
+    pub address: Ipv4Addr,
+    pub requested: &'a str,
+}
+
+/// Runs one health check of a service and returns its new state.
+pub async fn check(
+    entry: &ServiceEntryView<'_>,
+    previous: Option<&ServiceHealth>,
+) -> ServiceHealth {
+    let result = tokio::time::timeout(Duration::from_secs(10), entry.running.health()).await;
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the health check timed out after 10s".to_string()),
+    };
+    let failures = match (&error, previous) {
+        (None, _) => 0,
+        (Some(_), Some(p)) => p.failures + 1,
+        (Some(_), None) => 1,
+    };
+    ServiceHealth {
+        kind: entry.requested.to_string(),
+        address: entry.address.to_string(),
+        healthy: error.is_none(),
+        restarts: entry.running.restarts(),
+        failures,
+        last_error: error.or_else(|| previous.and_then(|p| p.last_error.clone())),
+    }
+}
+
+/// What to report when a service's health changed: a restart of its process, the
+/// moment it becomes degraded, its recovery.
+pub fn health_change(
+    name: &str,
+    before: Option<&ServiceHealth>,
+    now: &ServiceHealth,
+) -> Option<String> {
+    let was_degraded = before.is_some_and(|b| b.failures >= DEGRADED_AFTER);
+    if now.failures == DEGRADED_AFTER {
+        return Some(format!(
+            "Service `{name}` ({}) is degraded: {} health checks failed in a row\nlast error: {}",
+            now.kind,
+            now.failures,
+            now.last_error.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if was_degraded && now.healthy {
+        return Some(format!("Service `{name}` ({}) recovered", now.kind));
+    }
+    let restarts_before = before.map(|b| b.restarts).unwrap_or(0);
+    if now.restarts > restarts_before {
+        return Some(format!(
+            "Service `{name}` ({}) was restarted after its server process exited (restart {} since it was started){}",
+            now.kind,
+            now.restarts,
+            if now.healthy {
+                "; it is healthy again"
+            } else {
+                ""
+            }
+        ));
+    }
+    None
+}
+
+/// The `/etc/hosts` of an app: `<relationship>.internal` for each relationship.
+pub fn hosts_file(relationships: &serde_json::Value) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(map) = relationships.as_object() {
+        for endpoints in map.values() {
+            if let Some(first) = endpoints.get(0)
+                && let (Some(ip), Some(host)) = (first["ip"].as_str(), first["host"].as_str())
+            {
+                out.push_str(&format!("{ip}\t{host}\n"));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,501 @@
+//! Starting, provisioning, checking and stopping one service instance.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use grove_runtime::{Bind, Instance, SandboxSpec, procfs, run_command};
+use serde::Serialize;
+
+use crate::config::ServiceConfig;
+use crate::kinds::{self, Layout, Plan};
+use crate::userns::UidMapper;
+use crate::{ResolvedService, Secrets, ServiceError, ServiceKind};
+
+/// How long a health check or a provisioning command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop waits for the server to shut down cleanly before killing it.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// `PATH` inside a service sandbox: servers live in `sbin`.
+const SERVICE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How much memory an instance is tuned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryProfile {
+    /// Development environments: as little as the server runs well with
+    /// (MariaDB 16M buffer pool without performance_schema, PostgreSQL 16MB
+    /// shared buffers, Redis 64mb, RabbitMQ paging early).
+    #[default]
+    Small,
+    /// Production: the servers' usual sizes.
+    Production,
+}
+
+/// One instance to run.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The service's name in services.yaml.
+    pub name: String,
+    pub resolved: ResolvedService,
+    /// services.yaml `configuration` (schemas, endpoints, databases,
+    /// extensions, maxmemory_policy, vhosts, properties); `Null` for none.
+    pub configuration: serde_json::Value,
+    /// Persistent data, on the environment's volume; created if missing,
+    /// initialised if empty.
+    pub data_dir: PathBuf,
+    /// Sockets, pid files and generated config; private to this instance.
+    pub run_dir: PathBuf,
+    pub log_file: PathBuf,
+    /// The loopback address the server listens on, at its type's port.
+    pub address: Ipv4Addr,
+    /// Passwords by endpoint; missing ones are generated (see
+    /// [`RunningService::secrets`]).
+    pub secrets: Secrets,
+    pub profile: MemoryProfile,
+}
+
+/// What an app's relationship to a service endpoint contains (Platform.sh's
+/// endpoint object without the host, which the caller maps to `address`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// `mysql`, `admin`, `reporter`, `redis`, ...
+    pub name: String,
+    /// `mysql`, `pgsql`, `redis`, `amqp`, `memcached`.
+    pub scheme: String,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The default schema / database (MariaDB, PostgreSQL) or vhost
+    /// (RabbitMQ).
+    pub path: Option<String>,
+    pub query: serde_json::Value,
+}
+
+/// A started instance. Dropping it kills the server (no grace); call
+/// [`RunningService::stop`] for a clean shutdown.
+pub struct RunningService {
+    name: String,
+    kind: ServiceKind,
+    address: Ipv4Addr,
+    config: ServiceConfig,
+    secrets: Secrets,
+    sandbox: SandboxSpec,
+    binary: PathBuf,
+    instance: Arc<Instance>,
+}
+
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("address", &self.address)
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts an instance: data directory initialised if empty, config written,
+/// server spawned under supervision, waited for, provisioned, checked.
+pub async fn start(spec: ServiceSpec) -> Result<RunningService, ServiceError> {
+    let name = spec.name.clone();
+    let kind = spec.resolved.kind;
+    let config = ServiceConfig::parse(&name, kind, &spec.configuration)?;
+    let mut secrets = spec.secrets.clone();
+    secrets.ensure(&config.endpoint_names());
+
+    let io = |what: &'static str, path: &Path| {
+        let service = name.clone();
+        let path = path.to_owned();
+        move |source| ServiceError::Io {
+            service,
+            what,
+            path,
+            source,
+        }
+    };
+    create_private_dir(&spec.data_dir)
+        .map_err(io("could not create data directory", &spec.data_dir))?;
+    create_private_dir(&spec.run_dir)
+        .map_err(io("could not create run directory", &spec.run_dir))?;
+    let empty_root = spec.run_dir.join("root");
+    std::fs::create_dir_all(&empty_root).map_err(io("could not create", &empty_root))?;
+
+    let listen = SocketAddr::V4(SocketAddrV4::new(spec.address, kind.port()));
+    ensure_free(&name, listen)?;
+
+    let plan = kinds::plan(&kinds::Context {
+        kind,
+        address: spec.address,
+        profile: spec.profile,
+        config: &config,
+        secrets: &secrets,
+        binary: &spec.resolved.binary,
+        salt: random_salt(),
+    });
+    for (file, content) in &plan.files {
+        let path = spec.run_dir.join(file);
+        write_private(&path, content).map_err(io("could not write", &path))?;
+    }
+    // World-readable: servers that drop to their own user read it too.
+    let hosts = spec.run_dir.join("hosts");
+    std::fs::write(&hosts, hosts_file(spec.address)).map_err(io("could not write", &hosts))?;
+
+    let layout = kinds::layout(kind);
+    let sandbox = sandbox_spec(&name, layout, &spec, &empty_root, &plan.command);
+    let instance = Instance::spawn(sandbox.clone(), spec.log_file.clone()).map_err(|source| {
+        ServiceError::Runtime {
+            service: name.clone(),
+            source,
+        }
+    })?;
+    let instance = Arc::new(instance);
+    if let Some(user) = plan.user {
+        UidMapper::spawn(&instance, user);
+    }
+    let running = RunningService {
+        name: name.clone(),
+        kind,
+        address: spec.address,
+        config,
+        secrets,
+        sandbox,
+        binary: spec.resolved.binary.clone(),
+        instance,
+    };
+    running.wait_started(listen, &plan).await?;
+    running.provision(&plan, &spec.run_dir).await?;
+    running.health().await?;
+    tracing::info!(service = %name, %listen, "service started");
+    Ok(running)
+}
+
+impl RunningService {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    /// The secrets in use, including passwords generated for endpoints that
+    /// had none: the caller saves them when they differ from what it passed.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Every endpoint the configuration defines, with its credentials.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.config
+            .endpoints
+            .iter()
+            .map(|e| {
+                let password = self.secrets.password(&e.name).map(str::to_owned);
+                let (username, password, path, query) = match self.kind {
+                    ServiceKind::MariaDb | ServiceKind::PostgreSql => (
+                        Some(e.name.clone()),
+                        password,
+                        e.default_schema.clone(),
+                        serde_json::json!({"is_master": true}),
+                    ),
+                    ServiceKind::RabbitMq => (
+                        Some(e.name.clone()),
+                        password,
+                        self.config.vhosts.first().cloned(),
+                        serde_json::json!([]),
+                    ),
+                    ServiceKind::Redis { .. } | ServiceKind::Memcached => {
+                        (None, None, None, serde_json::json!([]))
+                    }
+                };
+                Endpoint {
+                    name: e.name.clone(),
+                    scheme: self.kind.scheme().to_owned(),
+                    ip: self.address,
+                    port: self.kind.port(),
+                    username,
+                    password,
+                    path,
+                    query,
+                }
+            })
+            .collect()
+    }
+
+    /// A real check: `SELECT 1` (MariaDB, PostgreSQL), `PING` (Redis), an
+    /// AMQP connection and channel (RabbitMQ), `version` (memcached).
+    pub async fn health(&self) -> Result<(), ServiceError> {
+        self.check()
+            .await
+            .map_err(|message| ServiceError::Unhealthy {
+                service: self.name.clone(),
+                message,
+            })
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let addr = self.listen();
+        if let Some(command) = kinds::health_command(self.kind, &self.binary) {
+            // Through the socket as the superuser, plus the TCP port apps use.
+            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("{addr} did not accept a connection in time"))?
+                .map_err(|e| format!("could not connect to {addr}: {e}"))?;
+            let (ok, output) = self.run(&command, CHECK_TIMEOUT).await?;
+            return if ok && output.iter().any(|l| l.trim() == "1") {
+                Ok(())
+            } else {
+                Err(format!("`SELECT 1` failed: {}", output.join(" / ")))
+            };
+        }
+        match self.kind {
+            ServiceKind::Redis { .. } => crate::probe::redis_ping(addr, CHECK_TIMEOUT).await,
+            ServiceKind::Memcached => crate::probe::memcached_version(addr, CHECK_TIMEOUT).await,
+            ServiceKind::RabbitMq => {
+                let endpoint = crate::default_endpoint(self.kind);
+                let password = self.secrets.password(endpoint).unwrap_or_default();
+                let vhost = self.config.vhosts.first().map_or("/", String::as_str);
+                crate::amqp::check(addr, endpoint, password, vhost, CHECK_TIMEOUT).await
+            }
+            ServiceKind::MariaDb | ServiceKind::PostgreSql => Ok(()),
+        }
+    }
+
+    /// Clean shutdown; returns once the server is gone. Idempotent.
+    pub async fn stop(&self) {
+        self.instance.stop(STOP_GRACE).await;
+    }
+
+    /// The sandbox's outer `bwrap` (the server is below it, see
+    /// [`RunningService::server_pid`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.instance.pid()
+    }
+
+    /// The server process itself: the first process below the sandbox that is
+    /// not part of the sandbox or start script machinery.
+    pub fn server_pid(&self) -> Option<u32> {
+        let outer = self.pid()?;
+        procfs::descendants(outer).into_iter().find(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            !matches!(
+                comm.trim(),
+                "bwrap"
+                    | "sh"
+                    | "dash"
+                    | "unshare"
+                    | "sleep"
+                    | "cat"
+                    | "epmd"
+                    | "erl_child_setup"
+                    | "inet_gethost"
+                    | ""
+            )
+        })
+    }
+
+    /// How many times the server was restarted after dying.
+    pub fn restarts(&self) -> u32 {
+        self.instance.restarts()
+    }
+
+    /// Resident memory of every process in the sandbox, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(outer) = self.pid() else {
+            return 0;
+        };
+        std::iter::once(outer)
+            .chain(procfs::descendants(outer))
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    /// A one-shot command in a sandbox laid out like the server's (same data
+    /// and run directories): clients, dumps, checks.
+    pub fn sandbox_for(&self, command: &str) -> SandboxSpec {
+        let mut spec = self.sandbox.clone();
+        spec.command = command.to_owned();
+        spec
+    }
+
+    pub fn log_tail(&self) -> Vec<String> {
+        self.instance.log_tail()
+    }
+
+    fn listen(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.address, self.kind.port()))
+    }
+
+    /// Runs `command` in a sandbox like the server's; `(success, output)`.
+    async fn run(&self, command: &str, timeout: Duration) -> Result<(bool, Vec<String>), String> {
+        let mut lines = Vec::new();
+        let mut on_line = |line: &str| {
+            if lines.len() < 200 {
+                lines.push(line.to_owned());
+            }
+        };
+        let outcome = run_command(&self.sandbox_for(command), timeout, &mut on_line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !outcome.success() {
+            lines.push(format!("({outcome})"));
+        }
+        Ok((outcome.success(), lines))
+    }
+
+    async fn wait_started(&self, listen: SocketAddr, plan: &Plan) -> Result<(), ServiceError> {
+        let failed = |message: String, log_tail: Vec<String>| ServiceError::StartFailed {
+            service: self.name.clone(),
+            message,
+            log_tail,
+        };
+        if let Err(e) = self.instance.wait_ready(listen, plan.ready_timeout).await {
+            let message = match e {
+                grove_runtime::RuntimeError::NotReady { message, .. } => message,
+                other => other.to_string(),
+            };
+            self.instance.stop(Duration::from_secs(5)).await;
+            return Err(failed(message, self.instance.log_tail()));
+        }
+        // Accepting connections is not serving yet (PostgreSQL answers "the
+        // database system is starting up" during recovery).
+        let deadline = tokio::time::Instant::now() + plan.ready_timeout;
+        loop {
+            match self.check().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    self.instance.stop(Duration::from_secs(5)).await;
+                    return Err(failed(
+                        format!("it listens on {listen} but does not answer: {e}"),
+                        self.instance.log_tail(),
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn provision(&self, plan: &Plan, run_dir: &Path) -> Result<(), ServiceError> {
+        let Some(command) = &plan.provision else {
+            return Ok(());
+        };
+        let result = self.run(command, COMMAND_TIMEOUT).await;
+        // The script holds passwords: don't leave it around.
+        let _ = std::fs::remove_file(run_dir.join("provision.sql"));
+        let (ok, output) = result.map_err(|message| ServiceError::Provision {
+            service: self.name.clone(),
+            step: "provision schemas and users".to_owned(),
+            message,
+            output: Vec::new(),
+        })?;
+        if ok {
+            Ok(())
+        } else {
+            self.instance.stop(Duration::from_secs(5)).await;
+            Err(ServiceError::Provision {
+                service: self.name.clone(),
+                step: "provision schemas and users".to_owned(),
+                message: "the client failed".to_owned(),
+                output: output.into_iter().rev().take(20).rev().collect(),
+            })
+        }
+    }
+}
+
+fn sandbox_spec(
+    name: &str,
+    layout: Layout,
+    spec: &ServiceSpec,
+    empty_root: &Path,
+    command: &str,
+) -> SandboxSpec {
+    let mut sandbox = SandboxSpec::new(empty_root, command);
+    sandbox.binds = vec![
+        Bind {
+            source: spec.data_dir.clone(),
+            target: layout.data.to_owned(),
+            writable: true,
+        },
+        Bind {
+            source: spec.run_dir.clone(),
+            target: layout.run.to_owned(),
+            writable: true,
+        },
+    ];
+    sandbox.env = vec![
+        ("PATH".to_owned(), SERVICE_PATH.to_owned()),
+        ("HOME".to_owned(), layout.data.to_owned()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+    ];
+    sandbox.workdir = layout.data.to_owned();
+    sandbox.hostname = Some(name.to_owned());
+    // Inside the sandbox, `grove-service` is the instance's own address: servers that
+    // name themselves after a host (RabbitMQ's Erlang node) get a name that is the
+    // same in every environment yet never reaches another instance.
+    sandbox.etc_hosts = Some(spec.run_dir.join("hosts"));
+    sandbox
+}
+
+/// The `/etc/hosts` of a service's sandbox (see `sandbox_spec`).
+pub(crate) fn hosts_file(address: std::net::Ipv4Addr) -> String {
+    format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n{address}\t{SERVICE_HOST}\n")
+}
+
+/// The host name a service instance knows itself by (see `hosts_file`).
+pub(crate) const SERVICE_HOST: &str = "grove-service";
+
+/// Fails when something already listens where the instance should: it would
+/// otherwise look ready while the server itself can't bind.
+fn ensure_free(service: &str, addr: SocketAddr) -> Result<(), ServiceError> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ServiceError::AddressInUse {
+            service: service.to_owned(),
+            address: addr,
+        }),
+        Err(e) => Err(ServiceError::StartFailed {
+            service: service.to_owned(),
+            message: format!("cannot listen on {addr}: {e}"),
+            log_tail: Vec::new(),
+        }),
+    }
+}
+
+fn random_salt() -> [u8; 4] {
+    let mut salt = [0u8; 4];
+    // A salt only needs to differ between files; zeros are still a valid hash.
+    let _ = getrandom::fill(&mut salt);
+    salt
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())
+}
