@@ -17,8 +17,9 @@ fn main() -> ExitCode {
     {
         ["bench", "push"] => bench_push(5),
         ["bench", "push", n] => n.parse().map_err(anyhow::Error::from).and_then(bench_push),
+        ["bench", "memory"] => bench_memory(),
         _ => {
-            eprintln!("usage: cargo xtask bench push [RUNS]");
+            eprintln!("usage: cargo xtask bench push [RUNS] | cargo xtask bench memory");
             return ExitCode::from(2);
         }
     };
@@ -159,6 +160,175 @@ fn bench_push(runs: usize) -> anyhow::Result<()> {
     server.stop();
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// Idle memory of one development environment running an app, MariaDB and Redis:
+/// the RSS of every process in its sandboxes, sampled 5 times a second apart (median).
+fn bench_memory() -> anyhow::Result<()> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "grove"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let grove = root().join("target/release/grove");
+    let tmp = std::env::temp_dir().join(format!("grove-bench-mem-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let (api, http) = (free_port()?, free_port()?);
+    let mut server = Guard(
+        Command::new(&grove)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(tmp.join("data"))
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .env("GROVE_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for_port(api)?;
+    let token = std::fs::read_to_string(tmp.join("data/admin-token"))?
+        .trim()
+        .to_string();
+    let cli = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(&grove)
+            .args(args)
+            .env("GROVE_URL", format!("http://127.0.0.1:{api}"))
+            .env("GROVE_TOKEN", &token)
+            .output()?;
+        if !out.status.success() {
+            bail!("grove {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    cli(&["project:create", "bench"])?;
+    let work = tmp.join("work");
+    std::fs::create_dir_all(work.join(".platform"))?;
+    std::fs::write(
+        work.join(".platform.app.yaml"),
+        "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n  redis: \"cache:redis\"\n\
+         web:\n  commands:\n    start: exec python3 -m http.server $PORT --bind 127.0.0.1\n",
+    )?;
+    std::fs::write(
+        work.join(".platform/services.yaml"),
+        "db:\n  type: mariadb:10.11\n  disk: 512\ncache:\n  type: redis:7.0\n",
+    )?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-q", "-m", "memory bench"])?;
+    let url = format!("http://git:{token}@127.0.0.1:{api}/bench.git");
+    git_output(&work, &["push", "-q", &url, "main"])?;
+    git_output(
+        &work,
+        &["push", "-q", "-o", "environment.activate", &url, "main:dev"],
+    )?;
+    wait_for_200(
+        cli(&[
+            "environment:url",
+            "-p",
+            "bench",
+            "-e",
+            "dev",
+            "--primary",
+            "--pipe",
+        ])?
+        .trim(),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut samples = Vec::new();
+    let mut parts = Vec::new();
+    for _ in 0..5 {
+        parts = environment_rss(server.0.id(), "/bench/dev/");
+        samples.push(parts.iter().map(|(_, kib)| *kib as f64).sum::<f64>() / 1024.0);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!("idle RSS of development environment `dev` (app + MariaDB + Redis), median of 5:");
+    for (what, kib) in &parts {
+        println!("  {what:<44} {:>8.1} MiB", *kib as f64 / 1024.0);
+    }
+    println!(
+        "  total                                        {:>8.1} MiB   (target <= 200 MiB)",
+        median(&mut samples)
+    );
+    server.stop();
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// (sandbox, RSS in KiB) of each sandbox the server runs for one environment: its
+/// `bwrap` children whose command line names the environment's directories.
+fn environment_rss(server: u32, marker: &str) -> Vec<(String, u64)> {
+    let procs = processes();
+    let mut out = Vec::new();
+    for (pid, ppid) in &procs {
+        if *ppid != server {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.contains(marker) {
+            continue;
+        }
+        let what = if cmdline.contains("/services/") {
+            let rest = cmdline.split("/services/").nth(1).unwrap_or_default();
+            format!(
+                "service `{}`",
+                rest.split(['/', ' ']).next().unwrap_or_default()
+            )
+        } else {
+            "app".to_string()
+        };
+        let mut tree = vec![*pid];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(
+                procs
+                    .iter()
+                    .filter(|(_, pp)| *pp == parent)
+                    .map(|(p, _)| *p),
+            );
+            i += 1;
+        }
+        let rss = tree.iter().map(|p| rss_kib(*p)).sum();
+        out.push((what, rss));
+    }
+    out.sort();
+    out
+}
+
+fn processes() -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        {
+            out.push((pid, ppid));
+        }
+    }
+    out
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 struct Guard(Child);

@@ -13,6 +13,10 @@ pub mod paths {
     pub const ENVIRONMENT: &str = "/api/projects/{project}/environments/{environment}";
     pub const ENVIRONMENT_ROUTES: &str =
         "/api/projects/{project}/environments/{environment}/routes";
+    pub const ENVIRONMENT_BRANCH: &str =
+        "/api/projects/{project}/environments/{environment}/branch";
+    pub const ENVIRONMENT_SYNCHRONIZE: &str =
+        "/api/projects/{project}/environments/{environment}/synchronize";
     pub const ENVIRONMENT_ACTION: &str =
         "/api/projects/{project}/environments/{environment}/{action}";
     pub const ACTIVITIES: &str = "/api/projects/{project}/activities";
@@ -27,6 +31,46 @@ pub struct CreateProject {
     pub name: String,
     #[serde(default)]
     pub title: Option<String>,
+    /// `development` (no limits, the default), `starter` or `pro`.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// Pro plans: how many integration environments may be active (default 2).
+    #[serde(default)]
+    pub integration_environments: Option<u32>,
+}
+
+/// `environment:branch`: the parent is the environment in the path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BranchEnvironment {
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Copy the parent's data (the default).
+    #[serde(default = "yes")]
+    pub clone_parent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SynchronizeEnvironment {
+    #[serde(default)]
+    pub synchronize_code: bool,
+    #[serde(default)]
+    pub synchronize_data: bool,
+    #[serde(default)]
+    pub rebase: bool,
+}
+
+/// Sets one property of an environment (`type`, `title`, `parent`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateEnvironment {
+    pub property: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +78,7 @@ pub struct Project {
     pub id: String,
     pub title: String,
     pub default_branch: Option<String>,
+    pub plan: String,
     /// Where to push: `http://<api-listen>/<project>.git`.
     pub git_url: String,
     pub created_at: String,

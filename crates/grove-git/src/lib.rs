@@ -126,6 +126,97 @@ impl Repository {
             .collect())
     }
 
+    /// Points `branch` at `commit`. With `expected`, only if the branch is still there
+    /// (`None`: only if the branch does not exist yet), so that a concurrent push is
+    /// never overwritten.
+    pub fn set_branch(&self, branch: &str, commit: &str, expected: Option<&str>) -> Result<()> {
+        let reference = format!("refs/heads/{branch}");
+        let old = expected.unwrap_or(ZERO_ID);
+        self.git(["update-ref", &reference, commit, old])?;
+        Ok(())
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool> {
+        let status = self
+            .command(["merge-base", "--is-ancestor", ancestor, descendant])
+            .status()
+            .map_err(GitError::Spawn)?;
+        match status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(GitError::Failed {
+                args: format!("merge-base --is-ancestor {ancestor} {descendant}"),
+                stderr: format!("exited with {status}"),
+            }),
+        }
+    }
+
+    /// How many commits `a` has that `b` lacks, and the reverse.
+    pub fn ahead_behind(&self, a: &str, b: &str) -> Result<(u32, u32)> {
+        let out = self.git(["rev-list", "--left-right", "--count", &format!("{a}...{b}")])?;
+        let mut counts = out.split_whitespace().map(|n| n.parse().unwrap_or(0));
+        Ok((counts.next().unwrap_or(0), counts.next().unwrap_or(0)))
+    }
+
+    /// Replays the commits of `head` that `onto` lacks on top of `onto`, in a
+    /// temporary work tree, and returns the new head. Fails (changing nothing) on a
+    /// conflict, naming the conflicting files.
+    pub fn rebase(&self, head: &str, onto: &str, scratch: &Path) -> Result<String> {
+        let worktree = scratch.join(format!("rebase-{}", &head[..head.len().min(12)]));
+        let _ = std::fs::remove_dir_all(&worktree);
+        self.git([
+            std::ffi::OsStr::new("worktree"),
+            std::ffi::OsStr::new("add"),
+            std::ffi::OsStr::new("--detach"),
+            worktree.as_os_str(),
+            std::ffi::OsStr::new(head),
+        ])?;
+        let run = |args: &[&str]| -> std::io::Result<std::process::Output> {
+            Command::new("git")
+                .current_dir(&worktree)
+                .args(args)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env_remove("GIT_DIR")
+                .env("GIT_COMMITTER_NAME", "Grove")
+                .env("GIT_COMMITTER_EMAIL", "grove@localhost")
+                .env("GIT_EDITOR", "true")
+                .stdin(Stdio::null())
+                .output()
+        };
+        let result = (|| {
+            let out = run(&["rebase", onto]).map_err(GitError::Spawn)?;
+            if !out.status.success() {
+                let conflicts = run(&["diff", "--name-only", "--diff-filter=U"])
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .trim()
+                            .replace('\n', ", ")
+                    })
+                    .unwrap_or_default();
+                let _ = run(&["rebase", "--abort"]);
+                return Err(GitError::Failed {
+                    args: format!("rebase {onto}"),
+                    stderr: if conflicts.is_empty() {
+                        String::from_utf8_lossy(&out.stderr).trim().to_string()
+                    } else {
+                        format!("conflicts in {conflicts}")
+                    },
+                });
+            }
+            let out = run(&["rev-parse", "HEAD"]).map_err(GitError::Spawn)?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })();
+        let _ = self.git([
+            std::ffi::OsStr::new("worktree"),
+            std::ffi::OsStr::new("remove"),
+            std::ffi::OsStr::new("--force"),
+            worktree.as_os_str(),
+        ]);
+        let _ = std::fs::remove_dir_all(&worktree);
+        result
+    }
+
     /// Deletes a branch, if it exists.
     pub fn delete_branch(&self, branch: &str) -> Result<()> {
         if self.branch_head(branch)?.is_some() {

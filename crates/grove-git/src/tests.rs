@@ -115,3 +115,49 @@ fn push_options_accept_platform_spellings() {
     assert_eq!(o.unknown, vec!["x=1".to_string()]);
     assert!(!o.activate);
 }
+
+#[test]
+fn branches_ancestry_and_rebase() {
+    let (tmp, repo, first) = fixture();
+    let work = tmp.path().join("work");
+    repo.set_branch("feature", &first, None).expect("create");
+    assert!(
+        repo.set_branch("feature", &first, None).is_err(),
+        "exists already"
+    );
+    run(&work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(work.join("feature.txt"), "f\n").expect("write");
+    run(&work, &["add", "."]);
+    run(&work, &["commit", "-q", "-m", "feature work"]);
+    let feature = run(&work, &["rev-parse", "HEAD"]);
+    run(&work, &["checkout", "-q", "main"]);
+    std::fs::write(work.join("main.txt"), "m\n").expect("write");
+    run(&work, &["add", "."]);
+    run(&work, &["commit", "-q", "-m", "main work"]);
+    let main = run(&work, &["rev-parse", "HEAD"]);
+    let bare = repo.path().to_string_lossy().into_owned();
+    for branch in ["main", "feature"] {
+        let pushed = Command::new("git")
+            .current_dir(&work)
+            .args(["push", "-q", "-f", &bare, branch])
+            .env("GROVE_EXE", "true")
+            .output()
+            .expect("push");
+        assert!(pushed.status.success(), "{pushed:?}");
+    }
+    assert!(repo.is_ancestor(&first, &feature).expect("ancestry"));
+    assert!(!repo.is_ancestor(&main, &feature).expect("ancestry"));
+    assert_eq!(repo.ahead_behind(&feature, &main).expect("counts"), (1, 1));
+
+    let rebased = repo.rebase(&feature, &main, tmp.path()).expect("rebase");
+    assert!(repo.is_ancestor(&main, &rebased).expect("ancestry"));
+    let tree = repo.tree_id(&rebased).expect("tree");
+    let files = repo.list_files(&tree).expect("files");
+    assert!(files.contains(&"feature.txt".to_string()) && files.contains(&"main.txt".to_string()));
+    repo.set_branch("feature", &rebased, Some(&feature))
+        .expect("move");
+    assert!(
+        repo.set_branch("feature", &main, Some(&feature)).is_err(),
+        "a stale expected value is refused"
+    );
+}

@@ -9,7 +9,11 @@ mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 pub use proxy::serve;
 
@@ -40,16 +44,107 @@ pub struct Matched {
 }
 
 /// The routing table, shared between the server (which updates it) and the proxy.
+///
+/// Besides the entries it keeps what a zero-downtime deploy needs: the owners whose
+/// idempotent requests are *held* while their `deploy` hook runs ([`RouteTable::hold`]),
+/// and how many requests each upstream is serving right now, so that an old instance
+/// is only stopped once it has *drained* ([`RouteTable::drained`]).
 #[derive(Clone, Default)]
 pub struct RouteTable {
-    inner: Arc<RwLock<Tables>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    tables: RwLock<Tables>,
+    /// Requests in flight per upstream; an address is absent when none are. Updated
+    /// while the tables' read lock is held by the lookup that picked the upstream, so
+    /// once `set` has returned every request still bound for the old upstream is counted.
+    in_flight: watch::Sender<HashMap<SocketAddr, usize>>,
+    next_hold_id: AtomicU64,
 }
 
 #[derive(Default)]
 struct Tables {
     by_owner: HashMap<String, Vec<RouteEntry>>,
     /// Derived from `by_owner`: host -> entries, longest prefix first.
-    by_host: HashMap<String, Vec<RouteEntry>>,
+    by_host: HashMap<String, Vec<OwnedEntry>>,
+    /// Owners whose idempotent requests wait. Independent of `by_owner`: `set` and
+    /// `remove` keep a hold.
+    holds: HashMap<String, Hold>,
+}
+
+struct OwnedEntry {
+    owner: Arc<str>,
+    entry: RouteEntry,
+}
+
+struct Hold {
+    id: u64,
+    /// How long one request may wait.
+    timeout: Duration,
+    /// Waiters subscribe to it; a send (on `remove`) or dropping it (on `release`)
+    /// wakes them all.
+    wake: watch::Sender<()>,
+}
+
+/// Releases its owner's hold when dropped (see [`RouteTable::hold_guard`]).
+#[must_use = "the hold is released when the guard is dropped"]
+pub struct HoldGuard {
+    table: RouteTable,
+    owner: String,
+    id: u64,
+}
+
+impl HoldGuard {
+    /// Releases the hold now.
+    pub fn release(self) {}
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        self.table.release_if(&self.owner, Some(self.id));
+    }
+}
+
+/// What the proxy does with a request (see [`RouteTable::route`]).
+pub(crate) enum Routed {
+    NotFound,
+    /// The owner is held: wait for `released` to change (or close), at most `timeout`.
+    Held {
+        released: watch::Receiver<()>,
+        timeout: Duration,
+    },
+    Redirect {
+        location: String,
+        code: u16,
+        prefix: String,
+    },
+    /// Counted as in flight on `guard.addr` until the guard is dropped.
+    Upstream(InFlightGuard),
+}
+
+/// One request counted in [`RouteTable::in_flight`] while it lives.
+pub(crate) struct InFlightGuard {
+    shared: Arc<Shared>,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let addr = self.addr;
+        self.shared.in_flight.send_if_modified(|counts| {
+            let Some(count) = counts.get_mut(&addr) else {
+                return false;
+            };
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&addr);
+                return true;
+            }
+            false
+        });
+    }
 }
 
 impl RouteTable {
@@ -57,52 +152,194 @@ impl RouteTable {
         RouteTable::default()
     }
 
-    /// Replaces every entry of `owner` (an environment) at once.
+    /// Replaces every entry of `owner` (an environment) at once. A hold on the owner
+    /// stays: requests it holds are routed to the new entries when it is released.
     pub fn set(&self, owner: &str, entries: Vec<RouteEntry>) {
-        let mut tables = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut tables = self.write();
         tables.by_owner.insert(owner.to_string(), entries);
         tables.reindex();
     }
 
+    /// Drops every entry of `owner`. Requests it holds are woken and answered with what
+    /// the table says now (404 when nothing else serves their host); the hold itself
+    /// stays until released.
     pub fn remove(&self, owner: &str) {
-        let mut tables = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut tables = self.write();
         if tables.by_owner.remove(owner).is_some() {
             tables.reindex();
+        }
+        if let Some(hold) = tables.holds.get(owner) {
+            hold.wake.send_replace(());
         }
     }
 
     pub fn entries(&self, owner: &str) -> Vec<RouteEntry> {
-        let tables = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        tables.by_owner.get(owner).cloned().unwrap_or_default()
+        self.read().by_owner.get(owner).cloned().unwrap_or_default()
     }
 
     /// The entry for a request's host (port ignored, case-insensitive) and path: the
     /// longest path prefix wins.
     pub fn lookup(&self, host: &str, path: &str) -> Option<Matched> {
         let host = normalize_host(host);
-        let tables = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let entries = tables.by_host.get(&host)?;
-        entries
-            .iter()
-            .find(|e| path_has_prefix(path, &e.path))
-            .map(|e| Matched {
-                target: e.target.clone(),
-                prefix: e.path.clone(),
-            })
+        let tables = self.read();
+        tables.find(&host, path).map(|e| Matched {
+            target: e.entry.target.clone(),
+            prefix: e.entry.path.clone(),
+        })
+    }
+
+    /// Holds the idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) that match
+    /// `owner`'s entries until [`release`](Self::release): they are then routed with
+    /// the table as it is at that moment. Each request waits at most `timeout`, then is
+    /// answered `503 Service Unavailable` with `Retry-After`. Other requests (POST,
+    /// PATCH) go to the current target at once. Holding an owner that is already held
+    /// only changes the timeout of requests that arrive from now on.
+    pub fn hold(&self, owner: &str, timeout: Duration) {
+        self.hold_inner(owner, timeout);
+    }
+
+    /// [`hold`](Self::hold), released when the returned guard is dropped, so that every
+    /// way out of a deploy (including an error) releases. A guard does not release a
+    /// later hold of the same owner made after its own was released.
+    pub fn hold_guard(&self, owner: &str, timeout: Duration) -> HoldGuard {
+        let id = self.hold_inner(owner, timeout);
+        HoldGuard {
+            table: self.clone(),
+            owner: owner.to_string(),
+            id,
+        }
+    }
+
+    /// Ends the hold of `owner` (if any) and lets the requests it held through.
+    pub fn release(&self, owner: &str) {
+        self.release_if(owner, None);
+    }
+
+    pub fn is_held(&self, owner: &str) -> bool {
+        self.read().holds.contains_key(owner)
+    }
+
+    /// How many proxied requests `addr` is serving now: counted from the moment the
+    /// request is routed to it until its response body has been sent in full or the
+    /// client went away.
+    pub fn in_flight(&self, addr: SocketAddr) -> usize {
+        self.inner
+            .in_flight
+            .borrow()
+            .get(&addr)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until no request is in flight on `addr`, at most `timeout`; true when it
+    /// got there. Called after the entries that pointed at `addr` were replaced: no new
+    /// request can be routed to it then, so the count only goes down.
+    pub async fn drained(&self, addr: SocketAddr, timeout: Duration) -> bool {
+        let mut counts = self.inner.in_flight.subscribe();
+        let idle = async move {
+            // The `Ref` handed back is dropped at once: it holds the channel's lock.
+            counts
+                .wait_for(|counts| !counts.contains_key(&addr))
+                .await
+                .is_ok()
+        };
+        tokio::time::timeout(timeout, idle).await.unwrap_or(false)
+    }
+
+    /// Where a request goes. `may_hold` is whether the request can be held (it is
+    /// idempotent and was not held already). An upstream is counted in flight before
+    /// the table's lock is released.
+    pub(crate) fn route(&self, host: &str, path: &str, may_hold: bool) -> Routed {
+        let host = normalize_host(host);
+        let tables = self.read();
+        let Some(found) = tables.find(&host, path) else {
+            return Routed::NotFound;
+        };
+        if may_hold && let Some(hold) = tables.holds.get(&*found.owner) {
+            return Routed::Held {
+                released: hold.wake.subscribe(),
+                timeout: hold.timeout,
+            };
+        }
+        match &found.entry.target {
+            Target::Redirect { location, code } => Routed::Redirect {
+                location: location.clone(),
+                code: *code,
+                prefix: found.entry.path.clone(),
+            },
+            Target::Upstream(addr) => {
+                let addr = *addr;
+                // No waiter cares about a count going up: `drained` waits for zero.
+                self.inner.in_flight.send_if_modified(|counts| {
+                    *counts.entry(addr).or_default() += 1;
+                    false
+                });
+                Routed::Upstream(InFlightGuard {
+                    shared: self.inner.clone(),
+                    addr,
+                })
+            }
+        }
+    }
+
+    fn hold_inner(&self, owner: &str, timeout: Duration) -> u64 {
+        let mut tables = self.write();
+        let hold = tables
+            .holds
+            .entry(owner.to_string())
+            .or_insert_with(|| Hold {
+                id: self.inner.next_hold_id.fetch_add(1, Ordering::Relaxed),
+                timeout,
+                wake: watch::Sender::new(()),
+            });
+        hold.timeout = timeout;
+        hold.id
+    }
+
+    fn release_if(&self, owner: &str, id: Option<u64>) {
+        let mut tables = self.write();
+        if id.is_none_or(|id| tables.holds.get(owner).is_some_and(|h| h.id == id)) {
+            // Dropping the sender wakes every waiter.
+            tables.holds.remove(owner);
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
+        self.inner.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
+        self.inner.tables.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Tables {
+    fn find(&self, host: &str, path: &str) -> Option<&OwnedEntry> {
+        self.by_host
+            .get(host)?
+            .iter()
+            .find(|e| path_has_prefix(path, &e.entry.path))
+    }
+
     fn reindex(&mut self) {
-        let mut by_host: HashMap<String, Vec<RouteEntry>> = HashMap::new();
-        for entry in self.by_owner.values().flatten() {
-            by_host
-                .entry(normalize_host(&entry.host))
-                .or_default()
-                .push(entry.clone());
+        let mut by_host: HashMap<String, Vec<OwnedEntry>> = HashMap::new();
+        for (owner, entries) in &self.by_owner {
+            let owner: Arc<str> = Arc::from(owner.as_str());
+            for entry in entries {
+                by_host
+                    .entry(normalize_host(&entry.host))
+                    .or_default()
+                    .push(OwnedEntry {
+                        owner: owner.clone(),
+                        entry: entry.clone(),
+                    });
+            }
         }
         for entries in by_host.values_mut() {
-            entries.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+            entries.sort_by(|a, b| {
+                let (a, b) = (&a.entry, &b.entry);
+                b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path))
+            });
         }
         self.by_host = by_host;
     }
@@ -179,5 +416,27 @@ mod tests {
         );
         table.remove("shop/main");
         assert_eq!(table.lookup("main.shop.localhost", "/"), None);
+    }
+
+    #[test]
+    fn a_hold_guard_releases_its_own_hold_only() {
+        let table = RouteTable::new();
+        let timeout = Duration::from_secs(1);
+        let guard = table.hold_guard("shop/main", timeout);
+        assert!(table.is_held("shop/main"));
+        assert!(!table.is_held("shop/dev"));
+        guard.release();
+        assert!(!table.is_held("shop/main"));
+
+        let stale = table.hold_guard("shop/main", timeout);
+        table.release("shop/main");
+        table.hold("shop/main", timeout);
+        drop(stale);
+        assert!(
+            table.is_held("shop/main"),
+            "a later hold outlives an old guard"
+        );
+        table.release("shop/main");
+        assert!(!table.is_held("shop/main"));
     }
 }

@@ -16,6 +16,9 @@ pub enum ActivityKind {
     Deactivate,
     Delete,
     Redeploy,
+    Branch,
+    Synchronize,
+    Merge,
     /// A service of the environment crashed, recovered or stays unhealthy.
     Health,
 }
@@ -28,6 +31,9 @@ impl ActivityKind {
             ActivityKind::Deactivate => "environment.deactivate",
             ActivityKind::Delete => "environment.delete",
             ActivityKind::Redeploy => "environment.redeploy",
+            ActivityKind::Branch => "environment.branch",
+            ActivityKind::Synchronize => "environment.synchronize",
+            ActivityKind::Merge => "environment.merge",
             ActivityKind::Health => "environment.health",
         }
     }

@@ -26,7 +26,14 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route(paths::ENVIRONMENTS, get(list_environments))
         .route(
             paths::ENVIRONMENT,
-            get(get_environment).delete(delete_environment),
+            get(get_environment)
+                .delete(delete_environment)
+                .patch(update_environment),
+        )
+        .route(paths::ENVIRONMENT_BRANCH, post(branch_environment))
+        .route(
+            paths::ENVIRONMENT_SYNCHRONIZE,
+            post(synchronize_environment),
         )
         .route(paths::ENVIRONMENT_ROUTES, get(environment_routes))
         .route(paths::ENVIRONMENT_ACTION, post(environment_action))
@@ -111,7 +118,12 @@ async fn create_project(
     State(p): State<Arc<Platform>>,
     Json(body): Json<grove_api::CreateProject>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Project>)> {
-    let row = p.create_project(&body.name, body.title.as_deref())?;
+    let row = p.create_project(
+        &body.name,
+        body.title.as_deref(),
+        body.plan.as_deref(),
+        body.integration_environments,
+    )?;
     Ok((StatusCode::CREATED, Json(project_dto(&p, &row))))
 }
 
@@ -195,13 +207,59 @@ async fn environment_action(
         "activate" => p.activate(&project, &env)?,
         "deactivate" => p.deactivate(&project, &env)?,
         "redeploy" => p.redeploy(&project, &env)?,
+        "merge" => p.merge(&project, &env)?,
         other => {
             return Err(Error::NotFound(format!(
-                "no environment operation `{other}` (known: activate, deactivate, redeploy)"
+                "no environment operation `{other}` (known: activate, deactivate, redeploy, \
+                 merge, branch, synchronize)"
             )));
         }
     };
     activity_accepted(&p, &id)
+}
+
+async fn branch_environment(
+    State(p): State<Arc<Platform>>,
+    Path((project, parent)): Path<(String, String)>,
+    Json(body): Json<grove_api::BranchEnvironment>,
+) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    let id = p.branch(
+        &project,
+        crate::tree::BranchRequest {
+            name: body.name,
+            parent: Some(parent),
+            kind: body.kind,
+            title: body.title,
+            clone_parent: body.clone_parent,
+        },
+    )?;
+    activity_accepted(&p, &id)
+}
+
+async fn synchronize_environment(
+    State(p): State<Arc<Platform>>,
+    Path((project, env)): Path<(String, String)>,
+    Json(body): Json<grove_api::SynchronizeEnvironment>,
+) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    let id = p.synchronize(
+        &project,
+        &env,
+        crate::tree::SyncRequest {
+            code: body.synchronize_code,
+            data: body.synchronize_data,
+            rebase: body.rebase,
+        },
+    )?;
+    activity_accepted(&p, &id)
+}
+
+async fn update_environment(
+    State(p): State<Arc<Platform>>,
+    Path((project, env)): Path<(String, String)>,
+    Json(body): Json<grove_api::UpdateEnvironment>,
+) -> ApiResult<Json<grove_api::Environment>> {
+    let row = p.set_environment_property(&project, &env, &body.property, &body.value)?;
+    Ok(Json(environment_dto(&p, &row)))
 }
 
 fn activity_accepted(p: &Platform, id: &str) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
@@ -355,6 +413,7 @@ fn project_dto(p: &Platform, row: &ProjectRow) -> grove_api::Project {
         id: row.id.clone(),
         title: row.title.clone(),
         default_branch: row.default_branch.clone(),
+        plan: row.plan.clone(),
         git_url: format!("{}/{}.git", p.settings.api_url(), row.id),
         created_at: row.created_at.clone(),
     }

@@ -209,7 +209,12 @@ async fn deploy_inner(
             https_port: None,
         },
     );
-    // 5. Services, up and healthy before any app starts or any hook runs.
+    // 5. The environment's volume, then its services, up and healthy before any app
+    // starts or any hook runs.
+    platform
+        .ensure_volume(&project.id, env)
+        .await
+        .map_err(|e| format!("the data volume of `{}`: {e}", env.name))?;
     crate::services::reconcile(platform, project, env, &config, log).await?;
 
     // 6. The new instances. Ports are chosen first so that apps can find each other

@@ -10,6 +10,7 @@ mod git_http;
 mod names;
 mod platform;
 mod services;
+mod tree;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,6 +46,8 @@ pub enum StartError {
     Store(#[from] grove_store::StoreError),
     #[error("{0}")]
     Runtimes(String),
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
         what: &'static str,
@@ -56,7 +59,7 @@ pub enum StartError {
 /// Runs the platform until `shutdown` is cancelled, then stops every app instance.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), StartError> {
     let data_dir = settings.data_dir.clone();
-    for dir in ["git", "builds", "cache", "logs"] {
+    for dir in ["git", "builds", "cache", "logs", "tmp"] {
         let path = data_dir.join(dir);
         std::fs::create_dir_all(&path).map_err(|source| StartError::DataDir {
             path: path.display().to_string(),
@@ -89,6 +92,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         "Probed the host's service servers."
     );
 
+    let volumes_root = data_dir.join("volumes");
+    let storage = settings.storage;
+    let volumes = tokio::task::spawn_blocking(move || {
+        grove_volumes::VolumeStore::open(&volumes_root, storage)
+    })
+    .await
+    .map_err(|e| StartError::Storage(e.to_string()))?
+    .map_err(|e| StartError::Storage(e.to_string()))?;
+    tracing::info!(storage = %volumes.kind(), "Opened the volume store.");
+    let volumes = Arc::new(volumes);
+
     let api_listener = bind(settings.api_listen, "API").await?;
     let http_listener = bind(settings.http_listen, "HTTP").await?;
     let router = grove_router::RouteTable::new();
@@ -97,6 +111,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         store,
         catalog,
         service_catalog,
+        volumes,
         router.clone(),
     ));
     tracing::info!(

@@ -35,6 +35,8 @@ pub struct Settings {
     pub build_timeout: Duration,
     /// The grove binary, run by git as the pre-receive hook.
     pub grove_exe: PathBuf,
+    /// How environments' data is stored (`auto`, `plain`, `btrfs`, `btrfs-loop:SIZE`).
+    pub storage: grove_volumes::StorageSpec,
 }
 
 impl Settings {
@@ -102,6 +104,8 @@ pub struct Platform {
     pub router: grove_router::RouteTable,
     pub catalog: RuntimeCatalog,
     pub service_catalog: ServiceCatalog,
+    /// Where environments keep their data; clones are copy-on-write where possible.
+    pub volumes: Arc<grove_volumes::VolumeStore>,
     pub(crate) addresses: Addresses,
     /// Authenticates the pre-receive hook's calls; lives only in this process.
     pub hook_secret: String,
@@ -120,6 +124,7 @@ impl Platform {
         store: Arc<Store>,
         catalog: RuntimeCatalog,
         service_catalog: ServiceCatalog,
+        volumes: Arc<grove_volumes::VolumeStore>,
         router: grove_router::RouteTable,
     ) -> Platform {
         Platform {
@@ -129,6 +134,7 @@ impl Platform {
             router,
             catalog,
             service_catalog,
+            volumes,
             addresses: Addresses::default(),
             hook_secret: crate::auth::random_token("hook"),
             running: Mutex::new(HashMap::new()),
@@ -140,7 +146,20 @@ impl Platform {
 
     // --- projects ------------------------------------------------------------------------
 
-    pub fn create_project(&self, name: &str, title: Option<&str>) -> Result<ProjectRow> {
+    pub fn create_project(
+        &self,
+        name: &str,
+        title: Option<&str>,
+        plan: Option<&str>,
+        integration_limit: Option<u32>,
+    ) -> Result<ProjectRow> {
+        let plan = plan.unwrap_or("development");
+        if !crate::tree::PLANS.contains(&plan) {
+            return Err(Error::Invalid(format!(
+                "unknown plan `{plan}`: use one of {}",
+                crate::tree::PLANS.join(", ")
+            )));
+        }
         if !names::valid_project_name(name) {
             return Err(Error::Invalid(format!(
                 "invalid project name `{name}`: use lower-case letters, digits and dashes \
@@ -154,6 +173,8 @@ impl Platform {
             default_branch: None,
             entropy: crate::auth::random_alnum(56),
             created_at: timestamp_now(),
+            plan: plan.to_string(),
+            integration_limit: integration_limit.unwrap_or(2),
         };
         self.store.insert_project(&row)?;
         self.settings.repository(name).init()?;
@@ -331,7 +352,12 @@ impl Platform {
 
     /// Stops an environment's instances, removes its routes and deletes its data (as
     /// Platform.sh does on deactivation and deletion; the branch stays).
-    async fn stop_environment(&self, project: &str, env: &EnvironmentRow, log: &ActivityLog) {
+    pub(crate) async fn stop_environment(
+        &self,
+        project: &str,
+        env: &EnvironmentRow,
+        log: &ActivityLog,
+    ) {
         self.router.remove(&owner_key(project, &env.name));
         if let Some(old) = self.swap_running(project, &env.name, None) {
             for app in old.apps {
@@ -345,16 +371,24 @@ impl Platform {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
-        for dir in [
-            self.settings.volume_dir(project, &env.machine_name),
-            self.settings.scratch_dir(project, &env.machine_name),
-        ] {
-            if dir.exists() {
-                match tokio::fs::remove_dir_all(&dir).await {
-                    Ok(()) => log.line(format!("  Deleted the data in {}", dir.display())),
-                    Err(e) => log.line(format!("W: could not delete {}: {e}", dir.display())),
-                }
+        if self
+            .settings
+            .volume_dir(project, &env.machine_name)
+            .exists()
+        {
+            match self.delete_volume(project, env).await {
+                Ok(()) => log.line(format!("  Deleted the data of `{}`", env.name)),
+                Err(e) => log.line(format!(
+                    "W: could not delete the data of `{}`: {e}",
+                    env.name
+                )),
             }
+        }
+        let scratch = self.settings.scratch_dir(project, &env.machine_name);
+        if scratch.exists()
+            && let Err(e) = tokio::fs::remove_dir_all(&scratch).await
+        {
+            log.line(format!("W: could not delete {}: {e}", scratch.display()));
         }
     }
 
@@ -518,6 +552,16 @@ impl Platform {
                 return false;
             }
         };
+        if project.plan == "pro"
+            && (env.kind == "production" || env.kind == "staging")
+            && update.old != ZERO_ID
+        {
+            let _ = tee.send(format!(
+                "E: in a pro project `{}` ({}) accepts code only by merge from its child, so that                  what ships is what was tested there: push to an integration environment and run                  `grove environment:merge`",
+                env.name, env.kind
+            ));
+            return false;
+        }
         let commit = update.new.clone();
         let git_env = push.git_env.clone();
         let active = env.status == "active";
@@ -569,7 +613,8 @@ impl Platform {
         {
             return Ok(env);
         }
-        let mut default_branch = project.default_branch.clone();
+        // Read afresh: an earlier ref of the same push may have set it.
+        let mut default_branch = self.project(&project.id)?.default_branch;
         if default_branch.is_none() && (branch == "main" || branch == "master") {
             self.store.set_default_branch(&project.id, branch)?;
             default_branch = Some(branch.to_string());
@@ -631,7 +676,7 @@ impl Platform {
         Ok(row)
     }
 
-    fn unique_machine_name(&self, project: &str, branch: &str) -> Result<String> {
+    pub(crate) fn unique_machine_name(&self, project: &str, branch: &str) -> Result<String> {
         let base = names::machine_name(branch);
         let mut candidate = base.clone();
         let mut n = 2;
@@ -643,54 +688,6 @@ impl Platform {
     }
 
     // --- environment operations ---------------------------------------------------------------
-
-    pub fn activate(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
-        let env = self.environment(project, env)?;
-        if env.status == "active" {
-            return Err(Error::Conflict(format!(
-                "environment `{}` is already active",
-                env.name
-            )));
-        }
-        let project_ref = project;
-        let project = project.to_string();
-        let name = env.name.clone();
-        let (id, _) = self.spawn_activity(
-            project_ref,
-            &env.name,
-            ActivityKind::Activate,
-            format!("Activate {}", env.name),
-            None,
-            move |platform, log| async move {
-                let repo = platform.settings.repository(&project);
-                let head = repo
-                    .branch_head(&name)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("branch `{name}` has no commits"))?;
-                platform
-                    .store
-                    .set_environment_status(&project, &name, "active")
-                    .map_err(|e| e.to_string())?;
-                let result = deploy::deploy(
-                    &platform,
-                    &project,
-                    &name,
-                    &repo,
-                    &head,
-                    DeployMode::Deploy,
-                    &log,
-                )
-                .await;
-                if result.is_err() {
-                    let _ = platform
-                        .store
-                        .set_environment_status(&project, &name, "inactive");
-                }
-                result
-            },
-        )?;
-        Ok(id)
-    }
 
     pub fn deactivate(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
         let env = self.environment(project, env)?;

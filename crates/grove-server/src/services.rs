@@ -31,6 +31,8 @@ pub struct ServiceEntry {
     pub requested: String,
     /// What decides whether a redeploy must restart it: type and configuration.
     signature: String,
+    /// How it was started, to start it again after a pause.
+    spec: ServiceSpec,
 }
 
 /// Addresses in use by running services.
@@ -214,7 +216,7 @@ async fn reconcile_into(
             secrets,
             profile,
         };
-        let running = match grove_services::start(spec).await {
+        let running = match grove_services::start(spec.clone()).await {
             Ok(running) => running,
             Err(error) => {
                 platform.addresses.release(address);
@@ -244,6 +246,8 @@ async fn reconcile_into(
             service.name,
             started.elapsed().as_secs_f64()
         ));
+        let mut spec = spec;
+        spec.secrets = running.secrets().clone();
         current.insert(
             service.name.clone(),
             ServiceEntry {
@@ -251,6 +255,7 @@ async fn reconcile_into(
                 address,
                 requested,
                 signature,
+                spec,
             },
         );
     }
@@ -305,6 +310,48 @@ pub async fn stop_all(
         entry.running.stop().await;
         platform.addresses.release(entry.address);
     }
+}
+
+/// Services stopped for a moment (a plain copy of their data), to start again.
+pub struct Paused(Vec<(String, ServiceEntry)>);
+
+/// Stops an environment's services, keeping their addresses, for a copy of their data
+/// that must not change while it is made.
+pub async fn pause(platform: &Platform, key: &(String, String)) -> Paused {
+    let services = platform.take_services(key);
+    for entry in services.values() {
+        entry.running.stop().await;
+    }
+    Paused(services.into_iter().collect())
+}
+
+/// Starts paused services again, as they were.
+pub async fn resume(
+    platform: &Platform,
+    key: (String, String),
+    paused: Paused,
+) -> Result<(), String> {
+    let mut services = EnvironmentServices::new();
+    let mut failure = None;
+    for (name, entry) in paused.0 {
+        match grove_services::start(entry.spec.clone()).await {
+            Ok(running) => {
+                services.insert(
+                    name,
+                    ServiceEntry {
+                        running: Arc::new(running),
+                        ..entry
+                    },
+                );
+            }
+            Err(error) => {
+                platform.addresses.release(entry.address);
+                failure = Some(format!("service `{name}` did not start again: {error}"));
+            }
+        }
+    }
+    platform.put_services(key, services);
+    failure.map_or(Ok(()), Err)
 }
 
 /// Health of one service, as `environment:info` shows it.
@@ -404,4 +451,83 @@ pub fn hosts_file(relationships: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(failures: u32, restarts: u32) -> ServiceHealth {
+        ServiceHealth {
+            kind: "mariadb:10.11".into(),
+            address: "127.64.0.1".into(),
+            healthy: failures == 0,
+            restarts,
+            failures,
+            last_error: (failures > 0).then(|| "connection refused".into()),
+        }
+    }
+
+    #[test]
+    fn health_changes_worth_reporting() {
+        let check = |before: Option<ServiceHealth>, now: ServiceHealth, expected: Option<&str>| {
+            let got = health_change("db", before.as_ref(), &now);
+            match (got, expected) {
+                (None, None) => {}
+                (Some(got), Some(expected)) => assert!(got.contains(expected), "{got}"),
+                (got, expected) => panic!("got {got:?}, expected {expected:?}"),
+            }
+        };
+        check(None, health(0, 0), None);
+        check(Some(health(0, 0)), health(0, 0), None);
+        check(Some(health(0, 0)), health(0, 1), Some("was restarted"));
+        check(Some(health(1, 0)), health(2, 0), None);
+        check(
+            Some(health(DEGRADED_AFTER - 1, 3)),
+            health(DEGRADED_AFTER, 3),
+            Some("is degraded: 6 health checks failed in a row"),
+        );
+        check(
+            Some(health(DEGRADED_AFTER + 3, 3)),
+            health(DEGRADED_AFTER + 4, 3),
+            None,
+        );
+        check(
+            Some(health(DEGRADED_AFTER + 3, 3)),
+            health(0, 3),
+            Some("recovered"),
+        );
+    }
+
+    #[test]
+    fn addresses_are_unique_loopback_and_reusable() {
+        let addresses = Addresses::default();
+        let a = addresses.allocate("shop/main/db").expect("a");
+        let b = addresses.allocate("shop/main/db").expect("b");
+        assert_ne!(a, b, "the same key twice while both run");
+        for address in [a, b] {
+            let o = address.octets();
+            assert_eq!(o[0], 127);
+            assert!((64..128).contains(&o[1]), "{address}");
+            assert!(o[3] != 0 && o[3] != 255, "{address}");
+        }
+        addresses.release(a);
+        assert_eq!(
+            addresses.allocate("shop/main/db"),
+            Some(a),
+            "stable once free"
+        );
+    }
+
+    #[test]
+    fn hosts_file_maps_relationship_hosts() {
+        let rels = serde_json::json!({
+            "database": [{"host": "database.internal", "ip": "127.64.0.9"}],
+            "redis": [{"host": "redis.internal", "ip": "127.64.1.2"}],
+        });
+        let hosts = hosts_file(&rels);
+        assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(hosts.contains("127.64.0.9\tdatabase.internal\n"));
+        assert!(hosts.contains("127.64.1.2\tredis.internal\n"));
+    }
 }

@@ -39,6 +39,10 @@ pub struct ProjectRow {
     pub default_branch: Option<String>,
     pub entropy: String,
     pub created_at: String,
+    /// `development` (no limit), `starter` or `pro`.
+    pub plan: String,
+    /// Pro plans: how many integration environments may be active.
+    pub integration_limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,14 +174,16 @@ impl Store {
     pub fn insert_project(&self, row: &ProjectRow) -> Result<()> {
         let conn = self.conn();
         let changed = conn.execute(
-            "INSERT INTO projects (id, title, default_branch, entropy, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO projects (id, title, default_branch, entropy, created_at, plan, integration_limit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
             params![
                 row.id,
                 row.title,
                 row.default_branch,
                 row.entropy,
-                row.created_at
+                row.created_at,
+                row.plan,
+                row.integration_limit
             ],
         )?;
         if changed == 0 {
@@ -190,7 +196,7 @@ impl Store {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT id, title, default_branch, entropy, created_at FROM projects WHERE id = ?1",
+                "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit FROM projects WHERE id = ?1",
                 [id],
                 project_from_row,
             )
@@ -200,7 +206,7 @@ impl Store {
     pub fn projects(&self) -> Result<Vec<ProjectRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, title, default_branch, entropy, created_at FROM projects ORDER BY id",
+            "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit FROM projects ORDER BY id",
         )?;
         let rows = stmt.query_map([], project_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -282,6 +288,24 @@ impl Store {
         self.conn().execute(
             "UPDATE environments SET status = ?3, updated_at = ?4 WHERE project = ?1 AND name = ?2",
             params![project, name, status, timestamp_now()],
+        )?;
+        Ok(())
+    }
+
+    /// Changes an environment's type, title or parent (the ones given).
+    pub fn update_environment(
+        &self,
+        project: &str,
+        name: &str,
+        kind: Option<&str>,
+        title: Option<&str>,
+        parent: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE environments SET type = coalesce(?3, type), title = coalesce(?4, title),
+                 parent = coalesce(?5, parent), updated_at = ?6
+             WHERE project = ?1 AND name = ?2",
+            params![project, name, kind, title, parent, timestamp_now()],
         )?;
         Ok(())
     }
@@ -605,6 +629,8 @@ fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {
         default_branch: r.get(2)?,
         entropy: r.get(3)?,
         created_at: r.get(4)?,
+        plan: r.get(5)?,
+        integration_limit: r.get(6)?,
     })
 }
 

@@ -77,4 +77,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     "#,
+    // 2: plans limit how many environments may be active at once.
+    r#"
+    ALTER TABLE projects ADD COLUMN plan TEXT NOT NULL DEFAULT 'development';
+    ALTER TABLE projects ADD COLUMN integration_limit INTEGER NOT NULL DEFAULT 2;
+    "#,
 ];

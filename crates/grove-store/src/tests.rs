@@ -11,6 +11,8 @@ fn project(id: &str) -> ProjectRow {
         default_branch: None,
         entropy: "e".repeat(56),
         created_at: timestamp_now(),
+        plan: "development".into(),
+        integration_limit: 2,
     }
 }
 

@@ -43,6 +43,13 @@ pub enum Client {
         name: String,
         #[arg(long)]
         title: Option<String>,
+        /// `development` (no limits), `starter` (4 active environments, production
+        /// included) or `pro` (production, staging and integration environments).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Pro plans: how many integration environments may be active.
+        #[arg(long)]
+        integration_environments: Option<u32>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -60,15 +67,61 @@ pub enum Client {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Show an environment, or one of its properties.
+    /// Show an environment, one of its properties, or set one (`type`, `title`, `parent`).
     #[command(name = "environment:info")]
     EnvironmentInfo {
         #[command(flatten)]
         target: Target,
         /// Print only this property (e.g. `status`, `machine_name`).
         property: Option<String>,
+        /// Set the property to this value.
+        value: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Branch an environment: a new branch and an active environment with a copy of the
+    /// parent's data.
+    #[command(name = "environment:branch", visible_alias = "branch")]
+    EnvironmentBranch {
+        /// The new branch's name.
+        name: String,
+        /// The parent (default: -e, or the project's default branch).
+        parent: Option<String>,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        #[arg(short = 'e', long)]
+        environment: Option<String>,
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// Start with empty services and mounts instead of a copy of the parent's.
+        #[arg(long)]
+        no_clone_parent: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Bring the parent's code (fast-forward, or --rebase) and/or data down.
+    #[command(name = "environment:synchronize", visible_alias = "sync")]
+    EnvironmentSynchronize {
+        #[command(flatten)]
+        target: Target,
+        /// `code`, `data`, or both.
+        #[arg(required = true, value_parser = ["code", "data"])]
+        what: Vec<String>,
+        /// Replay the environment's own commits on the parent's.
+        #[arg(long)]
+        rebase: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Merge the environment's code into its parent and redeploy the parent.
+    #[command(name = "environment:merge", visible_alias = "merge")]
+    EnvironmentMerge {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Activate an environment: deploy its branch.
     #[command(name = "environment:activate")]
@@ -307,9 +360,16 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
         Client::ProjectCreate {
             name,
             title,
+            plan,
+            integration_environments,
             format,
         } => {
-            let body = grove_api::CreateProject { name, title };
+            let body = grove_api::CreateProject {
+                name,
+                title,
+                plan,
+                integration_environments,
+            };
             let project: Project = api
                 .send(
                     api.http
@@ -366,7 +426,39 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
         }
         Client::EnvironmentInfo {
             target,
+            property: Some(property),
+            value: Some(value),
+            format,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT,
+                &[("project", &project), ("environment", &env)],
+            );
+            let body = grove_api::UpdateEnvironment {
+                property: property.clone(),
+                value,
+            };
+            let info: Environment = api
+                .send(api.http.patch(url).json(&body))
+                .await?
+                .json()
+                .await?;
+            match format {
+                Format::Table => {
+                    let shown = serde_json::to_value(&info)?;
+                    println!(
+                        "{property}: {}",
+                        shown[&property].as_str().unwrap_or_default()
+                    );
+                }
+                _ => print_value(&info, format)?,
+            }
+        }
+        Client::EnvironmentInfo {
+            target,
             property,
+            value: None,
             format,
         } => {
             let (project, env) = api.environment(&target).await?;
@@ -399,6 +491,61 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     _ => print_value(&info, format)?,
                 },
             }
+        }
+        Client::EnvironmentInfo { value: Some(_), .. } => {
+            bail!("give the property to set before its value");
+        }
+        Client::EnvironmentBranch {
+            name,
+            parent,
+            project,
+            environment,
+            kind,
+            title,
+            no_clone_parent,
+            wait,
+        } => {
+            let target = Target {
+                project,
+                environment: parent.or(environment),
+            };
+            let (project, parent) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_BRANCH,
+                &[("project", &project), ("environment", &parent)],
+            );
+            let body = grove_api::BranchEnvironment {
+                name,
+                title,
+                kind,
+                clone_parent: !no_clone_parent,
+            };
+            return api
+                .operate(&project, api.http.post(url).json(&body), &wait)
+                .await;
+        }
+        Client::EnvironmentSynchronize {
+            target,
+            what,
+            rebase,
+            wait,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_SYNCHRONIZE,
+                &[("project", &project), ("environment", &env)],
+            );
+            let body = grove_api::SynchronizeEnvironment {
+                synchronize_code: what.iter().any(|w| w == "code"),
+                synchronize_data: what.iter().any(|w| w == "data"),
+                rebase,
+            };
+            return api
+                .operate(&project, api.http.post(url).json(&body), &wait)
+                .await;
+        }
+        Client::EnvironmentMerge { target, wait } => {
+            return env_action(&api, &target, "merge", &wait).await;
         }
         Client::EnvironmentActivate { target, wait } => {
             return env_action(&api, &target, "activate", &wait).await;

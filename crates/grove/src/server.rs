@@ -32,6 +32,11 @@ pub struct ServerArgs {
     /// Seconds a new app instance may take to accept connections.
     #[arg(long, env = "GROVE_APP_START_TIMEOUT", default_value_t = 30)]
     app_start_timeout: u64,
+    /// Where environments' data lives: `auto` (btrfs snapshots where the data dir is on
+    /// btrfs or a pool image exists, else copies), `plain`, `btrfs`, or `btrfs-loop:SIZE`
+    /// (a btrfs pool in `DATA_DIR/volumes.img`, e.g. `btrfs-loop:20G`).
+    #[arg(long, env = "GROVE_STORAGE", default_value = "auto")]
+    storage: grove_volumes::StorageSpec,
     /// Seconds a build hook may run.
     #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
     build_timeout: u64,
@@ -74,6 +79,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         app_start_timeout: Duration::from_secs(args.app_start_timeout),
         build_timeout: Duration::from_secs(args.build_timeout),
         grove_exe: std::env::current_exe().context("cannot find the grove binary's own path")?,
+        storage: args.storage,
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();

@@ -500,7 +500,7 @@ fn config_validate_checks_a_checkout_without_a_server() {
 }
 
 #[test]
-fn mounts_are_writable_persist_across_deploys_and_are_deleted_on_deactivation() {
+fn mounts_are_writable_persist_across_deploys_and_are_replaced_on_reactivation() {
     let (server, work, url) = started_project();
     assert!(
         work.push(
@@ -538,8 +538,8 @@ fn mounts_are_writable_persist_across_deploys_and_are_deleted_on_deactivation() 
     server.cli_ok(&["environment:activate", "-p", "shop", "-e", "feature"]);
     assert_eq!(
         curl_json(&primary_url(&server, "feature"))["mount_files"],
-        serde_json::json!([]),
-        "deactivation deletes the environment's data"
+        serde_json::json!(["upload.txt"]),
+        "deactivation deleted feature's data; activation copied its parent's"
     );
 }
 
@@ -766,4 +766,159 @@ fn an_unavailable_service_fails_the_push_and_names_what_is_installed() {
     );
     assert!(out.contains("mariadb:10.11"), "{out}");
     assert_eq!(curl_json(&main_url)["pid"], before);
+}
+
+#[test]
+fn branch_copies_data_sync_resets_it_and_merge_ships_the_tested_build() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::services_app();
+    // Only MariaDB: the tree operations are the point here.
+    work.write(
+        ".platform/services.yaml",
+        "db:\n  type: mariadb:10.11\n  disk: 512\n  configuration:\n    schemas: [main]\n    endpoints:\n      admin:\n        default_schema: main\n        privileges:\n          main: admin\n      reader:\n        default_schema: main\n        privileges:\n          main: ro\n",
+    );
+    let app = std::fs::read_to_string(work.path().join(".platform.app.yaml")).expect("app");
+    let app: String = app
+        .lines()
+        .filter(|l| {
+            !["pg:", "redis:", "rabbitmq:", "memcached:"]
+                .iter()
+                .any(|r| l.trim_start().starts_with(r))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    work.write(".platform.app.yaml", &app);
+    work.commit("mariadb only");
+    let url = server.git_url("shop");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    let main_url = primary_url(&server, "main");
+    let mariadb = |base: &str| curl_json(&format!("{base}read"))["mariadb"].clone();
+
+    // Production has rows and a file.
+    curl_json(&format!("{main_url}write/row-1"));
+    curl_json(&format!("{main_url}put-file/prod.txt"));
+    assert_eq!(mariadb(&main_url), serde_json::json!(["row-1"]));
+
+    // Branch: the child sees the same rows and file, and runs the parent's build.
+    let branch = server.cli(&["environment:branch", "feature", "main", "-p", "shop"]);
+    let log = String::from_utf8_lossy(&branch.stderr).to_string();
+    assert!(branch.status.success(), "{log}\n{}", server.log());
+    assert!(log.contains("Reusing build"), "{log}");
+    assert!(!log.contains("Running the build hook"), "{log}");
+    assert!(log.contains("Copying the data of `main`"), "{log}");
+    let feature_url = primary_url(&server, "feature");
+    assert_eq!(mariadb(&feature_url), serde_json::json!(["row-1"]));
+    assert_eq!(
+        curl_json(&format!("{feature_url}files"))["files"],
+        serde_json::json!(["prod.txt"])
+    );
+    let creds = |base: &str| curl_json(base)["relationships"]["database"]["password"].clone();
+    assert_ne!(
+        creds(&main_url),
+        creds(&feature_url),
+        "the copy has its own credentials"
+    );
+
+    // Writes in the child stay in the child.
+    curl_json(&format!("{feature_url}write/row-2"));
+    curl_json(&format!("{feature_url}put-file/feature.txt"));
+    assert_eq!(mariadb(&feature_url), serde_json::json!(["row-1", "row-2"]));
+    assert_eq!(mariadb(&main_url), serde_json::json!(["row-1"]));
+    assert_eq!(
+        curl_json(&format!("{main_url}files"))["files"],
+        serde_json::json!(["prod.txt"])
+    );
+
+    // Sync data: the child's data is the parent's again.
+    server.cli_ok(&[
+        "environment:synchronize",
+        "data",
+        "-p",
+        "shop",
+        "-e",
+        "feature",
+    ]);
+    assert_eq!(mariadb(&feature_url), serde_json::json!(["row-1"]));
+    assert_eq!(
+        curl_json(&format!("{feature_url}files"))["files"],
+        serde_json::json!(["prod.txt"])
+    );
+
+    // Syncing into production is refused; so is merging what has nothing new.
+    let refused = server.cli(&[
+        "environment:synchronize",
+        "data",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is production"));
+    let nothing = server.cli(&["environment:merge", "-p", "shop", "-e", "feature"]);
+    assert!(!nothing.status.success());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to merge"));
+
+    // A code change pushed to the child, merged: production redeploys with no build.
+    work.git(&["fetch", "-q", &url, "feature"]);
+    work.git(&["checkout", "-q", "-b", "feature", "FETCH_HEAD"]);
+    work.write("CHANGES", "a change tested on feature\n");
+    work.commit("a change");
+    let (ok, out) = work.push(&url, &["feature"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Building app"),
+        "the child builds the new tree: {out}"
+    );
+    let merged = server.cli(&["environment:merge", "-p", "shop", "-e", "feature"]);
+    let log = String::from_utf8_lossy(&merged.stderr).to_string();
+    assert!(merged.status.success(), "{log}");
+    assert!(log.contains("Reusing build"), "{log}");
+    assert!(
+        !log.contains("Running the build hook") && !log.contains("Building app"),
+        "{log}"
+    );
+    let tree = String::from_utf8_lossy(&work.git(&["rev-parse", "HEAD^{tree}"]).stdout)
+        .trim()
+        .to_string();
+    let main_now = curl_json(&main_url);
+    assert!(main_now["relationships"].is_object());
+    let deployed = server.cli_ok(&[
+        "environment:info",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "deployed_commit",
+    ]);
+    let head = String::from_utf8_lossy(&work.git(&["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+    assert_eq!(deployed.trim(), head);
+    assert!(!tree.is_empty());
+    // Code only: production's data is untouched.
+    assert_eq!(mariadb(&main_url), serde_json::json!(["row-1"]));
+
+    // A child that is behind its parent cannot be merged.
+    server.cli_ok(&[
+        "environment:branch",
+        "other",
+        "main",
+        "-p",
+        "shop",
+        "--no-clone-parent",
+    ]);
+    work.write("MORE", "more\n");
+    work.commit("more");
+    assert!(work.push(&url, &["feature"]).0);
+    server.cli_ok(&["environment:merge", "-p", "shop", "-e", "feature"]);
+    let behind = server.cli(&["environment:merge", "-p", "shop", "-e", "other"]);
+    assert!(!behind.status.success());
+    let text = String::from_utf8_lossy(&behind.stderr);
+    assert!(
+        text.contains("nothing to merge") || text.contains("is behind"),
+        "{text}"
+    );
 }

@@ -1,0 +1,674 @@
+//! The environment tree: branching with a copy of the parent's data, activation,
+//! synchronising code and data down, merging code up, types and plan limits.
+//!
+//! Every operation that fills an environment's data ends in the same two steps:
+//! "fill its volume from that source" (`fill_from_parent`), then "deploy".
+
+use std::sync::Arc;
+
+use grove_store::{EnvironmentRow, ProjectRow, timestamp_now};
+use grove_volumes::VolumeId;
+
+use crate::activity::{ActivityKind, ActivityLog};
+use crate::deploy::{self, DeployMode};
+use crate::error::{Error, Result};
+use crate::platform::{ENVIRONMENT_TYPES, Platform, short};
+use crate::services;
+
+/// Plans: how many environments may be active at once.
+pub const PLANS: &[&str] = &["development", "starter", "pro"];
+/// Starter: production included.
+const STARTER_LIMIT: usize = 4;
+
+/// What `environment:branch` asks for.
+pub struct BranchRequest {
+    pub name: String,
+    pub parent: Option<String>,
+    pub kind: Option<String>,
+    pub title: Option<String>,
+    pub clone_parent: bool,
+}
+
+/// What `environment:synchronize` asks for.
+pub struct SyncRequest {
+    pub code: bool,
+    pub data: bool,
+    pub rebase: bool,
+}
+
+/// The volume holding an environment's data (service data and mounts).
+pub fn env_volume(project: &str, machine_name: &str) -> Result<VolumeId> {
+    VolumeId::new(format!("{project}/{machine_name}"))
+        .map_err(|e| Error::Internal(format!("volume of {project}/{machine_name}: {e}")))
+}
+
+impl Platform {
+    /// Creates the environment's volume if it has none yet.
+    pub(crate) async fn ensure_volume(&self, project: &str, env: &EnvironmentRow) -> Result<()> {
+        let id = env_volume(project, &env.machine_name)?;
+        let volumes = self.volumes.clone();
+        tokio::task::spawn_blocking(move || volumes.create(&id).map(|_| ()))
+            .await?
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Deletes the environment's volume (its services must be stopped).
+    pub(crate) async fn delete_volume(&self, project: &str, env: &EnvironmentRow) -> Result<()> {
+        let id = env_volume(project, &env.machine_name)?;
+        let volumes = self.volumes.clone();
+        tokio::task::spawn_blocking(move || volumes.delete(&id))
+            .await?
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Replaces `child`'s data with a copy of `parent`'s, taken at one point in time:
+    /// a copy-on-write snapshot of the running parent (crash-consistent, like a power
+    /// cut, which every service recovers from), or, where the storage cannot snapshot,
+    /// a copy made while the parent's services are paused. The child's service
+    /// passwords are then renewed. On failure the child's previous data is untouched.
+    pub(crate) async fn fill_from_parent(
+        &self,
+        project: &str,
+        parent: &EnvironmentRow,
+        child: &EnvironmentRow,
+        log: &ActivityLog,
+    ) -> std::result::Result<(), String> {
+        if parent.status != "active" {
+            return Err(format!(
+                "the parent `{}` is inactive and has no data to copy: activate it first, \
+                 or create the environment without the parent's data",
+                parent.name
+            ));
+        }
+        let source = env_volume(project, &parent.machine_name).map_err(|e| e.to_string())?;
+        let target = env_volume(project, &child.machine_name).map_err(|e| e.to_string())?;
+        let volumes = self.volumes.clone();
+        let copy_on_write = volumes.kind().is_copy_on_write();
+        log.line(format!(
+            "Copying the data of `{}` ({})",
+            parent.name,
+            volumes.kind()
+        ));
+        let parent_key = (project.to_string(), parent.name.clone());
+        let paused = if copy_on_write {
+            None
+        } else {
+            log.line(format!(
+                "  The storage cannot snapshot: the services of `{}` pause while their data is copied",
+                parent.name
+            ));
+            Some(services::pause(self, &parent_key).await)
+        };
+        let started = std::time::Instant::now();
+        let copied = {
+            let volumes = volumes.clone();
+            let (source, target) = (source.clone(), target.clone());
+            tokio::task::spawn_blocking(move || volumes.replace_with_clone(&source, &target))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        let pause = started.elapsed();
+        if let Some(paused) = paused {
+            let resumed = services::resume(self, parent_key, paused).await;
+            log.line(format!(
+                "  `{}` was paused for {:.3}s",
+                parent.name,
+                pause.as_secs_f64()
+            ));
+            resumed?;
+        } else {
+            log.line(format!(
+                "  `{}` was not paused: {:.3}s for a snapshot of all its data at one instant",
+                parent.name,
+                pause.as_secs_f64()
+            ));
+        }
+        let report = copied?;
+        log.line(format!("  Copied: {report}"));
+        // Every environment has its own credentials: the copy gets new ones, which the
+        // services apply when they start.
+        let services_dir = volumes.root().join(target.as_str()).join("services");
+        if let Ok(entries) = std::fs::read_dir(&services_dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path().join("secrets.json"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to make one more environment active past the project's plan.
+    pub(crate) fn check_plan(&self, project: &ProjectRow, kind: &str) -> Result<()> {
+        let envs = self.store.environments(&project.id)?;
+        let active: Vec<&EnvironmentRow> = envs.iter().filter(|e| e.status == "active").collect();
+        let free_a_slot = "deactivate or delete an environment to free a slot \
+                           (`grove environment:deactivate -e NAME`)";
+        match project.plan.as_str() {
+            "starter" if active.len() >= STARTER_LIMIT => Err(Error::Conflict(format!(
+                "the starter plan of `{}` allows {STARTER_LIMIT} active environments, production \
+                 included, and {} are active ({}): {free_a_slot}",
+                project.id,
+                active.len(),
+                active
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            "pro" => {
+                let same: Vec<&&EnvironmentRow> =
+                    active.iter().filter(|e| e.kind == kind).collect();
+                let limit = match kind {
+                    "production" | "staging" => 1,
+                    _ => project.integration_limit as usize,
+                };
+                if same.len() >= limit {
+                    return Err(Error::Conflict(format!(
+                        "the pro plan of `{}` allows {limit} active {kind} environment(s) and \
+                         {} is active ({}): {free_a_slot}",
+                        project.id,
+                        same.len(),
+                        same.iter()
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `environment:branch`: a new branch from the parent's head and an active child
+    /// environment with a copy of the parent's data, running the parent's build.
+    pub fn branch(self: &Arc<Self>, project: &str, request: BranchRequest) -> Result<String> {
+        let project_row = self.project(project)?;
+        let default_parent = project_row.default_branch.clone().ok_or_else(|| {
+            Error::Conflict(format!(
+                "project `{project}` has no environments yet: push its default branch first"
+            ))
+        })?;
+        let parent = self.environment(
+            project,
+            request.parent.as_deref().unwrap_or(&default_parent),
+        )?;
+        let kind = request.kind.clone().unwrap_or_else(|| "development".into());
+        if !ENVIRONMENT_TYPES.contains(&kind.as_str()) || kind == "production" {
+            return Err(Error::Invalid(format!(
+                "invalid type `{kind}` for a new environment: use staging or development \
+                 (production is the default branch's)"
+            )));
+        }
+        if project_row.plan == "pro" && parent.kind == "production" && kind != "staging" {
+            return Err(Error::Conflict(format!(
+                "in a pro project nothing branches from production `{}` but its staging \
+                 environment: branch from staging or from an integration environment",
+                parent.name
+            )));
+        }
+        if self.store.environment(project, &request.name)?.is_some() {
+            return Err(Error::Conflict(format!(
+                "environment `{}` already exists",
+                request.name
+            )));
+        }
+        let repo = self.settings.repository(project);
+        if repo.branch_head(&request.name)?.is_some() {
+            return Err(Error::Conflict(format!(
+                "branch `{}` already exists: push to it, or activate its environment",
+                request.name
+            )));
+        }
+        if request.clone_parent && parent.status != "active" {
+            return Err(Error::Conflict(format!(
+                "the parent `{}` is inactive and has no data to copy: activate it, or branch \
+                 with --no-clone-parent",
+                parent.name
+            )));
+        }
+        self.check_plan(&project_row, &kind)?;
+        let head = repo.branch_head(&parent.name)?.ok_or_else(|| {
+            Error::Conflict(format!("the parent `{}` has no commits", parent.name))
+        })?;
+        let machine_name = self.unique_machine_name(project, &request.name)?;
+        let now = timestamp_now();
+        let child = EnvironmentRow {
+            project: project.to_string(),
+            name: request.name.clone(),
+            machine_name,
+            title: request
+                .title
+                .clone()
+                .unwrap_or_else(|| request.name.clone()),
+            kind,
+            status: "active".into(),
+            parent: Some(parent.name.clone()),
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.store.insert_environment(&child)?;
+        if let Err(e) = repo.set_branch(&child.name, &head, None) {
+            let _ = self.store.delete_environment(project, &child.name);
+            return Err(e.into());
+        }
+        let project_id = project.to_string();
+        let clone_parent = request.clone_parent;
+        let spawned = self.spawn_activity(
+            project,
+            &child.name.clone(),
+            ActivityKind::Branch,
+            format!("Branch {} from {}", child.name, parent.name),
+            None,
+            move |platform, log| async move {
+                log.line(format!(
+                    "Created branch `{}` at {} from `{}`",
+                    child.name,
+                    short(&head),
+                    parent.name
+                ));
+                let result = platform
+                    .populate_and_deploy(&project_id, &parent, &child, &head, clone_parent, &log)
+                    .await;
+                if result.is_err() {
+                    // Nothing half-made stays: the child goes, the parent is untouched.
+                    platform.stop_environment(&project_id, &child, &log).await;
+                    let _ = platform.store.delete_deployments(&project_id, &child.name);
+                    let _ = platform.store.delete_environment(&project_id, &child.name);
+                    let _ = platform
+                        .settings
+                        .repository(&project_id)
+                        .delete_branch(&child.name);
+                    log.line(format!(
+                        "Removed the failed environment `{}` and its branch",
+                        child.name
+                    ));
+                }
+                result
+            },
+        );
+        match spawned {
+            Ok((id, _)) => Ok(id),
+            Err(e) => {
+                let _ = self.store.delete_environment(project, &request.name);
+                let _ = repo.delete_branch(&request.name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Fills a new or newly activated environment's data (a copy of its parent's, or
+    /// empty) and deploys its branch.
+    async fn populate_and_deploy(
+        self: &Arc<Self>,
+        project: &str,
+        parent: &EnvironmentRow,
+        child: &EnvironmentRow,
+        head: &str,
+        clone_parent: bool,
+        log: &ActivityLog,
+    ) -> std::result::Result<(), String> {
+        if clone_parent {
+            self.fill_from_parent(project, parent, child, log).await?;
+        } else {
+            log.line("Starting with empty services and mounts (not copied from the parent)");
+        }
+        let repo = self.settings.repository(project);
+        deploy::deploy(
+            self,
+            project,
+            &child.name,
+            &repo,
+            head,
+            DeployMode::Deploy,
+            log,
+        )
+        .await
+    }
+
+    /// `environment:activate`: an inactive environment gets a copy of its parent's data
+    /// (when the parent is active) and is deployed.
+    pub fn activate(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
+        let project_row = self.project(project)?;
+        let env = self.environment(project, env)?;
+        if env.status == "active" {
+            return Err(Error::Conflict(format!(
+                "environment `{}` is already active",
+                env.name
+            )));
+        }
+        self.check_plan(&project_row, &env.kind)?;
+        let parent = match &env.parent {
+            Some(p) => self.store.environment(project, p)?,
+            None => None,
+        };
+        let project_id = project.to_string();
+        let (id, _) = self.spawn_activity(
+            project,
+            &env.name.clone(),
+            ActivityKind::Activate,
+            format!("Activate {}", env.name),
+            None,
+            move |platform, log| async move {
+                let repo = platform.settings.repository(&project_id);
+                let head = repo
+                    .branch_head(&env.name)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("branch `{}` has no commits", env.name))?;
+                platform
+                    .store
+                    .set_environment_status(&project_id, &env.name, "active")
+                    .map_err(|e| e.to_string())?;
+                let result = match &parent {
+                    Some(parent) if parent.status == "active" => {
+                        platform
+                            .populate_and_deploy(&project_id, parent, &env, &head, true, &log)
+                            .await
+                    }
+                    _ => {
+                        log.line(
+                            "No active parent to copy data from: starting with empty services",
+                        );
+                        deploy::deploy(
+                            &platform,
+                            &project_id,
+                            &env.name,
+                            &repo,
+                            &head,
+                            DeployMode::Deploy,
+                            &log,
+                        )
+                        .await
+                    }
+                };
+                if result.is_err() {
+                    platform.stop_environment(&project_id, &env, &log).await;
+                    let _ =
+                        platform
+                            .store
+                            .set_environment_status(&project_id, &env.name, "inactive");
+                }
+                result
+            },
+        )?;
+        Ok(id)
+    }
+
+    /// `environment:synchronize`: code (fast-forward, or `--rebase`) and/or data (a new
+    /// copy of the parent's) from the parent, then a redeploy.
+    pub fn synchronize(
+        self: &Arc<Self>,
+        project: &str,
+        env: &str,
+        request: SyncRequest,
+    ) -> Result<String> {
+        let env = self.environment(project, env)?;
+        if !request.code && !request.data {
+            return Err(Error::Invalid(
+                "synchronize what? Say `code`, `data` or both".into(),
+            ));
+        }
+        if env.kind == "production" {
+            return Err(Error::Conflict(format!(
+                "`{}` is production: nothing is synchronized into production; merge into it instead",
+                env.name
+            )));
+        }
+        let parent_name = env.parent.clone().ok_or_else(|| {
+            Error::Conflict(format!(
+                "environment `{}` has no parent to synchronize from",
+                env.name
+            ))
+        })?;
+        let parent = self.environment(project, &parent_name)?;
+        if env.status != "active" {
+            return Err(Error::Conflict(format!(
+                "environment `{}` is inactive: activate it (which copies the parent's data)",
+                env.name
+            )));
+        }
+        if request.data && parent.status != "active" {
+            return Err(Error::Conflict(format!(
+                "the parent `{}` is inactive and has no data to copy",
+                parent.name
+            )));
+        }
+        let repo = self.settings.repository(project);
+        let parent_head = repo.branch_head(&parent.name)?.ok_or_else(|| {
+            Error::Conflict(format!("the parent `{}` has no commits", parent.name))
+        })?;
+        let child_head = repo
+            .branch_head(&env.name)?
+            .ok_or_else(|| Error::Conflict(format!("`{}` has no commits", env.name)))?;
+        let mut new_head = child_head.clone();
+        if request.code && !repo.is_ancestor(&parent_head, &child_head)? {
+            if repo.is_ancestor(&child_head, &parent_head)? {
+                new_head = parent_head.clone();
+            } else if !request.rebase {
+                let (ahead, behind) = repo.ahead_behind(&child_head, &parent_head)?;
+                return Err(Error::Conflict(format!(
+                    "`{}` cannot be fast-forwarded to `{}`: it has {ahead} commit(s) of its own \
+                     and lacks {behind} of the parent's. Use --rebase to replay its commits on \
+                     the parent's, or merge the parent into the branch and push",
+                    env.name, parent.name
+                )));
+            }
+        }
+        let project_id = project.to_string();
+        let what = match (request.code, request.data) {
+            (true, true) => "code and data",
+            (true, false) => "code",
+            _ => "data",
+        };
+        let (id, _) = self.spawn_activity(
+            project,
+            &env.name.clone(),
+            ActivityKind::Synchronize,
+            format!("Synchronize {what} of {} from {}", env.name, parent.name),
+            None,
+            move |platform, log| async move {
+                let repo = platform.settings.repository(&project_id);
+                if request.code {
+                    if request.rebase
+                        && new_head == child_head
+                        && !repo
+                            .is_ancestor(&parent_head, &child_head)
+                            .map_err(|e| e.to_string())?
+                    {
+                        let scratch = platform.settings.scratch_dir(&project_id, "git");
+                        std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+                        let repo2 = repo.clone();
+                        let (c, p) = (child_head.clone(), parent_head.clone());
+                        new_head =
+                            tokio::task::spawn_blocking(move || repo2.rebase(&c, &p, &scratch))
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .map_err(|e| {
+                                    format!(
+                                        "rebasing `{}` on `{}` failed: {e}",
+                                        env.name, parent.name
+                                    )
+                                })?;
+                        log.line(format!(
+                            "Rebased `{}` on `{}`: now at {}",
+                            env.name,
+                            parent.name,
+                            short(&new_head)
+                        ));
+                    }
+                    if new_head != child_head {
+                        repo.set_branch(&env.name, &new_head, Some(&child_head))
+                            .map_err(|e| format!("`{}` changed meanwhile: {e}", env.name))?;
+                        log.line(format!("Moved `{}` to {}", env.name, short(&new_head)));
+                    } else {
+                        log.line(format!(
+                            "`{}` already has the code of `{}`",
+                            env.name, parent.name
+                        ));
+                    }
+                }
+                if request.data {
+                    let key = (project_id.clone(), env.name.clone());
+                    // The child's services stop while their data is replaced.
+                    let own = platform.take_services(&key);
+                    services::stop_all(&platform, own, Some(&log)).await;
+                    platform
+                        .fill_from_parent(&project_id, &parent, &env, &log)
+                        .await?;
+                }
+                deploy::deploy(
+                    &platform,
+                    &project_id,
+                    &env.name,
+                    &repo,
+                    &new_head,
+                    DeployMode::Deploy,
+                    &log,
+                )
+                .await
+            },
+        )?;
+        Ok(id)
+    }
+
+    /// `environment:merge`: the child's code into its parent by fast-forward, then the
+    /// parent is redeployed with the build the child tested (the same tree).
+    pub fn merge(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
+        let env = self.environment(project, env)?;
+        let parent_name = env.parent.clone().ok_or_else(|| {
+            Error::Conflict(format!(
+                "environment `{}` has no parent to merge into",
+                env.name
+            ))
+        })?;
+        let parent = self.environment(project, &parent_name)?;
+        let repo = self.settings.repository(project);
+        let child_head = repo
+            .branch_head(&env.name)?
+            .ok_or_else(|| Error::Conflict(format!("`{}` has no commits", env.name)))?;
+        let parent_head = repo.branch_head(&parent.name)?.ok_or_else(|| {
+            Error::Conflict(format!("the parent `{}` has no commits", parent.name))
+        })?;
+        if repo.is_ancestor(&child_head, &parent_head)? {
+            return Err(Error::Conflict(format!(
+                "nothing to merge: `{}` has no commits that `{}` lacks",
+                env.name, parent.name
+            )));
+        }
+        if !repo.is_ancestor(&parent_head, &child_head)? {
+            let (_, behind) = repo.ahead_behind(&child_head, &parent_head)?;
+            return Err(Error::Conflict(format!(
+                "`{}` is behind `{}` by {behind} commit(s): synchronize its code first \
+                 (`grove environment:synchronize code -e {}`), test it, then merge, so that \
+                 what ships is what was tested",
+                env.name, parent.name, env.name
+            )));
+        }
+        let project_id = project.to_string();
+        let (id, _) = self.spawn_activity(
+            project,
+            &parent.name.clone(),
+            ActivityKind::Merge,
+            format!("Merge {} into {}", env.name, parent.name),
+            None,
+            move |platform, log| async move {
+                let repo = platform.settings.repository(&project_id);
+                repo.set_branch(&parent.name, &child_head, Some(&parent_head))
+                    .map_err(|e| format!("`{}` changed meanwhile: {e}", parent.name))?;
+                log.line(format!(
+                    "Fast-forwarded `{}` from {} to {} (the code of `{}`)",
+                    parent.name,
+                    short(&parent_head),
+                    short(&child_head),
+                    env.name
+                ));
+                if parent.status != "active" {
+                    log.line(format!("`{}` is inactive: nothing to deploy", parent.name));
+                    return Ok(());
+                }
+                let result = deploy::deploy(
+                    &platform,
+                    &project_id,
+                    &parent.name,
+                    &repo,
+                    &child_head,
+                    DeployMode::Deploy,
+                    &log,
+                )
+                .await;
+                if result.is_err() {
+                    // The parent's branch goes back to what it runs.
+                    let _ = repo.set_branch(&parent.name, &parent_head, Some(&child_head));
+                    log.line(format!(
+                        "`{}` is back at {}",
+                        parent.name,
+                        short(&parent_head)
+                    ));
+                }
+                result
+            },
+        )?;
+        Ok(id)
+    }
+
+    /// `environment:info -e X type staging` and friends.
+    pub fn set_environment_property(
+        &self,
+        project: &str,
+        env: &str,
+        property: &str,
+        value: &str,
+    ) -> Result<EnvironmentRow> {
+        let project_row = self.project(project)?;
+        let env = self.environment(project, env)?;
+        match property {
+            "type" => {
+                if !ENVIRONMENT_TYPES.contains(&value) {
+                    return Err(Error::Invalid(format!(
+                        "invalid type `{value}`: use one of {}",
+                        ENVIRONMENT_TYPES.join(", ")
+                    )));
+                }
+                if env.kind == "production" || value == "production" {
+                    return Err(Error::Conflict(format!(
+                        "exactly one environment is production, the default branch `{}`'s; its type does not change",
+                        project_row.default_branch.unwrap_or_default()
+                    )));
+                }
+                if env.status == "active" && value != env.kind {
+                    self.check_plan(&project_row, value)?;
+                }
+                self.store
+                    .update_environment(project, &env.name, Some(value), None, None)?;
+            }
+            "title" => {
+                self.store
+                    .update_environment(project, &env.name, None, Some(value), None)?
+            }
+            "parent" => {
+                if env.kind == "production" {
+                    return Err(Error::Conflict("production has no parent".into()));
+                }
+                let parent = self.environment(project, value)?;
+                if parent.name == env.name {
+                    return Err(Error::Invalid(
+                        "an environment cannot be its own parent".into(),
+                    ));
+                }
+                self.store.update_environment(
+                    project,
+                    &env.name,
+                    None,
+                    None,
+                    Some(&parent.name),
+                )?;
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "environments have no settable property `{other}` (settable: type, title, parent)"
+                )));
+            }
+        }
+        self.environment(project, &env.name)
+    }
+}
