@@ -27,6 +27,11 @@ use crate::platform::{Platform, RunningApp, RunningEnvironment, STOP_GRACE, owne
 const BUILD_FORMAT: &str = "grove-build-1";
 const APP_DIR: &str = "/app";
 const CACHE_DIR: &str = "/tmp/cache";
+/// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
+/// queues requests for up to 5 minutes).
+const HOLD_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the previous instances may take to answer what they were sent.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Platform.sh gives deploy hooks no timeout; a day bounds a stuck one.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -313,10 +318,22 @@ async fn deploy_inner(
             stop_all(&started).await;
             return Err(format!("app `{}`: {error}", app.name));
         }
+        // `post_start` is the app's own readiness check: the router only switches to an
+        // instance it passed.
+        if let Some(post_start) = app.web.commands.post_start.as_deref()
+            && let Err(error) = sandbox.run_check("post_start", post_start, log).await
+        {
+            stop_all(&started).await;
+            return Err(error);
+        }
         sandboxes.push(sandbox);
     }
 
     // 7. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
+    // Meanwhile idempotent requests are held, not answered by the old code against
+    // data the hook may be migrating; they go to the new instances at the switch.
+    let owner = owner_key(&project.id, &env.name);
+    let hold = platform.router.hold_guard(&owner, HOLD_TIMEOUT);
     if mode == DeployMode::Deploy {
         for sandbox in &sandboxes {
             sandbox
@@ -325,11 +342,11 @@ async fn deploy_inner(
         }
     }
 
-    // 8. Switch the router, then stop what ran before.
+    // 8. Switch the router, release the held requests, let the old instances finish
+    // what they are answering, then stop them.
     let entries = router_entries(&routes, &started, log);
-    platform
-        .router
-        .set(&owner_key(&project.id, &env.name), entries);
+    platform.router.set(&owner, entries);
+    drop(hold);
     if let Some(primary) = routes.primary() {
         log.line(format!("Serving {}", primary.url));
     }
@@ -343,6 +360,16 @@ async fn deploy_inner(
         }),
     );
     if let Some(previous) = previous {
+        for app in &previous.apps {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, app.port));
+            if !platform.router.drained(addr, DRAIN_TIMEOUT).await {
+                log.line(format!(
+                    "W: the previous instance of `{}` still had requests in flight after {}s",
+                    app.name,
+                    DRAIN_TIMEOUT.as_secs()
+                ));
+            }
+        }
         log.line(format!(
             "Stopping the previous deployment ({})",
             short(&previous.commit)
@@ -521,6 +548,21 @@ impl AppSandbox<'_> {
         spec.etc_hosts = Some(self.hosts.clone());
         spec.hostname = Some(self.app.name.clone());
         spec
+    }
+
+    /// Runs a command that must succeed (`post_start`).
+    async fn run_check(&self, name: &str, command: &str, log: &ActivityLog) -> Outcome {
+        let app = &self.app.name;
+        log.line(format!("  Running {name} of app `{app}`"));
+        let spec = self.spec(command);
+        let mut on_line = |line: &str| log.line(format!("    {line}"));
+        match grove_runtime::run_command(&spec, HOOK_TIMEOUT, &mut on_line).await {
+            Ok(outcome) if outcome.success() => Ok(()),
+            Ok(outcome) => Err(format!(
+                "app `{app}`: {name} failed ({outcome}): the new instance is not ready, the previous deployment keeps serving"
+            )),
+            Err(error) => Err(format!("app `{app}`: {name} could not run: {error}")),
+        }
     }
 
     /// Runs `deploy` or `post_deploy`; a failure is reported, not fatal (Platform.sh).

@@ -922,3 +922,92 @@ fn branch_copies_data_sync_resets_it_and_merge_ships_the_tested_build() {
         "{text}"
     );
 }
+
+/// One GET through the router with a raw HTTP/1.1 request; the status code, or 0 when
+/// the connection failed.
+fn raw_get(router_port: u16, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", router_port)) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_constant_stream_of_requests_survives_ten_redeploys() {
+    let (server, work, url) = started_project();
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nhooks:\n  build: echo built > build-info.txt\n  deploy: sleep 0.3\n\
+         mounts:\n  var:\n    source: local\n    source_path: var\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    work.commit("a deploy hook that takes a moment");
+    assert!(work.push(&url, &["main"]).0);
+    let host = primary_url(&server, "main")
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let port = server.http_port;
+    assert_eq!(raw_get(port, &host), 200);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let host = host.clone();
+        // A request every 20 ms (50 a second), each on its own thread so that a
+        // held or slow request does not slow the stream down.
+        std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let host = host.clone();
+                requests.push(std::thread::spawn(move || raw_get(port, &host)));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            for request in requests {
+                match request.join().unwrap_or(0) {
+                    200 => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    for _ in 0..10 {
+        server.cli_ok(&["environment:redeploy", "-p", "shop", "-e", "main"]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.join().expect("client");
+    println!(
+        "{ok} requests answered, {} failed across 10 redeploys",
+        failed.len()
+    );
+    assert!(ok > 100, "the stream ran: {ok}");
+    assert!(
+        failed.is_empty(),
+        "failed requests (status codes): {failed:?}"
+    );
+    let log = server.cli_ok(&[
+        "activity:list",
+        "-p",
+        "shop",
+        "--format",
+        "json",
+        "--limit",
+        "10",
+    ]);
+    assert_eq!(log.matches("\"result\": \"success\"").count(), 10, "{log}");
+}
