@@ -641,6 +641,16 @@ impl Platform {
                 None => "development".to_string(),
             }
         };
+        // Activation by push option stays within the plan: past its limit the branch is
+        // stored and its environment created inactive, saying why.
+        let mut activate = is_production || options.activate;
+        if activate
+            && !is_production
+            && let Err(limit) = self.check_plan(&self.project(&project.id)?, &kind, None)
+        {
+            let _ = tee.send(format!("W: `{branch}` is not activated: {limit}"));
+            activate = false;
+        }
         let machine_name = self.unique_machine_name(&project.id, branch)?;
         let now = timestamp_now();
         let row = EnvironmentRow {
@@ -649,7 +659,7 @@ impl Platform {
             machine_name: machine_name.clone(),
             title: options.title.clone().unwrap_or_else(|| branch.to_string()),
             kind,
-            status: if is_production || options.activate {
+            status: if activate {
                 "active".into()
             } else {
                 "inactive".into()

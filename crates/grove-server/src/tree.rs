@@ -137,10 +137,19 @@ impl Platform {
         Ok(())
     }
 
-    /// Refuses to make one more environment active past the project's plan.
-    pub(crate) fn check_plan(&self, project: &ProjectRow, kind: &str) -> Result<()> {
+    /// Refuses to make one more environment of type `kind` active past the project's
+    /// plan; `changing` is an active environment that changes type (it does not count).
+    pub(crate) fn check_plan(
+        &self,
+        project: &ProjectRow,
+        kind: &str,
+        changing: Option<&str>,
+    ) -> Result<()> {
         let envs = self.store.environments(&project.id)?;
-        let active: Vec<&EnvironmentRow> = envs.iter().filter(|e| e.status == "active").collect();
+        let active: Vec<&EnvironmentRow> = envs
+            .iter()
+            .filter(|e| e.status == "active" && Some(e.name.as_str()) != changing)
+            .collect();
         let free_a_slot = "deactivate or delete an environment to free a slot \
                            (`grove environment:deactivate -e NAME`)";
         match project.plan.as_str() {
@@ -227,7 +236,7 @@ impl Platform {
                 parent.name
             )));
         }
-        self.check_plan(&project_row, &kind)?;
+        self.check_plan(&project_row, &kind, None)?;
         let head = repo.branch_head(&parent.name)?.ok_or_else(|| {
             Error::Conflict(format!("the parent `{}` has no commits", parent.name))
         })?;
@@ -337,7 +346,7 @@ impl Platform {
                 env.name
             )));
         }
-        self.check_plan(&project_row, &env.kind)?;
+        self.check_plan(&project_row, &env.kind, None)?;
         let parent = match &env.parent {
             Some(p) => self.store.environment(project, p)?,
             None => None,
@@ -636,7 +645,7 @@ impl Platform {
                     )));
                 }
                 if env.status == "active" && value != env.kind {
-                    self.check_plan(&project_row, value)?;
+                    self.check_plan(&project_row, value, Some(&env.name))?;
                 }
                 self.store
                     .update_environment(project, &env.name, Some(value), None, None)?;

@@ -1011,3 +1011,115 @@ fn a_constant_stream_of_requests_survives_ten_redeploys() {
     ]);
     assert_eq!(log.matches("\"result\": \"success\"").count(), 10, "{log}");
 }
+
+#[test]
+fn plans_limit_active_environments_and_pro_projects_ship_only_by_merge() {
+    let server = Server::start();
+    let work = Work::example();
+
+    // Starter: 4 active environments, production included.
+    server.cli_ok(&["project:create", "small", "--plan", "starter"]);
+    let url = server.git_url("small");
+    assert!(work.push(&url, &["main"]).0);
+    for branch in ["a", "b", "c"] {
+        let (ok, out) = work.push(
+            &url,
+            &["-o", "environment.activate", &format!("main:{branch}")],
+        );
+        assert!(ok, "{out}");
+    }
+    let (ok, out) = work.push(&url, &["-o", "environment.activate", "main:d"]);
+    assert!(ok, "the code is stored: {out}");
+    assert!(
+        out.contains(
+            "`d` is not activated: the starter plan of `small` allows 4 active environments"
+        ),
+        "{out}"
+    );
+    let refused = server.cli(&["environment:activate", "-p", "small", "-e", "d"]);
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("allows 4 active environments") && text.contains("deactivate"),
+        "{text}"
+    );
+    let refused = server.cli(&["environment:branch", "e", "main", "-p", "small"]);
+    assert!(
+        !refused.status.success(),
+        "branching past the limit is refused too"
+    );
+    server.cli_ok(&["environment:deactivate", "-p", "small", "-e", "c"]);
+    server.cli_ok(&["environment:activate", "-p", "small", "-e", "d"]);
+    // Types: settable, production's is fixed.
+    assert_eq!(
+        server
+            .cli_ok(&[
+                "environment:info",
+                "-p",
+                "small",
+                "-e",
+                "a",
+                "type",
+                "staging"
+            ])
+            .trim(),
+        "type: staging"
+    );
+    let refused = server.cli(&[
+        "environment:info",
+        "-p",
+        "small",
+        "-e",
+        "main",
+        "type",
+        "staging",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("exactly one environment is production")
+    );
+
+    // Pro: production and staging take code only by merge; nothing but staging branches
+    // from production.
+    server.cli_ok(&["project:create", "big", "--plan", "pro"]);
+    let url = server.git_url("big");
+    assert!(work.push(&url, &["main"]).0);
+    let refused = server.cli(&["environment:branch", "feature", "main", "-p", "big"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing branches from production"));
+    server.cli_ok(&[
+        "environment:branch",
+        "staging",
+        "main",
+        "-p",
+        "big",
+        "--type",
+        "staging",
+    ]);
+    server.cli_ok(&["environment:branch", "integration", "staging", "-p", "big"]);
+    work.write("NEWS", "tested on integration\n");
+    work.commit("news");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("accepts code only by merge"), "{out}");
+    let (ok, out) = work.push(&url, &["main:integration"]);
+    assert!(ok, "{out}");
+    server.cli_ok(&["environment:merge", "-p", "big", "-e", "integration"]);
+    server.cli_ok(&["environment:merge", "-p", "big", "-e", "staging"]);
+    let head = String::from_utf8_lossy(&work.git(&["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+    assert_eq!(
+        server
+            .cli_ok(&[
+                "environment:info",
+                "-p",
+                "big",
+                "-e",
+                "main",
+                "deployed_commit"
+            ])
+            .trim(),
+        head
+    );
+}
