@@ -18,8 +18,9 @@ fn main() -> ExitCode {
         ["bench", "push"] => bench_push(5),
         ["bench", "push", n] => n.parse().map_err(anyhow::Error::from).and_then(bench_push),
         ["bench", "memory"] => bench_memory(),
+        ["bench", "branch"] => bench_branch(),
         _ => {
-            eprintln!("usage: cargo xtask bench push [RUNS] | cargo xtask bench memory");
+            eprintln!("usage: cargo xtask bench push [RUNS] | memory | branch");
             return ExitCode::from(2);
         }
     };
@@ -329,6 +330,161 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Branching an environment whose MariaDB holds 10 MiB, then 1 GiB, on a btrfs pool:
+/// the time of `environment:branch` (median of 3 each), the ratio, and how long the
+/// parent was paused.
+fn bench_branch() -> anyhow::Result<()> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "grove"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let python = root().join("target/python");
+    if !python.join("platformshconfig").is_dir() {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--break-system-packages", "--target"])
+            .arg(&python)
+            .arg("platformshconfig")
+            .status()?;
+        if !status.success() {
+            bail!("could not install platformshconfig");
+        }
+    }
+    let grove = root().join("target/release/grove");
+    // The pool image lives beside the build: /tmp may be small.
+    let tmp = root().join(format!("target/bench-branch-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let (api, http) = (free_port()?, free_port()?);
+    let mut server = Guard(
+        Command::new(&grove)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(tmp.join("data"))
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .args(["--storage", "btrfs-loop:8G"])
+            .env("GROVE_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let result = branch_runs(&grove, &tmp, api);
+    server.stop();
+    // The server unmounted nothing: detach the pool it made (only its own image).
+    let image = tmp.join("data/volumes.img");
+    let _ = Command::new("umount").arg(tmp.join("data/volumes")).status();
+    if let Ok(out) = Command::new("losetup").arg("-j").arg(&image).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(device) = line.split(':').next() {
+                let _ = Command::new("losetup").args(["-d", device]).status();
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
+    wait_for_port(api)?;
+    let token = std::fs::read_to_string(tmp.join("data/admin-token"))?
+        .trim()
+        .to_string();
+    let cli = |args: &[&str]| -> anyhow::Result<(String, String)> {
+        let out = Command::new(grove)
+            .args(args)
+            .env("GROVE_URL", format!("http://127.0.0.1:{api}"))
+            .env("GROVE_TOKEN", &token)
+            .output()?;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        if !out.status.success() {
+            bail!("grove {args:?}: {stderr}");
+        }
+        Ok((stdout, stderr))
+    };
+    cli(&["project:create", "bench"])?;
+    let work = tmp.join("work");
+    let fixture = root().join("crates/grove/tests/e2e/fixtures/services-app");
+    std::fs::create_dir_all(work.join(".platform"))?;
+    std::fs::copy(fixture.join("app.py"), work.join("app.py"))?;
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("target/python/platformshconfig"))
+        .arg(&work)
+        .status()?;
+    if !status.success() {
+        bail!("could not copy platformshconfig");
+    }
+    std::fs::write(
+        work.join(".platform.app.yaml"),
+        "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n\
+         web:\n  commands:\n    start: python3 app.py\n",
+    )?;
+    std::fs::write(
+        work.join(".platform/services.yaml"),
+        "db:\n  type: mariadb:10.11\n  disk: 4096\n",
+    )?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-q", "-m", "branch bench"])?;
+    git_output(&work, &["push", "-q", &format!("http://git:{token}@127.0.0.1:{api}/bench.git"), "main"])?;
+    let main_url = cli(&["environment:url", "-p", "bench", "-e", "main", "--primary", "--pipe"])?.0;
+    let main_url = main_url.trim().to_string();
+
+    let fill = |mb: u32| -> anyhow::Result<()> {
+        let mut left = mb;
+        while left > 0 {
+            let chunk = left.min(64);
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "600", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("{main_url}fill/{chunk}"))
+                .output()?;
+            if out.stdout != b"200" {
+                bail!("filling MariaDB failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            left -= chunk;
+        }
+        Ok(())
+    };
+    let mut report = Vec::new();
+    for (label, target_mb) in [("10 MiB", 10u32), ("1 GiB", 1024u32)] {
+        let have: u32 = report.iter().map(|(_, mb, _, _): &(&str, u32, f64, f64)| *mb).max().unwrap_or(0);
+        fill(target_mb - have)?;
+        let (mut times, mut pauses) = (Vec::new(), Vec::new());
+        for run in 0..3 {
+            let name = format!("b{target_mb}-{run}");
+            let started = Instant::now();
+            let (_, log) = cli(&["environment:branch", &name, "main", "-p", "bench"])?;
+            let took = started.elapsed().as_secs_f64();
+            let pause = seconds_after(&log, "was not paused: ")
+                .or_else(|_| seconds_after(&log, "was paused for "))?;
+            let copy = log
+                .lines()
+                .find(|l| l.contains("Copied:"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            println!("{label}: branch {name} took {took:.3}s, parent paused {pause:.3}s ({copy})");
+            times.push(took);
+            pauses.push(pause);
+            cli(&["environment:delete", "-p", "bench", "-e", &name, "--delete-branch"])?;
+        }
+        report.push((label, target_mb, median(&mut times), median(&mut pauses)));
+    }
+    println!("environment:branch on btrfs, median of 3:");
+    for (label, _, took, pause) in &report {
+        println!("  MariaDB with {label:<7} branch {took:.3}s   parent's pause {pause:.3}s (target < 1s)");
+    }
+    println!(
+        "  ratio 1 GiB / 10 MiB   {:.2}   (target <= 1.3)",
+        report[1].2 / report[0].2
+    );
+    Ok(())
 }
 
 struct Guard(Child);
