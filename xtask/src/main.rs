@@ -346,7 +346,14 @@ fn bench_branch() -> anyhow::Result<()> {
     let python = root().join("target/python");
     if !python.join("platformshconfig").is_dir() {
         let status = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--break-system-packages", "--target"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--break-system-packages",
+                "--target",
+            ])
             .arg(&python)
             .arg("platformshconfig")
             .status()?;
@@ -375,7 +382,9 @@ fn bench_branch() -> anyhow::Result<()> {
     server.stop();
     // The server unmounted nothing: detach the pool it made (only its own image).
     let image = tmp.join("data/volumes.img");
-    let _ = Command::new("umount").arg(tmp.join("data/volumes")).status();
+    let _ = Command::new("umount")
+        .arg(tmp.join("data/volumes"))
+        .status();
     if let Ok(out) = Command::new("losetup").arg("-j").arg(&image).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(device) = line.split(':').next() {
@@ -432,8 +441,25 @@ fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
     git(&work, &["init", "-q", "-b", "main"])?;
     git(&work, &["add", "-A"])?;
     git(&work, &["commit", "-q", "-m", "branch bench"])?;
-    git_output(&work, &["push", "-q", &format!("http://git:{token}@127.0.0.1:{api}/bench.git"), "main"])?;
-    let main_url = cli(&["environment:url", "-p", "bench", "-e", "main", "--primary", "--pipe"])?.0;
+    git_output(
+        &work,
+        &[
+            "push",
+            "-q",
+            &format!("http://git:{token}@127.0.0.1:{api}/bench.git"),
+            "main",
+        ],
+    )?;
+    let main_url = cli(&[
+        "environment:url",
+        "-p",
+        "bench",
+        "-e",
+        "main",
+        "--primary",
+        "--pipe",
+    ])?
+    .0;
     let main_url = main_url.trim().to_string();
 
     let fill = |mb: u32| -> anyhow::Result<()> {
@@ -441,11 +467,22 @@ fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
         while left > 0 {
             let chunk = left.min(64);
             let out = Command::new("curl")
-                .args(["-sS", "--max-time", "600", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "600",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ])
                 .arg(format!("{main_url}fill/{chunk}"))
                 .output()?;
             if out.stdout != b"200" {
-                bail!("filling MariaDB failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "filling MariaDB failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             left -= chunk;
         }
@@ -453,7 +490,11 @@ fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
     };
     let mut report = Vec::new();
     for (label, target_mb) in [("10 MiB", 10u32), ("1 GiB", 1024u32)] {
-        let have: u32 = report.iter().map(|(_, mb, _, _): &(&str, u32, f64, f64)| *mb).max().unwrap_or(0);
+        let have: u32 = report
+            .iter()
+            .map(|(_, mb, _, _): &(&str, u32, f64, f64)| *mb)
+            .max()
+            .unwrap_or(0);
         fill(target_mb - have)?;
         let (mut times, mut pauses) = (Vec::new(), Vec::new());
         for run in 0..3 {
@@ -472,13 +513,22 @@ fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
             println!("{label}: branch {name} took {took:.3}s, parent paused {pause:.3}s ({copy})");
             times.push(took);
             pauses.push(pause);
-            cli(&["environment:delete", "-p", "bench", "-e", &name, "--delete-branch"])?;
+            cli(&[
+                "environment:delete",
+                "-p",
+                "bench",
+                "-e",
+                &name,
+                "--delete-branch",
+            ])?;
         }
         report.push((label, target_mb, median(&mut times), median(&mut pauses)));
     }
     println!("environment:branch on btrfs, median of 3:");
     for (label, _, took, pause) in &report {
-        println!("  MariaDB with {label:<7} branch {took:.3}s   parent's pause {pause:.3}s (target < 1s)");
+        println!(
+            "  MariaDB with {label:<7} branch {took:.3}s   parent's pause {pause:.3}s (target < 1s)"
+        );
     }
     println!(
         "  ratio 1 GiB / 10 MiB   {:.2}   (target <= 1.3)",

@@ -37,6 +37,9 @@ pub struct CreateProject {
     /// Pro plans: how many integration environments may be active (default 2).
     #[serde(default)]
     pub integration_environments: Option<u32>,
+    /// Whether crons run on development environments by default (default true).
+    #[serde(default)]
+    pub development_crons: Option<bool>,
 }
 
 /// `environment:branch`: the parent is the environment in the path.
@@ -103,6 +106,8 @@ pub struct Environment {
     /// Final URLs of its routes; empty when inactive.
     pub urls: Vec<String>,
     pub primary_url: Option<String>,
+    /// Whether its crons run.
+    pub crons: bool,
     /// `ok`, or `degraded` when a service keeps failing its health checks.
     pub health: String,
     /// The environment's running services, by name.

@@ -19,6 +19,7 @@ pub enum ActivityKind {
     Branch,
     Synchronize,
     Merge,
+    Cron,
     /// A service of the environment crashed, recovered or stays unhealthy.
     Health,
 }
@@ -34,6 +35,7 @@ impl ActivityKind {
             ActivityKind::Branch => "environment.branch",
             ActivityKind::Synchronize => "environment.synchronize",
             ActivityKind::Merge => "environment.merge",
+            ActivityKind::Cron => "environment.cron",
             ActivityKind::Health => "environment.health",
         }
     }

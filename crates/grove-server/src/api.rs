@@ -123,6 +123,7 @@ async fn create_project(
         body.title.as_deref(),
         body.plan.as_deref(),
         body.integration_environments,
+        body.development_crons.unwrap_or(true),
     )?;
     Ok((StatusCode::CREATED, Json(project_dto(&p, &row))))
 }
@@ -446,6 +447,7 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         primary_url: routes
             .as_ref()
             .and_then(|r| r.primary().map(|r| r.url.clone())),
+        crons: p.crons_enabled(&row.project, &row.name),
         health: if services
             .values()
             .any(|s| s.failures >= crate::services::DEGRADED_AFTER)

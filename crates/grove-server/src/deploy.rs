@@ -342,8 +342,11 @@ async fn deploy_inner(
         }
     }
 
-    // 8. Switch the router, release the held requests, let the old instances finish
-    // what they are answering, then stop them.
+    // 8. The previous crons stop (a running one gets its shutdown timeout); then switch
+    // the router, release the held requests, let the old instances finish what they
+    // are answering, and stop them.
+    let key = (project.id.clone(), env.name.clone());
+    platform.replace_crons(&key, None).await;
     let entries = router_entries(&routes, &started, log);
     platform.router.set(&owner, entries);
     drop(hold);
@@ -384,6 +387,39 @@ async fn deploy_inner(
                 .run_hook("post_deploy", sandbox.app.hooks.post_deploy.as_deref(), log)
                 .await;
         }
+    }
+
+    // 10. The crons of the new deployment.
+    let mut jobs = Vec::new();
+    for sandbox in &sandboxes {
+        for (name, cron) in &sandbox.app.crons {
+            match grove_cron::Schedule::parse_with_seed(&cron.spec, name) {
+                Ok(schedule) => jobs.push(crate::crons::CronJob {
+                    app: sandbox.app.name.clone(),
+                    name: name.clone(),
+                    cron: cron.clone(),
+                    schedule,
+                    sandbox: sandbox.spec(""),
+                }),
+                Err(error) => log.line(format!(
+                    "W: cron `{name}` of app `{}` is not scheduled: {error}",
+                    sandbox.app.name
+                )),
+            }
+        }
+    }
+    if !jobs.is_empty() {
+        log.line(format!(
+            "Scheduled {} cron(s){}",
+            jobs.len(),
+            if platform.crons_enabled(&project.id, &env.name) {
+                ""
+            } else {
+                " (switched off for this environment)"
+            }
+        ));
+        let crons = crate::crons::start(platform, &project.id, &env.name, jobs);
+        platform.replace_crons(&key, Some(crons)).await;
     }
     Ok(tree_id)
 }

@@ -4,6 +4,7 @@
 mod activity;
 mod api;
 mod auth;
+mod crons;
 mod deploy;
 mod error;
 mod git_http;

@@ -111,6 +111,7 @@ pub struct Platform {
     pub hook_secret: String,
     running: Mutex<HashMap<EnvKey, RunningEnvironment>>,
     services: Mutex<HashMap<EnvKey, EnvironmentServices>>,
+    crons: Mutex<HashMap<EnvKey, crate::crons::EnvironmentCrons>>,
     health: Mutex<HashMap<EnvKey, BTreeMap<String, ServiceHealth>>>,
     locks: Mutex<HashMap<EnvKey, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -139,6 +140,7 @@ impl Platform {
             hook_secret: crate::auth::random_token("hook"),
             running: Mutex::new(HashMap::new()),
             services: Mutex::new(HashMap::new()),
+            crons: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         }
@@ -152,6 +154,7 @@ impl Platform {
         title: Option<&str>,
         plan: Option<&str>,
         integration_limit: Option<u32>,
+        development_crons: bool,
     ) -> Result<ProjectRow> {
         let plan = plan.unwrap_or("development");
         if !crate::tree::PLANS.contains(&plan) {
@@ -175,6 +178,7 @@ impl Platform {
             created_at: timestamp_now(),
             plan: plan.to_string(),
             integration_limit: integration_limit.unwrap_or(2),
+            development_crons,
         };
         self.store.insert_project(&row)?;
         self.settings.repository(name).init()?;
@@ -234,6 +238,48 @@ impl Platform {
         match new {
             Some(new) => running.insert(key, new),
             None => running.remove(&key),
+        }
+    }
+
+    /// Replaces an environment's cron schedulers, stopping the previous ones (running
+    /// crons get their shutdown timeout).
+    pub(crate) async fn replace_crons(
+        &self,
+        key: &EnvKey,
+        new: Option<crate::crons::EnvironmentCrons>,
+    ) {
+        let old = {
+            let mut all = self.crons.lock().unwrap_or_else(|e| e.into_inner());
+            match new {
+                Some(new) => all.insert(key.clone(), new),
+                None => all.remove(key),
+            }
+        };
+        if let Some(old) = old {
+            old.stop().await;
+        }
+    }
+
+    /// Whether crons run on an environment now: its own switch, else on unless it is a
+    /// development environment of a project that keeps them off there.
+    pub fn crons_enabled(&self, project: &str, env: &str) -> bool {
+        let Ok(Some(row)) = self.store.environment(project, env) else {
+            return false;
+        };
+        if row.status != "active" {
+            return false;
+        }
+        match row.crons {
+            Some(on) => on,
+            None => {
+                row.kind != "development"
+                    || self
+                        .store
+                        .project(project)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|p| p.development_crons)
+            }
         }
     }
 
@@ -403,6 +449,13 @@ impl Platform {
             .flat_map(|env| env.apps.iter())
             .map(|app| app.instance.stop(STOP_GRACE));
         futures_util::future::join_all(stops).await;
+        let crons: Vec<crate::crons::EnvironmentCrons> = {
+            let mut all = self.crons.lock().unwrap_or_else(|e| e.into_inner());
+            all.drain().map(|(_, c)| c).collect()
+        };
+        for crons in crons {
+            crons.stop().await;
+        }
         let services: Vec<EnvironmentServices> = {
             let mut all = self.services.lock().unwrap_or_else(|e| e.into_inner());
             all.drain().map(|(_, s)| s).collect()
@@ -667,6 +720,7 @@ impl Platform {
             parent,
             created_at: now.clone(),
             updated_at: now,
+            crons: None,
         };
         self.store.insert_environment(&row)?;
         let mapping = if machine_name != branch {

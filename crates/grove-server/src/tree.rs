@@ -255,6 +255,7 @@ impl Platform {
             parent: Some(parent.name.clone()),
             created_at: now.clone(),
             updated_at: now,
+            crons: None,
         };
         self.store.insert_environment(&child)?;
         if let Err(e) = repo.set_branch(&child.name, &head, None) {
@@ -654,6 +655,18 @@ impl Platform {
                 self.store
                     .update_environment(project, &env.name, None, Some(value), None)?
             }
+            "crons" => {
+                let on = match value {
+                    "true" | "1" | "on" | "yes" => true,
+                    "false" | "0" | "off" | "no" => false,
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "crons: `{other}` is not true or false"
+                        )));
+                    }
+                };
+                self.store.set_environment_crons(project, &env.name, on)?;
+            }
             "parent" => {
                 if env.kind == "production" {
                     return Err(Error::Conflict("production has no parent".into()));
@@ -674,7 +687,7 @@ impl Platform {
             }
             other => {
                 return Err(Error::Invalid(format!(
-                    "environments have no settable property `{other}` (settable: type, title, parent)"
+                    "environments have no settable property `{other}` (settable: type, title, parent, crons)"
                 )));
             }
         }

@@ -43,6 +43,8 @@ pub struct ProjectRow {
     pub plan: String,
     /// Pro plans: how many integration environments may be active.
     pub integration_limit: u32,
+    /// Whether crons run on development environments unless switched on per environment.
+    pub development_crons: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct EnvironmentRow {
     pub parent: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Crons switched on or off for this environment; `None` follows the project.
+    pub crons: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,8 +178,8 @@ impl Store {
     pub fn insert_project(&self, row: &ProjectRow) -> Result<()> {
         let conn = self.conn();
         let changed = conn.execute(
-            "INSERT INTO projects (id, title, default_branch, entropy, created_at, plan, integration_limit)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO projects (id, title, default_branch, entropy, created_at, plan, integration_limit, development_crons)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
             params![
                 row.id,
                 row.title,
@@ -183,7 +187,8 @@ impl Store {
                 row.entropy,
                 row.created_at,
                 row.plan,
-                row.integration_limit
+                row.integration_limit,
+                row.development_crons
             ],
         )?;
         if changed == 0 {
@@ -196,7 +201,7 @@ impl Store {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit FROM projects WHERE id = ?1",
+                "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit, development_crons FROM projects WHERE id = ?1",
                 [id],
                 project_from_row,
             )
@@ -206,7 +211,7 @@ impl Store {
     pub fn projects(&self) -> Result<Vec<ProjectRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit FROM projects ORDER BY id",
+            "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit, development_crons FROM projects ORDER BY id",
         )?;
         let rows = stmt.query_map([], project_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -306,6 +311,14 @@ impl Store {
                  parent = coalesce(?5, parent), updated_at = ?6
              WHERE project = ?1 AND name = ?2",
             params![project, name, kind, title, parent, timestamp_now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_environment_crons(&self, project: &str, name: &str, crons: bool) -> Result<()> {
+        self.conn().execute(
+            "UPDATE environments SET crons = ?3, updated_at = ?4 WHERE project = ?1 AND name = ?2",
+            params![project, name, crons, timestamp_now()],
         )?;
         Ok(())
     }
@@ -605,7 +618,7 @@ impl Store {
 }
 
 const ENV_COLUMNS: &str =
-    "project, name, machine_name, title, type, status, parent, created_at, updated_at";
+    "project, name, machine_name, title, type, status, parent, created_at, updated_at, crons";
 const ACTIVITY_COLUMNS: &str = "id, project, environment, type, state, result, description, \
      created_at, started_at, completed_at";
 
@@ -631,6 +644,7 @@ fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {
         created_at: r.get(4)?,
         plan: r.get(5)?,
         integration_limit: r.get(6)?,
+        development_crons: r.get(7)?,
     })
 }
 
@@ -645,6 +659,7 @@ fn environment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvironmentRo
         parent: r.get(6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
+        crons: r.get(9)?,
     })
 }
 

@@ -82,4 +82,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE projects ADD COLUMN plan TEXT NOT NULL DEFAULT 'development';
     ALTER TABLE projects ADD COLUMN integration_limit INTEGER NOT NULL DEFAULT 2;
     "#,
+    // 3: crons can be switched off per environment, and by default on development
+    // environments.
+    r#"
+    ALTER TABLE environments ADD COLUMN crons INTEGER;
+    ALTER TABLE projects ADD COLUMN development_crons INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];

@@ -13,6 +13,7 @@ fn project(id: &str) -> ProjectRow {
         created_at: timestamp_now(),
         plan: "development".into(),
         integration_limit: 2,
+        development_crons: true,
     }
 }
 
@@ -56,6 +57,7 @@ fn environment_found_by_branch_or_machine_name() {
         parent: Some("main".into()),
         created_at: now.clone(),
         updated_at: now,
+        crons: None,
     })
     .expect("insert env");
     for name in ["feature/Foo", "feature-foo"] {

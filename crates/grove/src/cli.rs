@@ -50,6 +50,10 @@ pub enum Client {
         /// Pro plans: how many integration environments may be active.
         #[arg(long)]
         integration_environments: Option<u32>,
+        /// Keep crons off on development environments unless switched on for one
+        /// (`environment:info -e X crons true`).
+        #[arg(long)]
+        no_development_crons: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -362,6 +366,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             title,
             plan,
             integration_environments,
+            no_development_crons,
             format,
         } => {
             let body = grove_api::CreateProject {
@@ -369,6 +374,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 title,
                 plan,
                 integration_environments,
+                development_crons: Some(!no_development_crons),
             };
             let project: Project = api
                 .send(
@@ -449,7 +455,11 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     let shown = serde_json::to_value(&info)?;
                     println!(
                         "{property}: {}",
-                        shown[&property].as_str().unwrap_or_default()
+                        match &shown[&property] {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        }
                     );
                 }
                 _ => print_value(&info, format)?,

@@ -1123,3 +1123,94 @@ fn plans_limit_active_environments_and_pro_projects_ship_only_by_merge() {
         head
     );
 }
+
+#[test]
+fn crons_run_on_schedule_in_the_app_sandbox_and_can_be_switched_off() {
+    let (server, work, url) = started_project();
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nhooks:\n  build: echo built > build-info.txt\n\
+         mounts:\n  var:\n    source: local\n    source_path: var\n\
+         crons:\n  stamp:\n    spec: '* * * * *'\n    commands:\n      start: 'echo \"ran on $PLATFORM_BRANCH\" | tee -a var/cron.log'\n\
+         web:\n  commands:\n    start: python3 server.py\n",
+    );
+    work.commit("a cron");
+    let (ok, out) = work.push(&url, &["-o", "environment.activate", "main", "main:quiet"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Scheduled 1 cron(s)"), "{out}");
+    assert_eq!(
+        server
+            .cli_ok(&[
+                "environment:info",
+                "-p",
+                "shop",
+                "-e",
+                "quiet",
+                "crons",
+                "false"
+            ])
+            .trim(),
+        "crons: false"
+    );
+
+    // Every minute: wait for main's first run (at most a minute and a bit).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let run = loop {
+        let list: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
+            "activity:list",
+            "-p",
+            "shop",
+            "-a",
+            "--format",
+            "json",
+            "--limit",
+            "50",
+        ]))
+        .expect("json");
+        let crons: Vec<serde_json::Value> = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|a| a["type"] == "environment.cron" && a["state"] == "complete")
+            .cloned()
+            .collect();
+        if let Some(run) = crons.first() {
+            assert!(
+                crons.iter().all(|a| a["environment"] == "main"),
+                "crons are off on quiet: {crons:?}"
+            );
+            break run.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cron ran within 90s:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(run["result"], "success", "{run}");
+    let id = run["id"].as_str().expect("id");
+    let log = server.cli(&["activity:log", "-p", "shop", id]);
+    assert!(
+        String::from_utf8_lossy(&log.stderr).contains("ran on main"),
+        "{log:?}"
+    );
+    let app = curl_json(&primary_url(&server, "main"));
+    assert_eq!(
+        app["mount_files"],
+        serde_json::json!(["cron.log"]),
+        "the cron wrote into the mount"
+    );
+    // The same minute on `quiet` ran nothing.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let list = server.cli_ok(&[
+        "activity:list",
+        "-p",
+        "shop",
+        "-e",
+        "quiet",
+        "--format",
+        "json",
+    ]);
+    assert!(!list.contains("environment.cron"), "{list}");
+}
