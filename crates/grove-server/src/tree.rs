@@ -91,6 +91,26 @@ impl Platform {
         ));
         let parent_key = (project.to_string(), parent.name.clone());
         let paused = if copy_on_write {
+            // The parent keeps running; writing its dirty pages out first keeps the
+            // copy's crash recovery short.
+            let running: Vec<_> = self.with_services(project, &parent.name, |services| {
+                services.values().map(|e| e.running.clone()).collect()
+            });
+            let flushing = std::time::Instant::now();
+            let prepared =
+                futures_util::future::join_all(running.iter().map(|r| r.prepare_snapshot())).await;
+            for error in prepared.into_iter().filter_map(|r| r.err()) {
+                log.line(format!(
+                    "W: {error}: the copy will recover on its first start"
+                ));
+            }
+            if !running.is_empty() {
+                log.line(format!(
+                    "  Flushed the services of `{}` in {:.3}s (they kept serving)",
+                    parent.name,
+                    flushing.elapsed().as_secs_f64()
+                ));
+            }
             None
         } else {
             log.line(format!(

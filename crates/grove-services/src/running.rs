@@ -265,6 +265,52 @@ impl RunningService {
         }
     }
 
+    /// Prepares the data directory for a copy-on-write snapshot taken while the server
+    /// runs: the snapshot is crash-consistent anyway, and this makes the copy's crash
+    /// recovery short by writing dirty pages out first (MariaDB flushes its buffer pool,
+    /// PostgreSQL checkpoints). The server keeps serving throughout; a server that does
+    /// not finish in time leaves more recovery to the copy, nothing worse.
+    pub async fn prepare_snapshot(&self) -> Result<(), ServiceError> {
+        let command = match self.kind {
+            ServiceKind::MariaDb => {
+                let sql = "mariadb --no-defaults -S /run/mysqld/mysqld.sock -u root -N -B -e";
+                format!(
+                    "{sql} 'SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0.001; \
+                     SET GLOBAL innodb_max_dirty_pages_pct = 0.001'; \
+                     i=0; while [ $i -lt 200 ]; do \
+                       dirty=$({sql} \"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                         WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'\"); \
+                       [ \"${{dirty:-0}}\" -le 8 ] && break; sleep 0.05; i=$((i+1)); done; \
+                     {sql} 'SET GLOBAL innodb_max_dirty_pages_pct = 90; \
+                     SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0'; echo 1"
+                )
+            }
+            ServiceKind::PostgreSql => format!(
+                "{}/psql -X -h /run/postgresql -U postgres -d postgres -tA -c 'CHECKPOINT' && echo 1",
+                std::path::Path::new(&self.binary)
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "/usr/bin".to_owned())
+            ),
+            _ => return Ok(()),
+        };
+        let (ok, output) =
+            self.run(&command, Duration::from_secs(30))
+                .await
+                .map_err(|message| ServiceError::Unhealthy {
+                    service: self.name.clone(),
+                    message,
+                })?;
+        if ok {
+            Ok(())
+        } else {
+            Err(ServiceError::Unhealthy {
+                service: self.name.clone(),
+                message: format!("preparing a snapshot failed: {}", output.join(" / ")),
+            })
+        }
+    }
+
     /// Clean shutdown; returns once the server is gone. Idempotent.
     pub async fn stop(&self) {
         self.instance.stop(STOP_GRACE).await;
