@@ -42,45 +42,9 @@ fn root() -> PathBuf {
 /// share (total minus the build hook's and the app's start-up time, both read from the
 /// activity log). Baseline: the same push to a plain bare repository without grove.
 fn bench_push(runs: usize) -> anyhow::Result<()> {
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "grove"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let grove = root().join("target/release/grove");
     let tmp = std::env::temp_dir().join(format!("grove-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let (api, http) = (free_port()?, free_port()?);
-    let mut server = Guard(
-        Command::new(&grove)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(tmp.join("data"))
-            .args(["--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http}")])
-            .env("GROVE_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_for_port(api)?;
-    let token = std::fs::read_to_string(tmp.join("data/admin-token"))?
-        .trim()
-        .to_string();
-    let cli = |args: &[&str]| -> anyhow::Result<String> {
-        let out = Command::new(&grove)
-            .args(args)
-            .env("GROVE_URL", format!("http://127.0.0.1:{api}"))
-            .env("GROVE_TOKEN", &token)
-            .output()?;
-        if !out.status.success() {
-            bail!("grove {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    cli(&["project:create", "bench"])?;
-    let url = format!("http://git:{token}@127.0.0.1:{api}/bench.git");
+    let mut server = BenchServer::start(tmp.clone(), &[])?;
+    let url = server.git_url();
     let work = tmp.join("work");
     std::fs::create_dir_all(&work)?;
     git(&work, &["init", "-q", "-b", "main"])?;
@@ -108,16 +72,7 @@ fn bench_push(runs: usize) -> anyhow::Result<()> {
 
         let started = Instant::now();
         let out = git_output(&work, &["push", "-q", &url, "main"])?;
-        let live = cli(&[
-            "environment:url",
-            "-p",
-            "bench",
-            "-e",
-            "main",
-            "--primary",
-            "--pipe",
-        ])?;
-        wait_for_200(live.trim())?;
+        wait_for_200(&server.url("main")?)?;
         let total = started.elapsed().as_secs_f64();
         let hook = seconds_after(&out, "Build hook finished in ")?;
         let start = seconds_after(&out, "accepted connections after ")?;
@@ -166,44 +121,8 @@ fn bench_push(runs: usize) -> anyhow::Result<()> {
 /// Idle memory of one development environment running an app, MariaDB and Redis:
 /// the RSS of every process in its sandboxes, sampled 5 times a second apart (median).
 fn bench_memory() -> anyhow::Result<()> {
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "grove"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let grove = root().join("target/release/grove");
     let tmp = std::env::temp_dir().join(format!("grove-bench-mem-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let (api, http) = (free_port()?, free_port()?);
-    let mut server = Guard(
-        Command::new(&grove)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(tmp.join("data"))
-            .args(["--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http}")])
-            .env("GROVE_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_for_port(api)?;
-    let token = std::fs::read_to_string(tmp.join("data/admin-token"))?
-        .trim()
-        .to_string();
-    let cli = |args: &[&str]| -> anyhow::Result<String> {
-        let out = Command::new(&grove)
-            .args(args)
-            .env("GROVE_URL", format!("http://127.0.0.1:{api}"))
-            .env("GROVE_TOKEN", &token)
-            .output()?;
-        if !out.status.success() {
-            bail!("grove {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    cli(&["project:create", "bench"])?;
+    let mut server = BenchServer::start(tmp.clone(), &[])?;
     let work = tmp.join("work");
     std::fs::create_dir_all(work.join(".platform"))?;
     std::fs::write(
@@ -218,30 +137,19 @@ fn bench_memory() -> anyhow::Result<()> {
     git(&work, &["init", "-q", "-b", "main"])?;
     git(&work, &["add", "-A"])?;
     git(&work, &["commit", "-q", "-m", "memory bench"])?;
-    let url = format!("http://git:{token}@127.0.0.1:{api}/bench.git");
+    let url = server.git_url();
     git_output(&work, &["push", "-q", &url, "main"])?;
     git_output(
         &work,
         &["push", "-q", "-o", "environment.activate", &url, "main:dev"],
     )?;
-    wait_for_200(
-        cli(&[
-            "environment:url",
-            "-p",
-            "bench",
-            "-e",
-            "dev",
-            "--primary",
-            "--pipe",
-        ])?
-        .trim(),
-    )?;
+    wait_for_200(&server.url("dev")?)?;
     std::thread::sleep(Duration::from_secs(3));
 
     let mut samples = Vec::new();
     let mut parts = Vec::new();
     for _ in 0..5 {
-        parts = environment_rss(server.0.id(), "/bench/dev/");
+        parts = environment_rss(server.pid(), "/bench/dev/");
         samples.push(parts.iter().map(|(_, kib)| *kib as f64).sum::<f64>() / 1024.0);
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -336,13 +244,6 @@ fn rss_kib(pid: u32) -> u64 {
 /// the time of `environment:branch` (median of 3 each), the ratio, and how long the
 /// parent was paused.
 fn bench_branch() -> anyhow::Result<()> {
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "grove"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
     let python = root().join("target/python");
     if !python.join("platformshconfig").is_dir() {
         let status = Command::new("python3")
@@ -361,24 +262,10 @@ fn bench_branch() -> anyhow::Result<()> {
             bail!("could not install platformshconfig");
         }
     }
-    let grove = root().join("target/release/grove");
     // The pool image lives beside the build: /tmp may be small.
     let tmp = root().join(format!("target/bench-branch-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let (api, http) = (free_port()?, free_port()?);
-    let mut server = Guard(
-        Command::new(&grove)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(tmp.join("data"))
-            .args(["--api-listen", &format!("127.0.0.1:{api}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http}")])
-            .args(["--storage", "btrfs-loop:8G"])
-            .env("GROVE_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let result = branch_runs(&grove, &tmp, api);
+    let mut server = BenchServer::start(tmp.clone(), &["--storage", "btrfs-loop:8G"])?;
+    let result = branch_runs(&server);
     server.stop();
     // The server unmounted nothing: detach the pool it made (only its own image).
     let image = tmp.join("data/volumes.img");
@@ -396,27 +283,9 @@ fn bench_branch() -> anyhow::Result<()> {
     result
 }
 
-fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
-    wait_for_port(api)?;
-    let token = std::fs::read_to_string(tmp.join("data/admin-token"))?
-        .trim()
-        .to_string();
-    let cli = |args: &[&str]| -> anyhow::Result<(String, String)> {
-        let out = Command::new(grove)
-            .args(args)
-            .env("GROVE_URL", format!("http://127.0.0.1:{api}"))
-            .env("GROVE_TOKEN", &token)
-            .output()?;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        if !out.status.success() {
-            bail!("grove {args:?}: {stderr}");
-        }
-        Ok((stdout, stderr))
-    };
-    cli(&["project:create", "bench"])?;
+fn branch_runs(server: &BenchServer) -> anyhow::Result<()> {
+    let cli = |args: &[&str]| server.cli(args);
+    let tmp = &server.dir;
     let work = tmp.join("work");
     let fixture = root().join("crates/grove/tests/e2e/fixtures/services-app");
     std::fs::create_dir_all(work.join(".platform"))?;
@@ -441,26 +310,8 @@ fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
     git(&work, &["init", "-q", "-b", "main"])?;
     git(&work, &["add", "-A"])?;
     git(&work, &["commit", "-q", "-m", "branch bench"])?;
-    git_output(
-        &work,
-        &[
-            "push",
-            "-q",
-            &format!("http://git:{token}@127.0.0.1:{api}/bench.git"),
-            "main",
-        ],
-    )?;
-    let main_url = cli(&[
-        "environment:url",
-        "-p",
-        "bench",
-        "-e",
-        "main",
-        "--primary",
-        "--pipe",
-    ])?
-    .0;
-    let main_url = main_url.trim().to_string();
+    git_output(&work, &["push", "-q", &server.git_url(), "main"])?;
+    let main_url = server.url("main")?;
 
     let fill = |mb: u32| -> anyhow::Result<()> {
         let mut left = mb;
@@ -535,6 +386,98 @@ fn branch_runs(grove: &Path, tmp: &Path, api: u16) -> anyhow::Result<()> {
         report[1].2 / report[0].2
     );
     Ok(())
+}
+
+/// A release `grove server` on free loopback ports in its own data directory, with a
+/// project `bench`; stopped (SIGTERM, by PID) when dropped.
+struct BenchServer {
+    child: Guard,
+    grove: PathBuf,
+    dir: PathBuf,
+    api: u16,
+    token: String,
+}
+
+impl BenchServer {
+    fn start(dir: PathBuf, extra: &[&str]) -> anyhow::Result<BenchServer> {
+        let status = Command::new("cargo")
+            .args(["build", "--release", "--quiet", "-p", "grove"])
+            .current_dir(root())
+            .status()?;
+        if !status.success() {
+            bail!("cargo build failed");
+        }
+        let grove = root().join("target/release/grove");
+        std::fs::create_dir_all(&dir)?;
+        let (api, http) = (free_port()?, free_port()?);
+        let child = Guard(
+            Command::new(&grove)
+                .arg("server")
+                .arg("--data-dir")
+                .arg(dir.join("data"))
+                .args(["--api-listen", &format!("127.0.0.1:{api}")])
+                .args(["--http-listen", &format!("127.0.0.1:{http}")])
+                .args(extra)
+                .env("GROVE_LOG", "warn")
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_for_port(api)?;
+        let token = std::fs::read_to_string(dir.join("data/admin-token"))?
+            .trim()
+            .to_string();
+        let server = BenchServer {
+            child,
+            grove,
+            dir,
+            api,
+            token,
+        };
+        server.cli(&["project:create", "bench"])?;
+        Ok(server)
+    }
+
+    /// Runs a CLI command; its stdout and stderr.
+    fn cli(&self, args: &[&str]) -> anyhow::Result<(String, String)> {
+        let out = Command::new(&self.grove)
+            .args(args)
+            .env("GROVE_URL", format!("http://127.0.0.1:{}", self.api))
+            .env("GROVE_TOKEN", &self.token)
+            .output()?;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        if !out.status.success() {
+            bail!("grove {args:?}: {stderr}");
+        }
+        Ok((stdout, stderr))
+    }
+
+    fn git_url(&self) -> String {
+        format!("http://git:{}@127.0.0.1:{}/bench.git", self.token, self.api)
+    }
+
+    fn url(&self, env: &str) -> anyhow::Result<String> {
+        let (url, _) = self.cli(&[
+            "environment:url",
+            "-p",
+            "bench",
+            "-e",
+            env,
+            "--primary",
+            "--pipe",
+        ])?;
+        Ok(url.trim().to_string())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn stop(&mut self) {
+        self.child.stop();
+    }
 }
 
 struct Guard(Child);
