@@ -702,6 +702,16 @@ pub(crate) fn read_mounts(
                     );
                     continue;
                 };
+                if rest.split('/').any(|c| c == "..") {
+                    r.error(
+                        spec,
+                        format!(
+                            "mount `{s}` may not contain `..`: a mount stays inside its volume"
+                        ),
+                        None,
+                    );
+                    continue;
+                }
                 Mount {
                     source: MountSource::Local,
                     source_path: rest.trim_matches('/').to_owned(),

@@ -342,6 +342,18 @@ fn set_executable(path: &Path) -> Result<()> {
         .map_err(|e| io_err(path, e))
 }
 
+/// Whether git accepts `name` as a branch name (`git check-ref-format`).
+pub fn valid_branch_name(name: &str) -> bool {
+    !name.starts_with('-')
+        && Command::new("git")
+            .args(["check-ref-format", &format!("refs/heads/{name}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 /// Splits the `GIT_PUSH_OPTION_*` values the hook received into grove's push options.
 /// Accepts Platform.sh's spellings: `environment.activate`, `environment.status=active`,
 /// `environment.parent=NAME`, `environment.type=TYPE`, `environment.title=TITLE`.

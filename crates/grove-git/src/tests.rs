@@ -161,3 +161,18 @@ fn branches_ancestry_and_rebase() {
         "a stale expected value is refused"
     );
 }
+
+#[test]
+fn branch_names_git_accepts() {
+    for (name, ok) in [
+        ("feature/x", true),
+        ("Feature_Y-1.2", true),
+        ("main~1", false),
+        ("a..b", false),
+        ("-x", false),
+        ("with space", false),
+        ("", false),
+    ] {
+        assert_eq!(valid_branch_name(name), ok, "{name:?}");
+    }
+}

@@ -644,11 +644,19 @@ async fn mount_binds(
                 .join(&app.name)
                 .join(source.as_str()),
         };
-        let source = if mount.source_path.is_empty() {
-            volume
-        } else {
-            volume.join(&mount.source_path)
-        };
+        // Defence in depth: the config layer refuses `..`, and a mount must never
+        // reach outside its environment's volume whatever the config says.
+        let sub = std::path::Path::new(&mount.source_path);
+        if sub
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "app `{}`: mount `{path}` has source_path `{}`, which leaves its volume",
+                app.name, mount.source_path
+            ));
+        }
+        let source = volume.join(sub);
         tokio::fs::create_dir_all(&source).await.map_err(|e| {
             format!(
                 "app `{}`: cannot create the volume of mount `{path}`: {e}",

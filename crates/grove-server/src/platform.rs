@@ -218,7 +218,7 @@ impl Platform {
 
     // --- locking and running state ----------------------------------------------------------
 
-    fn lock_for(&self, project: &str, env: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, project: &str, env: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks
             .entry((project.to_string(), env.to_string()))
@@ -367,8 +367,15 @@ impl Platform {
                     }
                     after.insert(name, now);
                 }
+                // Only while the environment still runs services: a stop may have
+                // happened during the checks.
+                let running = self.with_services(&project, &env, |s| !s.is_empty());
                 let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-                health.insert((project, env), after);
+                if running {
+                    health.insert((project, env), after);
+                } else {
+                    health.remove(&(project, env));
+                }
             }
         }
     }
@@ -404,6 +411,8 @@ impl Platform {
         env: &EnvironmentRow,
         log: &ActivityLog,
     ) {
+        self.replace_crons(&(project.to_string(), env.name.clone()), None)
+            .await;
         self.router.remove(&owner_key(project, &env.name));
         if let Some(old) = self.swap_running(project, &env.name, None) {
             for app in old.apps {
@@ -499,7 +508,11 @@ impl Platform {
             if let Err(error) = platform.store.start_activity(&log.id) {
                 tracing::error!(activity = %log.id, %error, "Could not start the activity.");
             }
-            let outcome = work(platform.clone(), log.clone()).await;
+            // A panic in an operation fails its activity instead of leaving it
+            // `in_progress` (and never takes the server down).
+            let outcome = tokio::spawn(work(platform.clone(), log.clone()))
+                .await
+                .unwrap_or_else(|e| Err(format!("the operation failed unexpectedly: {e}")));
             let result = match &outcome {
                 Ok(()) => "success",
                 Err(message) => {
@@ -598,8 +611,8 @@ impl Platform {
         options: &PushOptions,
         tee: &mpsc::UnboundedSender<String>,
     ) -> bool {
-        let env = match self.ensure_environment(project, branch, options, tee) {
-            Ok(env) => env,
+        let (env, created) = match self.ensure_environment(project, branch, options, tee) {
+            Ok(found) => found,
             Err(e) => {
                 let _ = tee.send(format!("E: {e}"));
                 return false;
@@ -610,13 +623,16 @@ impl Platform {
             && update.old != ZERO_ID
         {
             let _ = tee.send(format!(
-                "E: in a pro project `{}` ({}) accepts code only by merge from its child, so that                  what ships is what was tested there: push to an integration environment and run                  `grove environment:merge`",
+                "E: in a pro project `{}` ({}) accepts code only by merge from its child, so that \
+                 what ships is what was tested there: push to an integration environment and run \
+                 `grove environment:merge`",
                 env.name, env.kind
             ));
             return false;
         }
         let commit = update.new.clone();
-        let git_env = push.git_env.clone();
+        let old = update.old.clone();
+        let git_env = quarantine_env(&self.settings.repository(&project.id), &push.git_env);
         let active = env.status == "active";
         let description = match &push.user {
             Some(user) => format!("{user} pushed to {}", env.name),
@@ -631,6 +647,19 @@ impl Platform {
             description,
             Some(tee.clone()),
             move |platform, log| async move {
+                // Checked under the lock: another push, a merge or a synchronize may have
+                // moved the branch while this push waited.
+                let head = platform
+                    .settings
+                    .repository(&project_id)
+                    .branch_head(&env_name)
+                    .map_err(|e| e.to_string())?;
+                let expected = (old != ZERO_ID).then_some(old.as_str());
+                if head.as_deref() != expected {
+                    return Err(format!(
+                        "`{env_name}` moved while this push waited: fetch, then push again"
+                    ));
+                }
                 log.line(format!("Pushed {} to branch `{env_name}`", short(&commit)));
                 if !active {
                     log.line(format!(
@@ -640,8 +669,14 @@ impl Platform {
                     return Ok(());
                 }
                 let repo = platform.settings.repository(&project_id).with_env(git_env);
-                deploy::deploy(&platform, &project_id, &env_name, &repo, &commit, DeployMode::Deploy, &log)
-                    .await
+                let result = deploy::deploy(&platform, &project_id, &env_name, &repo, &commit, DeployMode::Deploy, &log).await;
+                if result.is_err() && created {
+                    // Git refuses the branch: the environment this push created goes too.
+                    if let Ok(env) = platform.environment(&project_id, &env_name) {
+                        let _ = platform.delete_locked(&project_id, &env, false, &log).await;
+                    }
+                }
+                result
             },
         );
         match spawned {
@@ -660,11 +695,11 @@ impl Platform {
         branch: &str,
         options: &PushOptions,
         tee: &mpsc::UnboundedSender<String>,
-    ) -> Result<EnvironmentRow> {
+    ) -> Result<(EnvironmentRow, bool)> {
         if let Some(env) = self.store.environment(&project.id, branch)?
             && env.name == branch
         {
-            return Ok(env);
+            return Ok((env, false));
         }
         // Read afresh: an earlier ref of the same push may have set it.
         let mut default_branch = self.project(&project.id)?.default_branch;
@@ -737,7 +772,7 @@ impl Platform {
                 .map(|p| format!(", parent `{p}`"))
                 .unwrap_or_default()
         ));
-        Ok(row)
+        Ok((row, true))
     }
 
     pub(crate) fn unique_machine_name(&self, project: &str, branch: &str) -> Result<String> {
@@ -805,6 +840,17 @@ impl Platform {
             format!("Redeploy {}", env.name),
             None,
             move |platform, log| async move {
+                // Checked again under the lock: an activity queued before this one may
+                // have deactivated the environment.
+                if platform
+                    .environment(&project, &name)
+                    .map(|e| e.status)
+                    .ok()
+                    .as_deref()
+                    != Some("active")
+                {
+                    return Err(format!("environment `{name}` is no longer active"));
+                }
                 let repo = platform.settings.repository(&project);
                 let commit = match platform.store.last_successful_deployment(&project, &name) {
                     Ok(Some(d)) => d.commit_id,
@@ -951,6 +997,13 @@ impl Platform {
                     .store
                     .last_successful_deployment(&project.id, &env.name)
                 else {
+                    // Marked active by an activation or a branch that the stop cut
+                    // short: it runs nothing, so it must not hold a plan slot.
+                    tracing::warn!(project = %project.id, env = %env.name,
+                        "An active environment was never deployed: marking it inactive.");
+                    let _ = self
+                        .store
+                        .set_environment_status(&project.id, &env.name, "inactive");
                     continue;
                 };
                 let project_id = project.id.clone();
@@ -981,6 +1034,30 @@ impl Platform {
             }
         }
     }
+}
+
+/// The quarantine variables of a push in progress, and nothing else: only git's object
+/// directories, and only inside the project's repository.
+fn quarantine_env(repo: &Repository, env: &[(String, String)]) -> Vec<(String, String)> {
+    const ALLOWED: &[&str] = &[
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_QUARANTINE_PATH",
+    ];
+    env.iter()
+        .filter(|(name, value)| {
+            ALLOWED.contains(&name.as_str())
+                && value.split(':').all(|p| {
+                    let path = std::path::Path::new(p);
+                    path.is_absolute()
+                        && path.starts_with(repo.path())
+                        && !path
+                            .components()
+                            .any(|c| c == std::path::Component::ParentDir)
+                })
+        })
+        .cloned()
+        .collect()
 }
 
 /// The router table's owner key of an environment.

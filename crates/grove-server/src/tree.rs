@@ -73,6 +73,14 @@ impl Platform {
         child: &EnvironmentRow,
         log: &ActivityLog,
     ) -> std::result::Result<(), String> {
+        // The parent's lock, taken while the child's is held (always child, then
+        // parent; parents form a tree, so this cannot deadlock): no deploy of the parent
+        // changes its services or data during the copy.
+        let parent_lock = self.lock_for(project, &parent.name);
+        let _parent_guard = parent_lock.lock().await;
+        let parent = &self
+            .environment(project, &parent.name)
+            .map_err(|e| e.to_string())?;
         if parent.status != "active" {
             return Err(format!(
                 "the parent `{}` is inactive and has no data to copy: activate it first, \
@@ -236,6 +244,12 @@ impl Platform {
                 parent.name
             )));
         }
+        if !grove_git::valid_branch_name(&request.name) {
+            return Err(Error::Invalid(format!(
+                "`{}` is not a valid branch name (see `git check-ref-format`)",
+                request.name
+            )));
+        }
         if self.store.environment(project, &request.name)?.is_some() {
             return Err(Error::Conflict(format!(
                 "environment `{}` already exists",
@@ -380,6 +394,16 @@ impl Platform {
             format!("Activate {}", env.name),
             None,
             move |platform, log| async move {
+                // Checked again under the lock: two activations may have been queued.
+                if platform
+                    .environment(&project_id, &env.name)
+                    .map(|e| e.status)
+                    .ok()
+                    .as_deref()
+                    == Some("active")
+                {
+                    return Err(format!("environment `{}` is already active", env.name));
+                }
                 let repo = platform.settings.repository(&project_id);
                 let head = repo
                     .branch_head(&env.name)
@@ -497,6 +521,15 @@ impl Platform {
             format!("Synchronize {what} of {} from {}", env.name, parent.name),
             None,
             move |platform, log| async move {
+                if platform
+                    .environment(&project_id, &env.name)
+                    .map(|e| e.status)
+                    .ok()
+                    .as_deref()
+                    != Some("active")
+                {
+                    return Err(format!("environment `{}` is no longer active", env.name));
+                }
                 let repo = platform.settings.repository(&project_id);
                 if request.code {
                     if request.rebase
@@ -505,7 +538,12 @@ impl Platform {
                             .is_ancestor(&parent_head, &child_head)
                             .map_err(|e| e.to_string())?
                     {
-                        let scratch = platform.settings.scratch_dir(&project_id, "git");
+                        let scratch = platform
+                            .settings
+                            .data_dir
+                            .join("tmp")
+                            .join(".rebase")
+                            .join(&project_id);
                         std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
                         let repo2 = repo.clone();
                         let (c, p) = (child_head.clone(), parent_head.clone());
@@ -537,25 +575,56 @@ impl Platform {
                         ));
                     }
                 }
+                let mut filled = Ok(());
                 if request.data {
                     let key = (project_id.clone(), env.name.clone());
                     // The child's services stop while their data is replaced.
                     let own = platform.take_services(&key);
                     services::stop_all(&platform, own, Some(&log)).await;
-                    platform
+                    filled = platform
                         .fill_from_parent(&project_id, &parent, &env, &log)
-                        .await?;
+                        .await;
                 }
-                deploy::deploy(
-                    &platform,
-                    &project_id,
-                    &env.name,
-                    &repo,
-                    &new_head,
-                    DeployMode::Deploy,
-                    &log,
-                )
-                .await
+                let deployed = match &filled {
+                    Ok(()) => {
+                        deploy::deploy(
+                            &platform,
+                            &project_id,
+                            &env.name,
+                            &repo,
+                            &new_head,
+                            DeployMode::Deploy,
+                            &log,
+                        )
+                        .await
+                    }
+                    Err(_) => Ok(()),
+                };
+                if filled.is_err() || deployed.is_err() {
+                    // Back to what it was: its branch where it was, its services on its
+                    // own (untouched) data.
+                    if new_head != child_head
+                        && repo
+                            .set_branch(&env.name, &child_head, Some(&new_head))
+                            .is_ok()
+                    {
+                        log.line(format!("`{}` is back at {}", env.name, short(&child_head)));
+                    }
+                    let restored = deploy::deploy(
+                        &platform,
+                        &project_id,
+                        &env.name,
+                        &repo,
+                        &child_head,
+                        DeployMode::Restore,
+                        &log,
+                    )
+                    .await;
+                    if let Err(error) = restored {
+                        log.line(format!("E: could not bring `{}` back: {error}", env.name));
+                    }
+                }
+                filled.and(deployed)
             },
         )?;
         Ok(id)
@@ -692,10 +761,19 @@ impl Platform {
                     return Err(Error::Conflict("production has no parent".into()));
                 }
                 let parent = self.environment(project, value)?;
-                if parent.name == env.name {
-                    return Err(Error::Invalid(
-                        "an environment cannot be its own parent".into(),
-                    ));
+                // Parents form a tree: no environment may become its own ancestor.
+                let mut ancestor = Some(parent.name.clone());
+                while let Some(name) = ancestor {
+                    if name == env.name {
+                        return Err(Error::Invalid(format!(
+                            "`{}` cannot have `{}` as parent: it would be its own ancestor",
+                            env.name, parent.name
+                        )));
+                    }
+                    ancestor = self
+                        .store
+                        .environment(project, &name)?
+                        .and_then(|e| e.parent);
                 }
                 self.store.update_environment(
                     project,
