@@ -282,3 +282,16 @@ fn invalid_utf8_is_positioned() {
         (2, 7, "file is not valid UTF-8")
     );
 }
+
+/// Regression: the old `shared:files/<dir>` mount syntax let `..` through, which gave
+/// the app a writable bind outside its environment's volume.
+#[test]
+fn old_mount_syntax_cannot_escape_its_volume() {
+    check(
+        "old_mount_syntax_escape",
+        &[(
+            ".platform.app.yaml",
+            "name: app\ntype: python:3.12\nmounts:\n  var: \"shared:files/../../../..\"\nweb:\n  commands:\n    start: python app.py\n",
+        )],
+    );
+}
