@@ -220,7 +220,7 @@ async fn deploy_inner(
         .ensure_volume(&project.id, env)
         .await
         .map_err(|e| format!("the data volume of `{}`: {e}", env.name))?;
-    crate::services::reconcile(platform, project, env, &config, log).await?;
+    let retired = crate::services::reconcile(platform, project, env, &config, log).await?;
 
     // 6. The new instances. Ports are chosen first so that apps can find each other
     // through app-to-app relationships.
@@ -379,6 +379,7 @@ async fn deploy_inner(
         ));
         stop_all(&previous.apps).await;
     }
+    crate::services::retire(platform, &key, &retired, log).await;
 
     // 9. post_deploy, with traffic flowing.
     if mode == DeployMode::Deploy {

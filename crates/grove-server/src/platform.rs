@@ -298,6 +298,21 @@ impl Platform {
         }
     }
 
+    /// Takes one service out of an environment's running services.
+    pub(crate) fn remove_service(
+        &self,
+        key: &EnvKey,
+        name: &str,
+    ) -> Option<crate::services::ServiceEntry> {
+        let mut all = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let services = all.get_mut(key)?;
+        let entry = services.remove(name);
+        if services.is_empty() {
+            all.remove(key);
+        }
+        entry
+    }
+
     /// Runs `f` on an environment's running services.
     pub(crate) fn with_services<T>(
         &self,

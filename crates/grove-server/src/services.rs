@@ -84,7 +84,7 @@ pub async fn reconcile(
     env: &EnvironmentRow,
     config: &ProjectConfig,
     log: &ActivityLog,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let key = (project.id.clone(), env.name.clone());
     let catalog = &platform.service_catalog;
     let mut current = platform.take_services(&key);
@@ -101,7 +101,7 @@ async fn reconcile_into(
     config: &ProjectConfig,
     current: &mut EnvironmentServices,
     log: &ActivityLog,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let wanted: Vec<_> = config
         .services
         .iter()
@@ -137,20 +137,13 @@ async fn reconcile_into(
     }
 
     let names: HashSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
-    let gone: Vec<String> = current
+    // Services no longer asked for keep running until the new deployment is live
+    // (the previous one may still use them): the caller retires them after the switch.
+    let retired: Vec<String> = current
         .keys()
         .filter(|n| !names.contains(n.as_str()))
         .cloned()
         .collect();
-    for name in gone {
-        if let Some(entry) = current.remove(&name) {
-            log.line(format!(
-                "Stopping service `{name}`: no longer in services.yaml (its data is kept)"
-            ));
-            entry.running.stop().await;
-            platform.addresses.release(entry.address);
-        }
-    }
 
     let profile = if env.kind == "production" {
         MemoryProfile::Production
@@ -259,7 +252,7 @@ async fn reconcile_into(
             },
         );
     }
-    Ok(())
+    Ok(retired)
 }
 
 fn service_dir(
@@ -309,6 +302,25 @@ pub async fn stop_all(
         }
         entry.running.stop().await;
         platform.addresses.release(entry.address);
+    }
+}
+
+/// Stops the services a deployment no longer asks for, once it is live (their data
+/// stays in the volume).
+pub async fn retire(
+    platform: &Platform,
+    key: &(String, String),
+    names: &[String],
+    log: &ActivityLog,
+) {
+    for name in names {
+        if let Some(entry) = platform.remove_service(key, name) {
+            log.line(format!(
+                "Stopping service `{name}`: no longer in services.yaml (its data is kept)"
+            ));
+            entry.running.stop().await;
+            platform.addresses.release(entry.address);
+        }
     }
 }
 

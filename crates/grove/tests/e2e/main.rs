@@ -1214,3 +1214,40 @@ fn crons_run_on_schedule_in_the_app_sandbox_and_can_be_switched_off() {
     ]);
     assert!(!list.contains("environment.cron"), "{list}");
 }
+
+#[test]
+fn a_service_removed_by_a_failed_deploy_keeps_running_and_goes_with_a_successful_one() {
+    let (server, work, url) = started_project();
+    work.write(".platform/services.yaml", "cache:\n  type: redis:7.0\n");
+    work.commit("redis");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    assert_eq!(server_processes(&server, "redis-server").len(), 1);
+
+    // Removed together with a build that fails: the live deployment keeps its service.
+    work.git(&["rm", "-q", ".platform/services.yaml"]);
+    let config = std::fs::read_to_string(work.path().join(".platform.app.yaml")).expect("config");
+    work.write(
+        ".platform.app.yaml",
+        &config.replace("set -e\n", "set -e\n    exit 7\n"),
+    );
+    work.commit("no redis, broken build");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(!ok, "{out}");
+    assert_eq!(
+        server_processes(&server, "redis-server").len(),
+        1,
+        "still used by the live deployment"
+    );
+
+    // Removed by a deploy that succeeds: stopped once the new deployment is live.
+    work.write(".platform.app.yaml", &config);
+    work.commit("no redis");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Stopping service `cache`: no longer in services.yaml"),
+        "{out}"
+    );
+    assert!(server_processes(&server, "redis-server").is_empty());
+}
