@@ -260,6 +260,11 @@ impl Platform {
         }
     }
 
+    /// Whether an environment is active right now (read afresh from the store).
+    pub fn is_active(&self, project: &str, env: &str) -> bool {
+        matches!(self.store.environment(project, env), Ok(Some(row)) if row.status == "active")
+    }
+
     /// Whether crons run on an environment now: its own switch, else on unless it is a
     /// development environment of a project that keeps them off there.
     pub fn crons_enabled(&self, project: &str, env: &str) -> bool {
@@ -857,13 +862,7 @@ impl Platform {
             move |platform, log| async move {
                 // Checked again under the lock: an activity queued before this one may
                 // have deactivated the environment.
-                if platform
-                    .environment(&project, &name)
-                    .map(|e| e.status)
-                    .ok()
-                    .as_deref()
-                    != Some("active")
-                {
+                if !platform.is_active(&project, &name) {
                     return Err(format!("environment `{name}` is no longer active"));
                 }
                 let repo = platform.settings.repository(&project);

@@ -395,13 +395,7 @@ impl Platform {
             None,
             move |platform, log| async move {
                 // Checked again under the lock: two activations may have been queued.
-                if platform
-                    .environment(&project_id, &env.name)
-                    .map(|e| e.status)
-                    .ok()
-                    .as_deref()
-                    == Some("active")
-                {
+                if platform.is_active(&project_id, &env.name) {
                     return Err(format!("environment `{}` is already active", env.name));
                 }
                 let repo = platform.settings.repository(&project_id);
@@ -521,13 +515,7 @@ impl Platform {
             format!("Synchronize {what} of {} from {}", env.name, parent.name),
             None,
             move |platform, log| async move {
-                if platform
-                    .environment(&project_id, &env.name)
-                    .map(|e| e.status)
-                    .ok()
-                    .as_deref()
-                    != Some("active")
-                {
+                if !platform.is_active(&project_id, &env.name) {
                     return Err(format!("environment `{}` is no longer active", env.name));
                 }
                 let repo = platform.settings.repository(&project_id);
