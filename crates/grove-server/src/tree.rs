@@ -165,6 +165,17 @@ impl Platform {
         Ok(())
     }
 
+    /// The parent an operation works with (`what`: "merge into", ...).
+    fn parent_of(&self, project: &str, env: &EnvironmentRow, what: &str) -> Result<EnvironmentRow> {
+        let name = env.parent.as_deref().ok_or_else(|| {
+            Error::Conflict(format!(
+                "environment `{}` has no parent to {what}",
+                env.name
+            ))
+        })?;
+        self.environment(project, name)
+    }
+
     /// Refuses to make one more environment of type `kind` active past the project's
     /// plan; `changing` is an active environment that changes type (it does not count).
     pub(crate) fn check_plan(
@@ -462,13 +473,7 @@ impl Platform {
                 env.name
             )));
         }
-        let parent_name = env.parent.clone().ok_or_else(|| {
-            Error::Conflict(format!(
-                "environment `{}` has no parent to synchronize from",
-                env.name
-            ))
-        })?;
-        let parent = self.environment(project, &parent_name)?;
+        let parent = self.parent_of(project, &env, "synchronize from")?;
         if env.status != "active" {
             return Err(Error::Conflict(format!(
                 "environment `{}` is inactive: activate it (which copies the parent's data)",
@@ -622,13 +627,7 @@ impl Platform {
     /// parent is redeployed with the build the child tested (the same tree).
     pub fn merge(self: &Arc<Self>, project: &str, env: &str) -> Result<String> {
         let env = self.environment(project, env)?;
-        let parent_name = env.parent.clone().ok_or_else(|| {
-            Error::Conflict(format!(
-                "environment `{}` has no parent to merge into",
-                env.name
-            ))
-        })?;
-        let parent = self.environment(project, &parent_name)?;
+        let parent = self.parent_of(project, &env, "merge into")?;
         let repo = self.settings.repository(project);
         let child_head = repo
             .branch_head(&env.name)?
