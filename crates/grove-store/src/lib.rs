@@ -3,14 +3,20 @@
 //! The store knows rows and transactions, nothing about git, processes or HTTP. Every
 //! method is a short synchronous transaction; callers on an async runtime call it
 //! directly (the statements are sub-millisecond) and never hold a row across an await.
+//!
+//! A file store has two connections: every write goes through the writer, reads go
+//! through a separate read-only connection so that, in WAL mode, they see the last
+//! commit instead of waiting behind a write.
 
 mod migrations;
 mod time;
 
+use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
 pub use time::timestamp_now;
 
@@ -113,7 +119,68 @@ pub struct UserRow {
 }
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// `None` for an in-memory database, which a second connection could not see.
+    reader: Option<Mutex<Connection>>,
+}
+
+/// The connection every write goes through, and what it knows about the log.
+struct Writer {
+    conn: Connection,
+    last_seq: LastSeq,
+}
+
+/// The last sequence number stored per activity, so that appending a line does not
+/// ask SQLite for `max(seq)`. Only valid while the writer lock is held and only for
+/// committed rows: whoever rolls back a transaction that appended lines clears it.
+#[derive(Default)]
+struct LastSeq(HashMap<String, u64>);
+
+impl LastSeq {
+    /// A cache, not a registry: past this many activities it starts over rather than
+    /// grow with every activity that ever logged without completing through the store.
+    const MAX_ACTIVITIES: usize = 4096;
+
+    fn get(&self, activity: &str) -> Option<u64> {
+        self.0.get(activity).copied()
+    }
+
+    fn set(&mut self, activity: &str, seq: u64) {
+        if let Some(last) = self.0.get_mut(activity) {
+            *last = seq;
+            return;
+        }
+        if self.0.len() >= Self::MAX_ACTIVITIES {
+            self.0.clear();
+        }
+        self.0.insert(activity.to_string(), seq);
+    }
+
+    /// A complete activity rarely gets more lines; forget it.
+    fn forget(&mut self, activity: &str) {
+        self.0.remove(activity);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A read connection: the reader of a file store, the writer of an in-memory one.
+enum ReadGuard<'a> {
+    Reader(MutexGuard<'a, Connection>),
+    Writer(MutexGuard<'a, Writer>),
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            ReadGuard::Reader(conn) => conn,
+            ReadGuard::Writer(writer) => &writer.conn,
+        }
+    }
 }
 
 impl Store {
@@ -124,10 +191,22 @@ impl Store {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
              PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
         )?;
-        let store = Store {
-            conn: Mutex::new(conn),
+        let mut store = Store {
+            writer: Mutex::new(Writer {
+                conn,
+                last_seq: LastSeq::default(),
+            }),
+            reader: None,
         };
         store.migrate(&path.display().to_string())?;
+        // Opened after the migrations so it never sees a half-made schema, and
+        // read-only so a read routed here by mistake fails instead of racing the writer.
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.execute_batch("PRAGMA busy_timeout=5000;")?;
+        store.reader = Some(Mutex::new(reader));
         Ok(store)
     }
 
@@ -136,20 +215,52 @@ impl Store {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
         let store = Store {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(Writer {
+                conn,
+                last_seq: LastSeq::default(),
+            }),
+            reader: None,
         };
         store.migrate(":memory:")?;
         Ok(store)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions
-        // roll back on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding either lock cannot leave SQLite inconsistent (transactions
+    // roll back on drop, and `write_transaction` clears the sequence cache before its
+    // error leaves), so a poisoned lock is safe to reuse.
+    fn write(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> ReadGuard<'_> {
+        match &self.reader {
+            Some(reader) => ReadGuard::Reader(reader.lock().unwrap_or_else(|e| e.into_inner())),
+            None => ReadGuard::Writer(self.write()),
+        }
+    }
+
+    /// Runs `f` in one write transaction. If it fails, the rows it appended are rolled
+    /// back, so the sequence numbers it cached are forgotten too.
+    fn write_transaction<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &mut LastSeq) -> Result<T>,
+    ) -> Result<T> {
+        let mut writer = self.write();
+        let Writer { conn, last_seq } = &mut *writer;
+        let outcome = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+            let value = f(&tx, last_seq)?;
+            tx.commit()?;
+            Ok(value)
+        });
+        if outcome.is_err() {
+            last_seq.clear();
+        }
+        outcome
     }
 
     fn migrate(&self, path: &str) -> Result<()> {
-        let mut conn = self.conn();
+        let mut writer = self.write();
+        let conn = &mut writer.conn;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
         let known = migrations::MIGRATIONS.len();
@@ -176,8 +287,7 @@ impl Store {
     // --- projects -------------------------------------------------------------------
 
     pub fn insert_project(&self, row: &ProjectRow) -> Result<()> {
-        let conn = self.conn();
-        let changed = conn.execute(
+        let changed = self.write().conn.execute(
             "INSERT INTO projects (id, title, default_branch, entropy, created_at, plan, integration_limit, development_crons)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
             params![
@@ -198,7 +308,7 @@ impl Store {
     }
 
     pub fn project(&self, id: &str) -> Result<Option<ProjectRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit, development_crons FROM projects WHERE id = ?1",
@@ -209,7 +319,7 @@ impl Store {
     }
 
     pub fn projects(&self) -> Result<Vec<ProjectRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare(
             "SELECT id, title, default_branch, entropy, created_at, plan, integration_limit, development_crons FROM projects ORDER BY id",
         )?;
@@ -218,7 +328,7 @@ impl Store {
     }
 
     pub fn set_default_branch(&self, project: &str, branch: &str) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "UPDATE projects SET default_branch = ?2 WHERE id = ?1",
             params![project, branch],
         )?;
@@ -228,8 +338,7 @@ impl Store {
     // --- environments -----------------------------------------------------------------
 
     pub fn insert_environment(&self, row: &EnvironmentRow) -> Result<()> {
-        let conn = self.conn();
-        let changed = conn.execute(
+        let changed = self.write().conn.execute(
             "INSERT INTO environments
                 (project, name, machine_name, title, type, status, parent, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
@@ -255,7 +364,7 @@ impl Store {
     }
 
     pub fn environments(&self, project: &str) -> Result<Vec<EnvironmentRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare(&format!(
             "SELECT {ENV_COLUMNS} FROM environments WHERE project = ?1 ORDER BY created_at, name"
         ))?;
@@ -265,7 +374,7 @@ impl Store {
 
     /// Finds an environment by branch name or machine name.
     pub fn environment(&self, project: &str, name: &str) -> Result<Option<EnvironmentRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 &format!(
@@ -280,7 +389,7 @@ impl Store {
     }
 
     pub fn machine_name_taken(&self, project: &str, machine_name: &str) -> Result<bool> {
-        let conn = self.conn();
+        let conn = self.read();
         let n: i64 = conn.query_row(
             "SELECT count(*) FROM environments WHERE project = ?1 AND machine_name = ?2",
             params![project, machine_name],
@@ -290,7 +399,7 @@ impl Store {
     }
 
     pub fn set_environment_status(&self, project: &str, name: &str, status: &str) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "UPDATE environments SET status = ?3, updated_at = ?4 WHERE project = ?1 AND name = ?2",
             params![project, name, status, timestamp_now()],
         )?;
@@ -306,7 +415,7 @@ impl Store {
         title: Option<&str>,
         parent: Option<&str>,
     ) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "UPDATE environments SET type = coalesce(?3, type), title = coalesce(?4, title),
                  parent = coalesce(?5, parent), updated_at = ?6
              WHERE project = ?1 AND name = ?2",
@@ -316,7 +425,7 @@ impl Store {
     }
 
     pub fn set_environment_crons(&self, project: &str, name: &str, crons: bool) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "UPDATE environments SET crons = ?3, updated_at = ?4 WHERE project = ?1 AND name = ?2",
             params![project, name, crons, timestamp_now()],
         )?;
@@ -324,7 +433,7 @@ impl Store {
     }
 
     pub fn delete_environment(&self, project: &str, name: &str) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "DELETE FROM environments WHERE project = ?1 AND name = ?2",
             params![project, name],
         )?;
@@ -334,7 +443,7 @@ impl Store {
     // --- activities -------------------------------------------------------------------
 
     pub fn insert_activity(&self, row: &ActivityRow) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "INSERT INTO activities
                 (id, project, environment, type, state, result, description, created_at, started_at, completed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -355,7 +464,7 @@ impl Store {
     }
 
     pub fn start_activity(&self, id: &str) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "UPDATE activities SET state = 'in_progress', started_at = ?2 WHERE id = ?1",
             params![id, timestamp_now()],
         )?;
@@ -363,15 +472,14 @@ impl Store {
     }
 
     pub fn complete_activity(&self, id: &str, result: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE activities SET state = 'complete', result = ?2, completed_at = ?3 WHERE id = ?1",
-            params![id, result, timestamp_now()],
-        )?;
+        let mut writer = self.write();
+        complete_activity_in(&writer.conn, id, result, &timestamp_now())?;
+        writer.last_seq.forget(id);
         Ok(())
     }
 
     pub fn activity(&self, id: &str) -> Result<Option<ActivityRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 &format!("SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?1"),
@@ -388,7 +496,7 @@ impl Store {
         environment: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ActivityRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare(&format!(
             "SELECT {ACTIVITY_COLUMNS} FROM activities
              WHERE project = ?1 AND (?2 IS NULL OR environment = ?2)
@@ -401,37 +509,35 @@ impl Store {
     /// Marks every activity that is not complete as failed, with `reason` as the last
     /// line of its log. Used at start-up: nothing can still be running then.
     pub fn fail_unfinished_activities(&self, reason: &str) -> Result<Vec<String>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let ids: Vec<String> = {
-            let mut stmt =
-                tx.prepare("SELECT id FROM activities WHERE state IN ('pending', 'in_progress')")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let now = timestamp_now();
-        for id in &ids {
-            append_log_in(&tx, id, &now, reason)?;
-            tx.execute(
-                "UPDATE activities SET state = 'complete', result = 'failure', completed_at = ?2
-                 WHERE id = ?1",
-                params![id, now],
-            )?;
-        }
-        tx.commit()?;
-        Ok(ids)
+        self.write_transaction(|tx, last_seq| {
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id FROM activities WHERE state IN ('pending', 'in_progress')",
+                )?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let now = timestamp_now();
+            for id in &ids {
+                append_log_in(tx, last_seq, id, &now, reason)?;
+                complete_activity_in(tx, id, "failure", &now)?;
+                last_seq.forget(id);
+            }
+            Ok(ids)
+        })
     }
 
     /// Appends a line to an activity's log and returns its sequence number.
     pub fn append_log(&self, activity: &str, message: &str) -> Result<u64> {
-        let conn = self.conn();
-        append_log_in(&conn, activity, &timestamp_now(), message)
+        let mut writer = self.write();
+        let Writer { conn, last_seq } = &mut *writer;
+        append_log_in(conn, last_seq, activity, &timestamp_now(), message)
     }
 
     /// The log lines after `after` (0 = from the start).
     pub fn log_since(&self, activity: &str, after: u64) -> Result<Vec<LogRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let conn = self.read();
+        let mut stmt = conn.prepare_cached(
             "SELECT seq, timestamp, message FROM activity_log
              WHERE activity = ?1 AND seq > ?2 ORDER BY seq",
         )?;
@@ -449,7 +555,7 @@ impl Store {
     // --- builds and deployments -----------------------------------------------------------
 
     pub fn insert_build(&self, row: &BuildRow) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "INSERT OR REPLACE INTO builds (key, project, app, tree_id, activity, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -465,7 +571,7 @@ impl Store {
     }
 
     pub fn build(&self, key: &str) -> Result<Option<BuildRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 "SELECT key, project, app, tree_id, activity, created_at FROM builds WHERE key = ?1",
@@ -485,7 +591,7 @@ impl Store {
     }
 
     pub fn count_builds(&self, project: &str) -> Result<u64> {
-        let conn = self.conn();
+        let conn = self.read();
         let n: i64 = conn.query_row(
             "SELECT count(*) FROM builds WHERE project = ?1",
             [project],
@@ -495,7 +601,8 @@ impl Store {
     }
 
     pub fn insert_deployment(&self, row: &DeploymentRow) -> Result<i64> {
-        let conn = self.conn();
+        let w = self.write();
+        let conn = &w.conn;
         conn.execute(
             "INSERT INTO deployments
                 (project, environment, activity, commit_id, tree_id, successful, created_at)
@@ -537,7 +644,7 @@ impl Store {
         environment: &str,
         condition: &str,
     ) -> Result<Option<DeploymentRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 &format!(
@@ -563,7 +670,7 @@ impl Store {
     }
 
     pub fn delete_deployments(&self, project: &str, environment: &str) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "DELETE FROM deployments WHERE project = ?1 AND environment = ?2",
             params![project, environment],
         )?;
@@ -573,7 +680,8 @@ impl Store {
     // --- users and tokens -----------------------------------------------------------------
 
     pub fn insert_user(&self, name: &str, role: &str) -> Result<i64> {
-        let conn = self.conn();
+        let w = self.write();
+        let conn = &w.conn;
         conn.execute(
             "INSERT INTO users (name, role, created_at) VALUES (?1, ?2, ?3)",
             params![name, role, timestamp_now()],
@@ -583,14 +691,14 @@ impl Store {
 
     pub fn user_count(&self) -> Result<u64> {
         let n: i64 = self
-            .conn()
+            .read()
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
         Ok(n.unsigned_abs())
     }
 
     /// Stores the hash of a token; the token itself is never stored.
     pub fn insert_token(&self, user_id: i64, name: &str, hash: &str) -> Result<()> {
-        self.conn().execute(
+        self.write().conn.execute(
             "INSERT INTO api_tokens (hash, user_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![hash, user_id, name, timestamp_now()],
         )?;
@@ -599,7 +707,7 @@ impl Store {
 
     /// The user a token hash belongs to.
     pub fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRow>> {
-        let conn = self.conn();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id
@@ -622,17 +730,43 @@ const ENV_COLUMNS: &str =
 const ACTIVITY_COLUMNS: &str = "id, project, environment, type, state, result, description, \
      created_at, started_at, completed_at";
 
-fn append_log_in(conn: &Connection, activity: &str, now: &str, message: &str) -> Result<u64> {
-    let seq: i64 = conn.query_row(
-        "SELECT coalesce(max(seq), 0) + 1 FROM activity_log WHERE activity = ?1",
-        [activity],
-        |r| r.get(0),
-    )?;
-    conn.execute(
+/// Appends one line, numbered after the activity's last one. The cache is updated only
+/// once the row is inserted; a caller inside a transaction that later fails must clear
+/// it (`Store::write_transaction` does).
+fn append_log_in(
+    conn: &Connection,
+    last_seq: &mut LastSeq,
+    activity: &str,
+    timestamp: &str,
+    message: &str,
+) -> Result<u64> {
+    let last = match last_seq.get(activity) {
+        Some(last) => last,
+        None => conn
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM activity_log WHERE activity = ?1")?
+            .query_row([activity], |r| r.get::<_, i64>(0))?
+            .unsigned_abs(),
+    };
+    let seq = last + 1;
+    conn.prepare_cached(
         "INSERT INTO activity_log (activity, seq, timestamp, message) VALUES (?1, ?2, ?3, ?4)",
-        params![activity, seq, now, message],
-    )?;
-    Ok(seq.unsigned_abs())
+    )?
+    .execute(params![
+        activity,
+        i64::try_from(seq).unwrap_or(i64::MAX),
+        timestamp,
+        message
+    ])?;
+    last_seq.set(activity, seq);
+    Ok(seq)
+}
+
+fn complete_activity_in(conn: &Connection, id: &str, result: &str, now: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE activities SET state = 'complete', result = ?2, completed_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, result, now])?;
+    Ok(())
 }
 
 fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {

@@ -1,7 +1,24 @@
 use super::*;
 
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Duration;
+
 fn store() -> Store {
     Store::open_in_memory().expect("in-memory store")
+}
+
+/// A store in a temporary directory (two connections, WAL), with project `shop` and
+/// in-progress activities `activities`.
+fn file_store(activities: &[&str]) -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("grove.db")).expect("open");
+    s.insert_project(&project("shop")).expect("project");
+    for id in activities {
+        s.insert_activity(&activity(id, "in_progress"))
+            .expect("activity");
+    }
+    (dir, Arc::new(s))
 }
 
 fn project(id: &str) -> ProjectRow {
@@ -157,4 +174,30 @@ fn tokens_resolve_to_their_user() {
     let user = s.user_by_token_hash("hash1").expect("q").expect("found");
     assert_eq!(user.name, "admin");
     assert!(s.user_by_token_hash("nope").expect("q").is_none());
+}
+
+#[test]
+fn reads_do_not_wait_behind_a_write() {
+    let (_dir, s) = file_store(&[]);
+    let mut writer = s.write();
+    let tx = writer.conn.transaction().expect("begin");
+    tx.execute(
+        "INSERT INTO projects (id, title, entropy, created_at) VALUES ('other', 'o', 'e', 'now')",
+        [],
+    )
+    .expect("uncommitted insert");
+
+    let (answer, answered) = mpsc::channel();
+    let reader = s.clone();
+    thread::spawn(move || {
+        let _ = answer.send(reader.projects().map(|p| p.len()));
+    });
+    // A generous bound so that a read stuck behind the writer fails instead of hanging.
+    let projects = answered.recv_timeout(Duration::from_secs(60));
+    drop(tx);
+    drop(writer);
+    assert!(
+        matches!(projects, Ok(Ok(1))),
+        "{projects:?}: the read should see the last commit at once"
+    );
 }
