@@ -12,8 +12,11 @@ mod migrations;
 mod time;
 
 use std::collections::HashMap;
+use std::fs;
+use std::io;
 use std::ops::Deref;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -34,6 +37,12 @@ pub enum StoreError {
     },
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("metadata store at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -183,9 +192,14 @@ impl Deref for ReadGuard<'_> {
     }
 }
 
+/// The database holds token hashes and environment details: only grove's user may
+/// read it, whatever the umask.
+const DATABASE_MODE: u32 = 0o600;
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store> {
+        restrict_database_file(path)?;
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
@@ -207,6 +221,13 @@ impl Store {
         )?;
         reader.execute_batch("PRAGMA busy_timeout=5000;")?;
         store.reader = Some(Mutex::new(reader));
+        // SQLite gives the -wal and -shm files the database's mode when it creates
+        // them, but ones left by an older grove may be wider.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            restrict_existing(Path::new(&side))?;
+        }
         Ok(store)
     }
 
@@ -767,6 +788,33 @@ fn complete_activity_in(conn: &Connection, id: &str, result: &str, now: &str) ->
     )?
     .execute(params![id, result, now])?;
     Ok(())
+}
+
+/// Creates the database file with mode 0600 before SQLite does (SQLite would use the
+/// umask), or narrows the mode of an existing one.
+fn restrict_database_file(path: &Path) -> Result<()> {
+    let io_error = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(DATABASE_MODE)
+        .open(path)
+        .map_err(io_error)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(DATABASE_MODE)).map_err(io_error)
+}
+
+fn restrict_existing(path: &Path) -> Result<()> {
+    match fs::set_permissions(path, fs::Permissions::from_mode(DATABASE_MODE)) {
+        Err(source) if source.kind() != io::ErrorKind::NotFound => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {

@@ -1,5 +1,6 @@
 use super::*;
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -174,6 +175,32 @@ fn tokens_resolve_to_their_user() {
     let user = s.user_by_token_hash("hash1").expect("q").expect("found");
     assert_eq!(user.name, "admin");
     assert!(s.user_by_token_hash("nope").expect("q").is_none());
+}
+
+#[test]
+fn database_files_are_private() {
+    for left_world_readable in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("grove.db");
+        if left_world_readable {
+            std::fs::write(&path, b"").expect("empty database");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let s = Store::open(&path).expect("open");
+        s.insert_project(&project("shop")).expect("write");
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("grove.db{suffix}"));
+            let mode = std::fs::metadata(&file)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{suffix:?} (left world-readable: {left_world_readable})"
+            );
+        }
+    }
 }
 
 #[test]
