@@ -6,8 +6,11 @@
 //!
 //! A file store has two connections: every write goes through the writer, reads go
 //! through a separate read-only connection so that, in WAL mode, they see the last
-//! commit instead of waiting behind a write.
+//! commit instead of waiting behind a write. Activity log lines, the bulk of the
+//! writes, are best appended through a [`LogWriter`], which batches them on its own
+//! thread.
 
+mod logs;
 mod migrations;
 mod time;
 
@@ -21,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
+pub use logs::LogWriter;
 pub use time::timestamp_now;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,19 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The activity was completed, but some of its log lines could not be stored (the
+    /// transaction holding them failed, e.g. the disk was full).
+    #[error("{lost} log line(s) of activity `{activity}` could not be stored: {reason}")]
+    LogLinesLost {
+        activity: String,
+        lost: u64,
+        reason: String,
+    },
+    #[error("could not start the activity log writer thread: {0}")]
+    LogWriterStart(#[source] io::Error),
+    /// The log writer's thread is gone, so nothing more can be written through it.
+    #[error("the activity log writer has stopped")]
+    LogWriterStopped,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -549,6 +566,9 @@ impl Store {
     }
 
     /// Appends a line to an activity's log and returns its sequence number.
+    ///
+    /// One transaction per line: a running activity should log through a
+    /// [`LogWriter`] instead.
     pub fn append_log(&self, activity: &str, message: &str) -> Result<u64> {
         let mut writer = self.write();
         let Writer { conn, last_seq } = &mut *writer;

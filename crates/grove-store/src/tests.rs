@@ -3,7 +3,7 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn store() -> Store {
     Store::open_in_memory().expect("in-memory store")
@@ -20,6 +20,21 @@ fn file_store(activities: &[&str]) -> (tempfile::TempDir, Arc<Store>) {
             .expect("activity");
     }
     (dir, Arc::new(s))
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+fn messages(s: &Store, activity: &str) -> Vec<(u64, String)> {
+    s.log_since(activity, 0)
+        .expect("log")
+        .into_iter()
+        .map(|l| (l.seq, l.message))
+        .collect()
 }
 
 fn project(id: &str) -> ProjectRow {
@@ -178,6 +193,124 @@ fn tokens_resolve_to_their_user() {
 }
 
 #[test]
+fn a_hundred_thousand_log_lines_are_stored_completely_and_in_order() {
+    const LINES: u64 = 100_000;
+    let (_dir, s) = file_store(&["a1"]);
+    let writer = LogWriter::start(s.clone()).expect("writer");
+    let mut woken = writer.subscribe("a1");
+
+    let producer = {
+        let writer = writer.clone();
+        thread::spawn(move || {
+            let started = Instant::now();
+            for n in 1..=LINES {
+                writer.append("a1", &format!("line {n}"));
+            }
+            let queued = started.elapsed();
+            writer
+                .complete_blocking("a1", "success")
+                .map(|()| (queued, started.elapsed()))
+        })
+    };
+
+    // Followed like the API does: the state before the lines, so that lines read after
+    // seeing `complete` are all of them.
+    let (seen, wakeups) = block_on(async {
+        let (mut seen, mut wakeups) = (0, 0);
+        loop {
+            let complete = s
+                .activity("a1")
+                .expect("activity")
+                .is_some_and(|a| a.state == "complete");
+            for line in s.log_since("a1", seen).expect("log") {
+                assert_eq!(line.seq, seen + 1, "follower saw a gap or a reordering");
+                assert_eq!(line.message, format!("line {}", line.seq));
+                seen = line.seq;
+            }
+            if complete {
+                return (seen, wakeups);
+            }
+            woken.changed().await.expect("the writer is running");
+            wakeups += 1;
+        }
+    });
+    let (queued, stored) = producer
+        .join()
+        .expect("producer thread")
+        .expect("completed");
+
+    assert_eq!(seen, LINES);
+    let log = s.log_since("a1", 0).expect("log");
+    assert_eq!(log.len() as u64, LINES);
+    for (line, n) in log.iter().zip(1..) {
+        assert_eq!(
+            (line.seq, line.message.as_str()),
+            (n, format!("line {n}").as_str())
+        );
+    }
+    let rate = |elapsed: Duration| LINES as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "{LINES} lines: queued in {queued:.2?} ({:.0} lines/s), stored and completed in \
+         {stored:.2?} ({:.0} lines/s); the follower was woken {wakeups} times",
+        rate(queued),
+        rate(stored),
+    );
+}
+
+#[test]
+fn a_follower_is_not_woken_by_lines_of_another_activity() {
+    let (_dir, s) = file_store(&["a", "b"]);
+    let writer = LogWriter::start(s).expect("writer");
+    let a = writer.subscribe("a");
+    let mut b = writer.subscribe("b");
+
+    writer.append("b", "only b");
+    block_on(writer.flush()).expect("flush");
+    assert_eq!(
+        (a.has_changed().expect("a"), b.has_changed().expect("b")),
+        (false, true)
+    );
+    assert_eq!(*b.borrow_and_update(), 1);
+
+    block_on(writer.complete("a", "success")).expect("complete a");
+    assert_eq!(
+        (a.has_changed().expect("a"), b.has_changed().expect("b")),
+        (true, false)
+    );
+}
+
+#[test]
+fn complete_is_ordered_after_the_lines_appended_before_it() {
+    const LINES: usize = 5_000;
+    let (_dir, s) = file_store(&["a1"]);
+    let writer = LogWriter::start(s.clone()).expect("writer");
+    // Polls without waiting for wake-ups: if the completion were ever committed before
+    // the lines queued ahead of it, this would see `complete` with lines missing.
+    let poller = {
+        let s = s.clone();
+        thread::spawn(move || {
+            loop {
+                let activity = s.activity("a1").expect("activity").expect("exists");
+                let lines = s.log_since("a1", 0).expect("log").len();
+                if activity.state == "complete" {
+                    return (lines, activity.result);
+                }
+                thread::yield_now();
+            }
+        })
+    };
+    for n in 0..LINES {
+        writer.append("a1", &n.to_string());
+    }
+    block_on(writer.complete("a1", "failure")).expect("complete");
+    assert_eq!(messages(&s, "a1").len(), LINES);
+    assert_eq!(
+        poller.join().expect("poller"),
+        (LINES, Some("failure".to_string()))
+    );
+}
+
+#[test]
 fn database_files_are_private() {
     for left_world_readable in [false, true] {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -227,4 +360,73 @@ fn reads_do_not_wait_behind_a_write() {
         matches!(projects, Ok(Ok(1))),
         "{projects:?}: the read should see the last commit at once"
     );
+}
+
+#[test]
+fn lines_of_a_missing_activity_do_not_lose_the_lines_of_others() {
+    let (_dir, s) = file_store(&["a1"]);
+    let writer = LogWriter::start(s.clone()).expect("writer");
+    {
+        // Held while queueing so that the lines mostly end up in one batch, whose
+        // transaction then fails on the unknown activity.
+        let _writing = s.write();
+        writer.append("a1", "kept 1");
+        writer.append("ghost", "lost");
+        writer.append("a1", "kept 2");
+    }
+    let ghost = block_on(writer.complete("ghost", "failure"));
+    assert!(
+        matches!(&ghost, Err(StoreError::LogLinesLost { activity, lost: 1, .. }) if activity == "ghost"),
+        "{ghost:?}"
+    );
+    block_on(writer.complete("a1", "success")).expect("a1 lost nothing");
+
+    writer.append("a1", "after");
+    block_on(writer.flush()).expect("flush");
+    assert_eq!(
+        messages(&s, "a1"),
+        [(1, "kept 1"), (2, "kept 2"), (3, "after")].map(|(n, m)| (n, m.to_string()))
+    );
+}
+
+#[test]
+fn direct_and_batched_appends_share_the_numbering() {
+    let (_dir, s) = file_store(&["a1"]);
+    let writer = LogWriter::start(s.clone()).expect("writer");
+    assert_eq!(s.append_log("a1", "direct 1").expect("append"), 1);
+    writer.append("a1", "batched 2");
+    block_on(writer.flush()).expect("flush");
+    assert_eq!(s.append_log("a1", "direct 3").expect("append"), 3);
+    s.fail_unfinished_activities("stopped 4").expect("fail");
+    writer.append("a1", "batched 5");
+    block_on(writer.flush()).expect("flush");
+    let seqs: Vec<u64> = messages(&s, "a1").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn followers_are_forgotten_once_nobody_follows() {
+    let (_dir, s) = file_store(&["a1", "a2"]);
+    let writer = LogWriter::start(s).expect("writer");
+    let follower = writer.subscribe("a1");
+    block_on(writer.complete("a1", "success")).expect("complete");
+    assert_eq!(writer.followed_activities(), 1, "still followed");
+    drop(follower);
+    writer.append("a2", "any line");
+    block_on(writer.flush()).expect("flush");
+    assert_eq!(writer.followed_activities(), 0);
+}
+
+#[test]
+fn the_writer_stores_what_was_queued_when_the_last_handle_is_dropped() {
+    let (_dir, s) = file_store(&["a1"]);
+    let writer = LogWriter::start(s.clone()).expect("writer");
+    let mut woken = writer.subscribe("a1");
+    for n in 1..=1000 {
+        writer.append("a1", &n.to_string());
+    }
+    drop(writer);
+    // The thread drops the followers when it exits, after the last batch.
+    block_on(async { while woken.changed().await.is_ok() {} });
+    assert_eq!(messages(&s, "a1").len(), 1000);
 }
