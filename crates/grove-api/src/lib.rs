@@ -202,8 +202,46 @@ pub struct RefUpdate {
     pub name: String,
 }
 
-/// An API error body.
+/// An API error body: `{"error": {"kind": "conflict", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub error: String,
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Whose failure it is: what the client can do about it follows from the class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request or the pushed configuration is wrong: fix it and try again (400).
+    UserInput,
+    /// The request needs a valid API token (401).
+    Unauthorized,
+    /// What the request names does not exist (404).
+    NotFound,
+    /// The request is valid but the current state does not allow it (409).
+    Conflict,
+    /// Something Grove depends on (a service, the host's resources) is unavailable:
+    /// trying again later may work (503).
+    Unavailable,
+    /// Grove itself failed (500).
+    Platform,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::UserInput => "user_input",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Platform => "platform",
+        }
+    }
 }

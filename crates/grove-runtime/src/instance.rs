@@ -541,10 +541,13 @@ impl LogSink {
     }
 }
 
+/// App logs hold whatever the app prints (secrets included): readable by the owner only.
 fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
 }
 

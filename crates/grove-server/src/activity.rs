@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use grove_store::{ActivityRow, Store, timestamp_now};
-use tokio::sync::{mpsc, watch};
+use grove_store::{ActivityRow, LogWriter, Store, timestamp_now};
+use tokio::sync::mpsc;
 
 use crate::error::Result;
 
@@ -41,63 +41,45 @@ impl ActivityKind {
     }
 }
 
-/// Wakes followers of any activity log when a line is appended or an activity ends.
-#[derive(Clone)]
-pub struct LogBell {
-    tx: Arc<watch::Sender<u64>>,
-}
-
-impl LogBell {
-    pub fn new() -> LogBell {
-        LogBell {
-            tx: Arc::new(watch::channel(0).0),
-        }
-    }
-
-    pub fn ring(&self) {
-        self.tx.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
-    }
-}
-
-impl Default for LogBell {
-    fn default() -> Self {
-        LogBell::new()
-    }
-}
-
-/// The log of one running activity. Lines go to the store (for `activity:log` and
-/// followers) and, when set, to a live tee (the `git push` that started it).
+/// The log of one running activity. Lines go to the store through its log writer
+/// (batched on the writer's thread, so a hook printing fast never waits for SQLite; the
+/// activity's followers are woken) and, when set, to a live tee (the `git push` that
+/// started it).
 #[derive(Clone)]
 pub struct ActivityLog {
     pub id: String,
-    store: Arc<Store>,
-    bell: LogBell,
+    logs: LogWriter,
     tee: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl ActivityLog {
     pub fn line(&self, message: impl AsRef<str>) {
-        let message = message.as_ref();
-        for line in message.lines() {
-            if let Err(error) = self.store.append_log(&self.id, line) {
-                tracing::error!(activity = %self.id, %error, "Could not store an activity log line.");
-            }
+        for line in message.as_ref().lines() {
+            self.logs.append(&self.id, line);
             if let Some(tee) = &self.tee {
                 let _ = tee.send(line.to_string());
             }
         }
-        self.bell.ring();
+    }
+}
+
+/// Completes an activity once every line logged before is stored.
+pub async fn complete(logs: &LogWriter, id: &str, result: &str) {
+    match logs.complete(id, result).await {
+        Ok(()) => {}
+        Err(grove_store::StoreError::LogLinesLost { lost, reason, .. }) => {
+            tracing::warn!(activity = %id, lost, %reason, "Some log lines of the activity could not be stored.");
+        }
+        Err(error) => {
+            tracing::error!(activity = %id, %error, "Could not complete the activity.");
+        }
     }
 }
 
 /// Creates a pending activity.
 pub fn create(
     store: &Arc<Store>,
-    bell: &LogBell,
+    logs: &LogWriter,
     project: &str,
     environment: Option<&str>,
     kind: ActivityKind,
@@ -119,8 +101,7 @@ pub fn create(
     store.insert_activity(&row)?;
     let log = ActivityLog {
         id: row.id.clone(),
-        store: store.clone(),
-        bell: bell.clone(),
+        logs: logs.clone(),
         tee,
     };
     Ok((row, log))

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use grove_api::paths;
+use grove_api::{ErrorKind, paths};
 use grove_store::{ActivityRow, EnvironmentRow, ProjectRow, UserRow};
 use serde::Deserialize;
 
@@ -53,20 +53,25 @@ pub fn router(platform: Arc<Platform>) -> Router {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let kind = self.kind();
+        let status = match kind {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::UserInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if let Error::Internal(message) = &self {
-            tracing::error!(%message, "Request failed.");
+        if matches!(kind, ErrorKind::Platform | ErrorKind::Unavailable) {
+            tracing::error!(kind = kind.as_str(), message = %self, "Request failed.");
         }
         let mut response = (
             status,
             Json(grove_api::ErrorBody {
-                error: self.to_string(),
+                error: grove_api::ErrorDetail {
+                    kind,
+                    message: self.to_string(),
+                },
             }),
         )
             .into_response();
@@ -325,12 +330,14 @@ async fn activity_log(
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Response> {
     find_activity(&p, &project, &id)?;
+    let wake = p.logs.subscribe(&id);
     let state = LogFollow {
         platform: p.clone(),
         id,
         after: query.start_at,
         follow: query.follow,
-        bell: p.bell.subscribe(),
+        // Subscribed before the first read: no line stored in between is missed.
+        wake,
         done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
@@ -351,7 +358,8 @@ struct LogFollow {
     id: String,
     after: u64,
     follow: bool,
-    bell: tokio::sync::watch::Receiver<u64>,
+    /// Woken when this activity's log grows or it completes.
+    wake: tokio::sync::watch::Receiver<u64>,
     done: bool,
 }
 
@@ -397,7 +405,8 @@ impl LogFollow {
             if !chunk.is_empty() {
                 return chunk;
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.bell.changed()).await;
+            // The timeout is a safety net: a writer that stopped wakes nobody.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.changed()).await;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! itself; a redeploy lets a running cron finish within its `shutdown_timeout`, then
 //! kills it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use grove_config::Cron;
@@ -26,10 +26,21 @@ pub struct CronJob {
 /// The schedulers of one environment; cancelled when it is redeployed or stopped.
 pub struct EnvironmentCrons {
     cancel: CancellationToken,
+    /// Cancels the runs in progress (not the schedules): another operation wants the
+    /// environment. Replaced by a fresh token each time it is used.
+    interrupt: Arc<Mutex<CancellationToken>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl EnvironmentCrons {
+    /// Asks the runs in progress to stop within their shutdown timeout; the schedules
+    /// go on.
+    pub fn interrupt(&self) {
+        let mut token = self.interrupt.lock().unwrap_or_else(|e| e.into_inner());
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
     /// Stops scheduling; running crons get their `shutdown_timeout`.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -54,16 +65,46 @@ pub fn start(
     jobs: Vec<CronJob>,
 ) -> EnvironmentCrons {
     let cancel = CancellationToken::new();
+    let interrupt = Arc::new(Mutex::new(CancellationToken::new()));
     let tasks = jobs
         .into_iter()
         .map(|job| {
             let platform = platform.clone();
-            let cancel = cancel.clone();
+            let stops = Stops {
+                schedule: cancel.clone(),
+                run: interrupt.clone(),
+            };
             let (project, env) = (project.to_string(), env.to_string());
-            tokio::spawn(async move { schedule(platform, project, env, job, cancel).await })
+            tokio::spawn(async move { schedule(platform, project, env, job, stops).await })
         })
         .collect();
-    EnvironmentCrons { cancel, tasks }
+    EnvironmentCrons {
+        cancel,
+        interrupt,
+        tasks,
+    }
+}
+
+/// What ends a cron's schedule, and what interrupts its run in progress.
+struct Stops {
+    schedule: CancellationToken,
+    run: Arc<Mutex<CancellationToken>>,
+}
+
+impl Stops {
+    /// A token cancelled when the schedule stops or the current run is interrupted.
+    fn for_run(&self) -> CancellationToken {
+        let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let either = self.schedule.child_token();
+        let linked = either.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = run.cancelled() => linked.cancel(),
+                () = linked.cancelled() => {}
+            }
+        });
+        either
+    }
 }
 
 async fn schedule(
@@ -71,8 +112,9 @@ async fn schedule(
     project: String,
     env: String,
     job: CronJob,
-    cancel: CancellationToken,
+    stops: Stops,
 ) {
+    let cancel = &stops.schedule;
     loop {
         let now = now_secs();
         let Some(next) = job.schedule.next_after(now) else {
@@ -87,9 +129,20 @@ async fn schedule(
         if !platform.crons_enabled(&project, &env) {
             continue;
         }
+        // A cron runs as an operation of its environment, owning it: while another
+        // operation (a deploy, a data copy) owns it, this firing is skipped, as crons
+        // pause during deploys on Platform.sh.
+        let Some(_owned) = platform.owners.try_acquire((project.clone(), env.clone())) else {
+            tracing::info!(%project, %env, cron = %job.name,
+                "Skipped a cron firing: another operation owns the environment.");
+            continue;
+        };
         // Runs inline: the next firing is computed after this run ends, so a cron never
         // overlaps itself (a firing it misses while running is skipped, as cron does).
-        run_once(&platform, &project, &env, &job, &cancel).await;
+        let run_cancel = stops.for_run();
+        run_once(&platform, &project, &env, &job, &run_cancel).await;
+        // Ends the watcher task of this run's token.
+        run_cancel.cancel();
     }
 }
 
@@ -102,7 +155,7 @@ async fn run_once(
 ) {
     let created = activity::create(
         &platform.store,
-        &platform.bell,
+        &platform.logs,
         project,
         Some(env),
         ActivityKind::Cron,
@@ -127,8 +180,9 @@ async fn run_once(
     let outcome = tokio::select! {
         outcome = &mut run => Some(outcome),
         () = cancel.cancelled() => {
-            // A redeploy: the run may finish within its shutdown timeout, then it is
-            // killed (dropping the run kills its sandbox).
+            // Another operation wants the environment (a redeploy): the run may finish
+            // within its shutdown timeout, then it is killed (dropping the run kills
+            // its sandbox).
             let grace = Duration::from_secs(job.cron.shutdown_timeout);
             tokio::time::timeout(grace, &mut run).await.ok()
         }
@@ -148,12 +202,11 @@ async fn run_once(
         }
         None => {
             log.line(format!(
-                "E: cancelled by a redeploy: killed after its shutdown timeout of {}s",
+                "E: interrupted by another operation on the environment (a redeploy): killed after its shutdown timeout of {}s",
                 job.cron.shutdown_timeout
             ));
             "failure"
         }
     };
-    let _ = platform.store.complete_activity(&row.id, result);
-    platform.bell.ring();
+    activity::complete(&platform.logs, &row.id, result).await;
 }

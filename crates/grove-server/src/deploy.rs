@@ -42,6 +42,9 @@ pub enum DeployMode {
     /// Bringing back the last successful deployment after a restart: builds exist and
     /// hooks already ran for it, so only instances and routes are restored.
     Restore,
+    /// Going back to an earlier deployment (its push was refused): like `Restore`, and
+    /// recorded as the environment's deployment.
+    Rollback,
 }
 
 type Outcome = std::result::Result<(), String>;
@@ -87,7 +90,7 @@ pub async fn deploy(
     let result = deploy_inner(platform, &target, repo, commit, mode, log).await;
     let successful = result.is_ok();
     let tree_id = result.clone().unwrap_or_default();
-    if mode == DeployMode::Deploy || !successful {
+    if mode != DeployMode::Restore || !successful {
         let row = DeploymentRow {
             id: 0,
             project: project.to_string(),

@@ -9,6 +9,7 @@ mod deploy;
 mod error;
 mod git_http;
 mod names;
+mod owners;
 mod platform;
 mod services;
 mod tree;
@@ -60,14 +61,12 @@ pub enum StartError {
 /// Runs the platform until `shutdown` is cancelled, then stops every app instance.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), StartError> {
     let data_dir = settings.data_dir.clone();
-    for dir in ["git", "builds", "cache", "logs", "tmp"] {
-        let path = data_dir.join(dir);
-        std::fs::create_dir_all(&path).map_err(|source| StartError::DataDir {
-            path: path.display().to_string(),
-            source,
-        })?;
-    }
+    prepare_data_dir(&data_dir).map_err(|(path, source)| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })?;
     let store = Arc::new(Store::open(&data_dir.join("grove.db"))?);
+    let logs = grove_store::LogWriter::start(store.clone())?;
     bootstrap_admin(&store, &data_dir)?;
 
     let aliases_file = data_dir.join(RUNTIMES_FILE);
@@ -114,6 +113,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         service_catalog,
         volumes,
         router.clone(),
+        logs.clone(),
     ));
     tracing::info!(
         api = %settings.api_listen,
@@ -137,9 +137,71 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     shutdown.cancelled().await;
     tracing::info!("Shutting down: stopping app instances.");
     platform.shutdown().await;
+    if let Err(error) = logs.flush().await {
+        tracing::error!(%error, "Could not store the last activity log lines.");
+    }
     // Open streams (a follower of a long log) must not hold the exit up.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), api_task).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), router_task).await;
+    Ok(())
+}
+
+/// Creates the data directory (0700: it holds tokens, secrets and every environment's
+/// data) and removes what a crash left half-made: temporary builds and the quarantine
+/// directories of pushes git never finished. Volumes clean up after themselves when
+/// the volume store opens; data kept aside for a rollback is put back by `recover`.
+fn prepare_data_dir(data_dir: &Path) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    use std::os::unix::fs::PermissionsExt;
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| (path, e)
+    };
+    std::fs::create_dir_all(data_dir).map_err(at(data_dir))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(at(data_dir))?;
+    for dir in ["git", "builds", "cache", "logs", "tmp"] {
+        let path = data_dir.join(dir);
+        std::fs::create_dir_all(&path).map_err(at(&path))?;
+    }
+    let mut leftovers = Vec::new();
+    let builds = data_dir.join("builds");
+    for entry in std::fs::read_dir(&builds).map_err(at(&builds))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            leftovers.push(entry.path());
+        }
+    }
+    let repositories = data_dir.join("git");
+    for repo in std::fs::read_dir(&repositories)
+        .map_err(at(&repositories))?
+        .flatten()
+    {
+        let objects = repo.path().join("objects");
+        for entry in std::fs::read_dir(&objects).into_iter().flatten().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("tmp_objdir-incoming-")
+            {
+                leftovers.push(entry.path());
+            }
+        }
+    }
+    for path in leftovers {
+        // Never follow a link out of the data directory.
+        let removed = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "Removed what an interrupted operation left.")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "Could not remove a leftover.")
+            }
+        }
+    }
     Ok(())
 }
 

@@ -16,11 +16,12 @@ use grove_services::ServiceCatalog;
 use grove_store::{EnvironmentRow, ProjectRow, Store, timestamp_now};
 use tokio::sync::mpsc;
 
-use crate::activity::{self, ActivityKind, ActivityLog, LogBell};
+use crate::activity::{self, ActivityKind, ActivityLog};
 use crate::deploy::{self, DeployMode};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::services::{self, Addresses, EnvironmentServices, ServiceHealth};
+use grove_store::LogWriter;
 
 /// How the server was started.
 #[derive(Debug, Clone)]
@@ -82,7 +83,8 @@ pub fn connectable(addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-pub type EnvKey = (String, String);
+pub use crate::owners::EnvKey;
+use crate::owners::Owners;
 
 /// What an active environment runs right now.
 pub struct RunningEnvironment {
@@ -100,7 +102,8 @@ pub struct RunningApp {
 pub struct Platform {
     pub settings: Settings,
     pub store: Arc<Store>,
-    pub bell: LogBell,
+    /// Stores activity log lines in batches on its own thread; wakes their followers.
+    pub logs: LogWriter,
     pub router: grove_router::RouteTable,
     pub catalog: RuntimeCatalog,
     pub service_catalog: ServiceCatalog,
@@ -113,7 +116,47 @@ pub struct Platform {
     services: Mutex<HashMap<EnvKey, EnvironmentServices>>,
     crons: Mutex<HashMap<EnvKey, crate::crons::EnvironmentCrons>>,
     health: Mutex<HashMap<EnvKey, BTreeMap<String, ServiceHealth>>>,
-    locks: Mutex<HashMap<EnvKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serialises operations per environment (see `owners`).
+    pub(crate) owners: Owners,
+    /// Held while a check of the plan's limit and the activation it allows happen
+    /// together, so that concurrent activations cannot both take the last slot.
+    pub(crate) plan_lock: Mutex<()>,
+}
+
+/// What an activity is about and which environments it owns while it runs.
+pub struct ActivitySpec {
+    pub project: String,
+    pub env: String,
+    /// Other environments the operation reads or changes (the parent whose data it
+    /// copies, the parent it merges into).
+    pub also: Vec<String>,
+    pub kind: ActivityKind,
+    pub description: String,
+    /// A live copy of the log (the `git push` that started it).
+    pub tee: Option<mpsc::UnboundedSender<String>>,
+}
+
+impl ActivitySpec {
+    pub fn new(project: &str, env: &str, kind: ActivityKind, description: String) -> Self {
+        ActivitySpec {
+            project: project.to_string(),
+            env: env.to_string(),
+            also: Vec::new(),
+            kind,
+            description,
+            tee: None,
+        }
+    }
+
+    pub fn also(mut self, env: &str) -> Self {
+        self.also.push(env.to_string());
+        self
+    }
+
+    pub fn tee(mut self, tee: Option<mpsc::UnboundedSender<String>>) -> Self {
+        self.tee = tee;
+        self
+    }
 }
 
 /// Environment types (Platform.sh's).
@@ -127,11 +170,12 @@ impl Platform {
         service_catalog: ServiceCatalog,
         volumes: Arc<grove_volumes::VolumeStore>,
         router: grove_router::RouteTable,
+        logs: LogWriter,
     ) -> Platform {
         Platform {
             settings,
             store,
-            bell: LogBell::new(),
+            logs,
             router,
             catalog,
             service_catalog,
@@ -142,7 +186,8 @@ impl Platform {
             services: Mutex::new(HashMap::new()),
             crons: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
+            owners: Owners::default(),
+            plan_lock: Mutex::new(()),
         }
     }
 
@@ -216,15 +261,7 @@ impl Platform {
             .map(|r| r.commit.clone())
     }
 
-    // --- locking and running state ----------------------------------------------------------
-
-    pub(crate) fn lock_for(&self, project: &str, env: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks
-            .entry((project.to_string(), env.to_string()))
-            .or_default()
-            .clone()
-    }
+    // --- running state -------------------------------------------------------------------------
 
     /// Replaces what an environment runs and returns what it ran before.
     pub(crate) fn swap_running(
@@ -257,6 +294,15 @@ impl Platform {
         };
         if let Some(old) = old {
             old.stop().await;
+        }
+    }
+
+    /// Asks an environment's cron runs in progress to stop (within their shutdown
+    /// timeout) because another operation wants the environment.
+    pub(crate) fn interrupt_crons(&self, key: &EnvKey) {
+        let crons = self.crons.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(crons) = crons.get(key) {
+            crons.interrupt();
         }
     }
 
@@ -355,6 +401,11 @@ impl Platform {
                 all.keys().cloned().collect()
             };
             for (project, env) in keys {
+                // Health checks own the environment too: a deploy or a data copy in
+                // progress changes its services, so this round skips it.
+                let Some(_owned) = self.owners.try_acquire((project.clone(), env.clone())) else {
+                    continue;
+                };
                 let before = self.service_health(&project, &env);
                 let entries: Vec<(
                     String,
@@ -383,7 +434,8 @@ impl Platform {
                             &env,
                             &message,
                             now.healthy && now.failures == 0,
-                        );
+                        )
+                        .await;
                     }
                     after.insert(name, now);
                 }
@@ -400,10 +452,10 @@ impl Platform {
         }
     }
 
-    fn report_health(&self, project: &str, env: &str, message: &str, ok: bool) {
+    async fn report_health(&self, project: &str, env: &str, message: &str, ok: bool) {
         match activity::create(
             &self.store,
-            &self.bell,
+            &self.logs,
             project,
             Some(env),
             ActivityKind::Health,
@@ -413,10 +465,8 @@ impl Platform {
             Ok((row, log)) => {
                 log.line(message);
                 let _ = self.store.start_activity(&row.id);
-                let _ = self
-                    .store
-                    .complete_activity(&row.id, if ok { "success" } else { "failure" });
-                self.bell.ring();
+                activity::complete(&self.logs, &row.id, if ok { "success" } else { "failure" })
+                    .await;
             }
             Err(error) => tracing::error!(%error, "Could not record a health change."),
         }
@@ -496,15 +546,13 @@ impl Platform {
 
     // --- activities ------------------------------------------------------------------------
 
-    /// Runs `work` as an activity of `env` in the background, one at a time per
-    /// environment, and returns the activity's id at once.
+    /// Runs `work` as an activity in the background once it owns its environments
+    /// (one operation at a time per environment, several taken in the global order),
+    /// and returns the activity's id at once. A running cron of the environment is
+    /// asked to stop first (it gets its shutdown timeout), as on Platform.sh.
     pub fn spawn_activity<F, Fut>(
         self: &Arc<Self>,
-        project: &str,
-        env: &str,
-        kind: ActivityKind,
-        description: String,
-        tee: Option<mpsc::UnboundedSender<String>>,
+        spec: ActivitySpec,
         work: F,
     ) -> Result<(String, tokio::task::JoinHandle<bool>)>
     where
@@ -513,18 +561,24 @@ impl Platform {
     {
         let (row, log) = activity::create(
             &self.store,
-            &self.bell,
-            project,
-            Some(env),
-            kind,
-            description,
-            tee,
+            &self.logs,
+            &spec.project,
+            Some(&spec.env),
+            spec.kind,
+            spec.description,
+            spec.tee,
         )?;
         let platform = self.clone();
-        let lock = self.lock_for(project, env);
         let id = row.id.clone();
+        let keys: Vec<EnvKey> = std::iter::once(spec.env)
+            .chain(spec.also)
+            .map(|env| (spec.project.clone(), env))
+            .collect();
         let handle = tokio::spawn(async move {
-            let _guard = lock.lock().await;
+            for key in &keys {
+                platform.interrupt_crons(key);
+            }
+            let _owned = platform.owners.acquire(keys).await;
             if let Err(error) = platform.store.start_activity(&log.id) {
                 tracing::error!(activity = %log.id, %error, "Could not start the activity.");
             }
@@ -540,10 +594,7 @@ impl Platform {
                     "failure"
                 }
             };
-            if let Err(error) = platform.store.complete_activity(&log.id, result) {
-                tracing::error!(activity = %log.id, %error, "Could not complete the activity.");
-            }
-            platform.bell.ring();
+            activity::complete(&platform.logs, &log.id, result).await;
             outcome.is_ok()
         });
         Ok((id, handle))
@@ -578,24 +629,115 @@ impl Platform {
             ));
             return false;
         }
-        let mut ok = true;
-        for update in &push.updates {
+        // Git accepts all the refs of a push or none: updates go first, deletions (which
+        // cannot be undone) only once every update is live, and when a ref fails the
+        // environments this push already deployed go back to what they ran.
+        let (deletions, updates): (Vec<_>, Vec<_>) =
+            push.updates.iter().partition(|u| u.new == ZERO_ID);
+        let mut landed: Vec<Landed> = Vec::new();
+        for update in &updates {
             let Some(branch) = update.name.strip_prefix("refs/heads/") else {
                 let _ = tee.send(format!("Accepted {} (not a branch)", update.name));
                 continue;
             };
-            let accepted = if update.new == ZERO_ID {
-                self.push_delete(&project, branch, &tee).await
-            } else {
-                self.push_update(&project, branch, update, &push, &options, &tee)
-                    .await
+            let before = self.store.environment(&project.id, branch).ok().flatten();
+            let previous = self
+                .store
+                .last_successful_deployment(&project.id, branch)
+                .ok()
+                .flatten()
+                .map(|d| d.commit_id);
+            if !self
+                .push_update(&project, branch, update, &push, &options, &tee)
+                .await
+            {
+                self.roll_back_push(&project.id, landed, &tee).await;
+                return false;
+            }
+            landed.push(Landed {
+                branch: branch.to_string(),
+                created: before.is_none_or(|e| e.name != branch),
+                previous,
+            });
+        }
+        for update in &deletions {
+            let Some(branch) = update.name.strip_prefix("refs/heads/") else {
+                let _ = tee.send(format!("Accepted {} (not a branch)", update.name));
+                continue;
             };
-            ok &= accepted;
-            if !ok {
-                break;
+            if !self.push_delete(&project, branch, &tee).await {
+                self.roll_back_push(&project.id, landed, &tee).await;
+                return false;
             }
         }
-        ok
+        true
+    }
+
+    /// A ref of a push failed, so git keeps every ref where it was: the environments the
+    /// push already deployed go back to their previous deployment (hooks do not run
+    /// again), and those it created are removed, so that refs and deployments agree.
+    async fn roll_back_push(
+        self: &Arc<Self>,
+        project: &str,
+        landed: Vec<Landed>,
+        tee: &mpsc::UnboundedSender<String>,
+    ) {
+        for landed in landed.into_iter().rev() {
+            let env = match self.store.environment(project, &landed.branch) {
+                Ok(Some(env)) => env,
+                _ => continue,
+            };
+            if landed.created {
+                let _ = tee.send(format!(
+                    "Removing `{}`: this push created it, and the push is refused",
+                    env.name
+                ));
+                self.run_delete(project, &env.name, Some(tee.clone()), false)
+                    .await;
+                continue;
+            }
+            let Some(previous) = landed.previous else {
+                continue;
+            };
+            if env.status != "active" {
+                continue;
+            }
+            let _ = tee.send(format!(
+                "Rolling `{}` back to {}: a later ref of this push failed, so its branch does not move",
+                env.name,
+                short(&previous)
+            ));
+            let project_id = project.to_string();
+            let name = env.name.clone();
+            let spawned = self.spawn_activity(
+                ActivitySpec::new(
+                    project,
+                    &env.name,
+                    ActivityKind::Redeploy,
+                    format!(
+                        "Roll {} back: the push that deployed it was refused",
+                        env.name
+                    ),
+                )
+                .tee(Some(tee.clone())),
+                move |platform, log| async move {
+                    let repo = platform.settings.repository(&project_id);
+                    deploy::deploy(
+                        &platform,
+                        &project_id,
+                        &name,
+                        &repo,
+                        &previous,
+                        DeployMode::Rollback,
+                        &log,
+                    )
+                    .await
+                },
+            );
+            if let Ok((_, handle)) = spawned {
+                let _ = handle.await;
+            }
+        }
     }
 
     async fn push_delete(
@@ -661,11 +803,7 @@ impl Platform {
         let env_name = env.name.clone();
         let project_id = project.id.clone();
         let spawned = self.spawn_activity(
-            &project.id,
-            &env.name,
-            ActivityKind::Push,
-            description,
-            Some(tee.clone()),
+            ActivitySpec::new(&project.id, &env.name, ActivityKind::Push, description).tee(Some(tee.clone())),
             move |platform, log| async move {
                 // Checked under the lock: another push, a merge or a synchronize may have
                 // moved the branch while this push waited.
@@ -752,6 +890,8 @@ impl Platform {
         // Activation by push option stays within the plan: past its limit the branch is
         // stored and its environment created inactive, saying why.
         let mut activate = is_production || options.activate;
+        // Held until the row is stored: the check and the activation are one step.
+        let _plan = activate.then(|| self.plan_lock.lock().unwrap_or_else(|e| e.into_inner()));
         if activate
             && !is_production
             && let Err(limit) = self.check_plan(&self.project(&project.id)?, &kind, None)
@@ -824,11 +964,12 @@ impl Platform {
         }
         let project = project.to_string();
         let (id, _) = self.spawn_activity(
-            &project.clone(),
-            &env.name.clone(),
-            ActivityKind::Deactivate,
-            format!("Deactivate {}", env.name),
-            None,
+            ActivitySpec::new(
+                &project,
+                &env.name,
+                ActivityKind::Deactivate,
+                format!("Deactivate {}", env.name),
+            ),
             move |platform, log| async move {
                 platform.stop_environment(&project, &env, &log).await;
                 platform
@@ -854,11 +995,12 @@ impl Platform {
         let project = project.to_string();
         let name = env.name.clone();
         let (id, _) = self.spawn_activity(
-            project_ref,
-            &env.name,
-            ActivityKind::Redeploy,
-            format!("Redeploy {}", env.name),
-            None,
+            ActivitySpec::new(
+                &project_ref,
+                &env.name,
+                ActivityKind::Redeploy,
+                format!("Redeploy {}", env.name),
+            ),
             move |platform, log| async move {
                 // Checked again under the lock: an activity queued before this one may
                 // have deactivated the environment.
@@ -903,11 +1045,12 @@ impl Platform {
         }
         let project = project.to_string();
         let (id, _) = self.spawn_activity(
-            &project.clone(),
-            &env.name.clone(),
-            ActivityKind::Delete,
-            format!("Delete {}", env.name),
-            None,
+            ActivitySpec::new(
+                &project,
+                &env.name,
+                ActivityKind::Delete,
+                format!("Delete {}", env.name),
+            ),
             move |platform, log| async move {
                 platform
                     .delete_locked(&project, &env, delete_branch, &log)
@@ -929,11 +1072,13 @@ impl Platform {
             Err(_) => return true,
         };
         let spawned = self.spawn_activity(
-            project,
-            env_name,
-            ActivityKind::Delete,
-            format!("Delete {env_name}"),
-            tee,
+            ActivitySpec::new(
+                &project,
+                &env_name,
+                ActivityKind::Delete,
+                format!("Delete {env_name}"),
+            )
+            .tee(tee),
             {
                 let project = project.to_string();
                 move |platform, log| async move {
@@ -994,6 +1139,7 @@ impl Platform {
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "Could not mark interrupted activities."),
         }
+        self.restore_kept_volumes().await;
         let projects = match self.store.projects() {
             Ok(p) => p,
             Err(error) => {
@@ -1023,11 +1169,12 @@ impl Platform {
                 let project_id = project.id.clone();
                 let name = env.name.clone();
                 let spawned = self.spawn_activity(
-                    &project.id,
-                    &env.name,
-                    ActivityKind::Redeploy,
-                    format!("Restart {} after a server restart", env.name),
-                    None,
+                    ActivitySpec::new(
+                        &project.id,
+                        &env.name,
+                        ActivityKind::Redeploy,
+                        format!("Restart {} after a server restart", env.name),
+                    ),
                     move |platform, log| async move {
                         let repo = platform.settings.repository(&project_id);
                         deploy::deploy(
@@ -1048,6 +1195,46 @@ impl Platform {
             }
         }
     }
+}
+
+impl Platform {
+    /// Data kept aside by an operation the server did not finish (a synchronisation
+    /// cut short) goes back into its environment: that operation failed.
+    async fn restore_kept_volumes(&self) {
+        let volumes = self.volumes.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            let mut restored = Vec::new();
+            for kept in volumes.list("") {
+                let Some(own) = kept.as_str().strip_suffix(crate::tree::KEPT_SUFFIX) else {
+                    continue;
+                };
+                let outcome = grove_volumes::VolumeId::new(own)
+                    .and_then(|own| volumes.replace_with_clone(&kept, &own))
+                    .and_then(|_| volumes.delete(&kept));
+                restored.push((kept.to_string(), outcome.map_err(|e| e.to_string())));
+            }
+            restored
+        })
+        .await
+        .unwrap_or_default();
+        for (kept, outcome) in restored {
+            match outcome {
+                Ok(()) => tracing::warn!(volume = %kept,
+                    "Put back the data an interrupted operation had kept aside."),
+                Err(error) => tracing::error!(volume = %kept, %error,
+                    "Could not put back the data an interrupted operation kept aside."),
+            }
+        }
+    }
+}
+
+/// A ref of a push that was deployed, and what its environment ran before.
+struct Landed {
+    branch: String,
+    /// The push created the environment.
+    created: bool,
+    /// The commit of its last successful deployment before the push.
+    previous: Option<String>,
 }
 
 /// The quarantine variables of a push in progress, and nothing else: only git's object

@@ -12,7 +12,7 @@ use grove_volumes::VolumeId;
 use crate::activity::{ActivityKind, ActivityLog};
 use crate::deploy::{self, DeployMode};
 use crate::error::{Error, Result};
-use crate::platform::{ENVIRONMENT_TYPES, Platform, short};
+use crate::platform::{ActivitySpec, ENVIRONMENT_TYPES, Platform, short};
 use crate::services;
 
 /// Plans: how many environments may be active at once.
@@ -36,6 +36,28 @@ pub struct SyncRequest {
     pub rebase: bool,
 }
 
+/// Suffix of the volume holding an environment's own data while an operation replaces
+/// it (`_` never appears in machine names).
+pub const KEPT_SUFFIX: &str = "_kept";
+
+/// Where `keep_data` puts an environment's data aside.
+pub fn kept_volume(project: &str, machine_name: &str) -> Result<VolumeId> {
+    VolumeId::new(format!("{project}/{machine_name}{KEPT_SUFFIX}"))
+        .map_err(|e| Error::Internal(format!("volume of {project}/{machine_name}: {e}")))
+}
+
+/// A full disk is not Grove's fault nor the user's: the operation may work later.
+fn volume_error(e: grove_volumes::VolumeError) -> Error {
+    match &e {
+        grove_volumes::VolumeError::Io { source, .. }
+            if crate::error::is_resource_exhausted(source) =>
+        {
+            Error::Unavailable(e.to_string())
+        }
+        _ => Error::Internal(e.to_string()),
+    }
+}
+
 /// The volume holding an environment's data (service data and mounts).
 pub fn env_volume(project: &str, machine_name: &str) -> Result<VolumeId> {
     VolumeId::new(format!("{project}/{machine_name}"))
@@ -50,6 +72,48 @@ impl Platform {
         tokio::task::spawn_blocking(move || volumes.create(&id).map(|_| ()))
             .await?
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Keeps a copy of an environment's data aside (a snapshot on btrfs), so that an
+    /// operation that replaces it can put it back if it fails. A copy left by an
+    /// operation the server did not finish is put back at start-up.
+    pub(crate) async fn keep_data(&self, project: &str, env: &EnvironmentRow) -> Result<VolumeId> {
+        self.ensure_volume(project, env).await?;
+        let source = env_volume(project, &env.machine_name)?;
+        let kept = kept_volume(project, &env.machine_name)?;
+        let volumes = self.volumes.clone();
+        let id = kept.clone();
+        tokio::task::spawn_blocking(move || {
+            volumes.delete(&id)?;
+            volumes.clone_volume(&source, &id).map(|_| ())
+        })
+        .await?
+        .map_err(volume_error)?;
+        Ok(kept)
+    }
+
+    /// Replaces an environment's data with the copy `keep_data` made.
+    pub(crate) async fn restore_kept_data(
+        &self,
+        project: &str,
+        env: &EnvironmentRow,
+        kept: &VolumeId,
+    ) -> Result<()> {
+        let target = env_volume(project, &env.machine_name)?;
+        let volumes = self.volumes.clone();
+        let kept = kept.clone();
+        tokio::task::spawn_blocking(move || volumes.replace_with_clone(&kept, &target))
+            .await?
+            .map(|_| ())
+            .map_err(volume_error)
+    }
+
+    pub(crate) async fn discard_kept_data(&self, kept: VolumeId) {
+        let volumes = self.volumes.clone();
+        let deleted = tokio::task::spawn_blocking(move || volumes.delete(&kept)).await;
+        if let Ok(Err(error)) = deleted {
+            tracing::warn!(%error, "Could not delete a copy of data kept for a rollback.");
+        }
     }
 
     /// Deletes the environment's volume (its services must be stopped).
@@ -73,14 +137,24 @@ impl Platform {
         child: &EnvironmentRow,
         log: &ActivityLog,
     ) -> std::result::Result<(), String> {
-        // The parent's lock, taken while the child's is held (always child, then
-        // parent; parents form a tree, so this cannot deadlock): no deploy of the parent
-        // changes its services or data during the copy.
-        let parent_lock = self.lock_for(project, &parent.name);
-        let _parent_guard = parent_lock.lock().await;
+        // The activity owns the parent too (see `owners`): no deploy of the parent
+        // changes its services or data during the copy. The tree may have changed while
+        // the activity waited for them.
         let parent = &self
             .environment(project, &parent.name)
             .map_err(|e| e.to_string())?;
+        let current = self
+            .environment(project, &child.name)
+            .map_err(|e| e.to_string())?;
+        if current.parent.as_deref() != Some(parent.name.as_str()) {
+            return Err(format!(
+                "the parent of `{}` changed from `{}` to `{}` while this activity waited: \
+                 run it again",
+                child.name,
+                parent.name,
+                current.parent.as_deref().unwrap_or("none")
+            ));
+        }
         if parent.status != "active" {
             return Err(format!(
                 "the parent `{}` is inactive and has no data to copy: activate it first, \
@@ -174,6 +248,22 @@ impl Platform {
             ))
         })?;
         self.environment(project, name)
+    }
+
+    /// Checks the plan's limit and makes the change it allows (`activate`: one more
+    /// active environment of type `kind`) in one step: concurrent activations cannot
+    /// both take the last slot. Reads the project and its environments afresh.
+    pub(crate) fn within_plan<T>(
+        &self,
+        project: &str,
+        kind: &str,
+        changing: Option<&str>,
+        activate: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let _plan = self.plan_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let project = self.project(project)?;
+        self.check_plan(&project, kind, changing)?;
+        activate()
     }
 
     /// Refuses to make one more environment of type `kind` active past the project's
@@ -302,7 +392,9 @@ impl Platform {
             updated_at: now,
             crons: None,
         };
-        self.store.insert_environment(&child)?;
+        self.within_plan(project, &child.kind, None, || {
+            Ok(self.store.insert_environment(&child)?)
+        })?;
         if let Err(e) = repo.set_branch(&child.name, &head, None) {
             let _ = self.store.delete_environment(project, &child.name);
             return Err(e.into());
@@ -310,11 +402,13 @@ impl Platform {
         let project_id = project.to_string();
         let clone_parent = request.clone_parent;
         let spawned = self.spawn_activity(
-            project,
-            &child.name.clone(),
-            ActivityKind::Branch,
-            format!("Branch {} from {}", child.name, parent.name),
-            None,
+            ActivitySpec::new(
+                &project,
+                &child.name,
+                ActivityKind::Branch,
+                format!("Branch {} from {}", child.name, parent.name),
+            )
+            .also(&parent.name),
             move |platform, log| async move {
                 log.line(format!(
                     "Created branch `{}` at {} from `{}`",
@@ -399,11 +493,18 @@ impl Platform {
         };
         let project_id = project.to_string();
         let (id, _) = self.spawn_activity(
-            project,
-            &env.name.clone(),
-            ActivityKind::Activate,
-            format!("Activate {}", env.name),
-            None,
+            {
+                let spec = ActivitySpec::new(
+                    project,
+                    &env.name,
+                    ActivityKind::Activate,
+                    format!("Activate {}", env.name),
+                );
+                match &parent {
+                    Some(parent) => spec.also(&parent.name),
+                    None => spec,
+                }
+            },
             move |platform, log| async move {
                 // Checked again under the lock: two activations may have been queued.
                 if platform.is_active(&project_id, &env.name) {
@@ -414,9 +515,19 @@ impl Platform {
                     .branch_head(&env.name)
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("branch `{}` has no commits", env.name))?;
+                // The plan's limit, checked again with the activation in one step.
+                let kind = platform
+                    .environment(&project_id, &env.name)
+                    .map_err(|e| e.to_string())?
+                    .kind;
                 platform
-                    .store
-                    .set_environment_status(&project_id, &env.name, "active")
+                    .within_plan(&project_id, &kind, None, || {
+                        Ok(platform.store.set_environment_status(
+                            &project_id,
+                            &env.name,
+                            "active",
+                        )?)
+                    })
                     .map_err(|e| e.to_string())?;
                 let result = match &parent {
                     Some(parent) if parent.status == "active" => {
@@ -514,11 +625,13 @@ impl Platform {
             _ => "data",
         };
         let (id, _) = self.spawn_activity(
-            project,
-            &env.name.clone(),
-            ActivityKind::Synchronize,
-            format!("Synchronize {what} of {} from {}", env.name, parent.name),
-            None,
+            ActivitySpec::new(
+                &project,
+                &env.name,
+                ActivityKind::Synchronize,
+                format!("Synchronize {what} of {} from {}", env.name, parent.name),
+            )
+            .also(&parent.name),
             move |platform, log| async move {
                 if !platform.is_active(&project_id, &env.name) {
                     return Err(format!("environment `{}` is no longer active", env.name));
@@ -569,14 +682,25 @@ impl Platform {
                     }
                 }
                 let mut filled = Ok(());
+                let mut kept = None;
+                let key = (project_id.clone(), env.name.clone());
                 if request.data {
-                    let key = (project_id.clone(), env.name.clone());
-                    // The child's services stop while their data is replaced.
+                    // The child's services stop while their data is replaced; its own
+                    // data is kept aside until the synchronisation has succeeded.
                     let own = platform.take_services(&key);
                     services::stop_all(&platform, own, Some(&log)).await;
-                    filled = platform
-                        .fill_from_parent(&project_id, &parent, &env, &log)
-                        .await;
+                    filled = match platform.keep_data(&project_id, &env).await {
+                        Ok(id) => {
+                            kept = Some(id);
+                            platform
+                                .fill_from_parent(&project_id, &parent, &env, &log)
+                                .await
+                        }
+                        Err(e) => Err(format!(
+                            "could not keep the data of `{}` aside to roll back to: {e}",
+                            env.name
+                        )),
+                    };
                 }
                 let deployed = match &filled {
                     Ok(()) => {
@@ -594,8 +718,22 @@ impl Platform {
                     Err(_) => Ok(()),
                 };
                 if filled.is_err() || deployed.is_err() {
-                    // Back to what it was: its branch where it was, its services on its
-                    // own (untouched) data.
+                    // Back to what it was: its branch where it was, its own data, its
+                    // previous deployment.
+                    if let Some(kept) = &kept {
+                        let copied = platform.take_services(&key);
+                        services::stop_all(&platform, copied, Some(&log)).await;
+                        match platform.restore_kept_data(&project_id, &env, kept).await {
+                            Ok(()) => log.line(format!(
+                                "`{}` has its own data back, as before the synchronisation",
+                                env.name
+                            )),
+                            Err(e) => log.line(format!(
+                                "E: could not put the data of `{}` back: {e}",
+                                env.name
+                            )),
+                        }
+                    }
                     if new_head != child_head
                         && repo
                             .set_branch(&env.name, &child_head, Some(&new_head))
@@ -616,6 +754,9 @@ impl Platform {
                     if let Err(error) = restored {
                         log.line(format!("E: could not bring `{}` back: {error}", env.name));
                     }
+                }
+                if let Some(kept) = kept {
+                    platform.discard_kept_data(kept).await;
                 }
                 filled.and(deployed)
             },
@@ -652,11 +793,13 @@ impl Platform {
         }
         let project_id = project.to_string();
         let (id, _) = self.spawn_activity(
-            project,
-            &parent.name.clone(),
-            ActivityKind::Merge,
-            format!("Merge {} into {}", env.name, parent.name),
-            None,
+            ActivitySpec::new(
+                &project,
+                &parent.name,
+                ActivityKind::Merge,
+                format!("Merge {} into {}", env.name, parent.name),
+            )
+            .also(&env.name),
             move |platform, log| async move {
                 let repo = platform.settings.repository(&project_id);
                 repo.set_branch(&parent.name, &child_head, Some(&parent_head))
@@ -721,11 +864,20 @@ impl Platform {
                         project_row.default_branch.unwrap_or_default()
                     )));
                 }
+                let change = || {
+                    Ok(self.store.update_environment(
+                        project,
+                        &env.name,
+                        Some(value),
+                        None,
+                        None,
+                    )?)
+                };
                 if env.status == "active" && value != env.kind {
-                    self.check_plan(&project_row, value, Some(&env.name))?;
+                    self.within_plan(project, value, Some(&env.name), change)?;
+                } else {
+                    change()?;
                 }
-                self.store
-                    .update_environment(project, &env.name, Some(value), None, None)?;
             }
             "title" => {
                 self.store

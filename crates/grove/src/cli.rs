@@ -247,7 +247,7 @@ impl Api {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<grove_api::ErrorBody>(&text)
-            .map(|e| e.error)
+            .map(|e| e.error.message)
             .unwrap_or(text);
         bail!("{message} (HTTP {})", status.as_u16())
     }
