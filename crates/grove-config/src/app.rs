@@ -58,8 +58,10 @@ pub(crate) const RUNTIMES: &[&str] = &[
 pub(crate) struct AppOrigin<'a> {
     /// The key naming the app in `applications.yaml` / `.upsun/config.yaml`.
     pub name_key: Option<&'a Node>,
-    /// Root when `source.root` is absent (the directory holding `.platform.app.yaml`).
-    pub default_root: Option<&'a str>,
+    /// Root when `source.root` is absent or empty: the directory holding
+    /// `.platform.app.yaml`, or the repository root for apps defined in
+    /// `.platform/applications.yaml` and `.upsun/*.yaml`.
+    pub default_root: &'a str,
 }
 
 /// Reads one app. Returns `None` when something essential (name, type) is unusable; the
@@ -257,32 +259,22 @@ fn read_source_root(r: &mut Reader<'_, '_>, node: &Node, origin: &AppOrigin<'_>)
         }
         None => None,
     };
-    match root_node {
-        Some(root_node) => {
-            let root = r.string(root_node, "source.root")?;
-            match normalize_relative_dir(&root) {
-                Some(root) => Some(root),
-                None => {
-                    r.error(
-                        root_node,
-                        format!("`source.root: {root}` leaves the repository"),
-                        Some("use a directory inside the repository, relative to its root".into()),
-                    );
-                    None
-                }
-            }
+    // `root:` left empty (`source: {root: }`, as in templates that list the key for
+    // reference) means the default, like an absent key.
+    let Some(root_node) = root_node.filter(|n| !n.is_null()) else {
+        return Some(origin.default_root.to_owned());
+    };
+    let root = r.string(root_node, "source.root")?;
+    match normalize_relative_dir(&root) {
+        Some(root) => Some(root),
+        None => {
+            r.error(
+                root_node,
+                format!("`source.root: {root}` leaves the repository"),
+                Some("use a directory inside the repository, relative to its root".into()),
+            );
+            None
         }
-        None => match origin.default_root {
-            Some(root) => Some(root.to_owned()),
-            None => {
-                r.error(
-                    node,
-                    "missing `source.root`",
-                    Some("apps in applications.yaml must say which directory holds their code, e.g. `source: {root: app}`".into()),
-                );
-                None
-            }
-        },
     }
 }
 
@@ -675,6 +667,8 @@ pub(crate) fn read_mounts(
 ) -> BTreeMap<String, Mount> {
     const MOUNT_KEYS: Keys = &[("source", Yes), ("source_path", Yes), ("service", Yes)];
     let mut out = BTreeMap::new();
+    // Where each mount is written, to point at it once all mounts are known.
+    let mut nodes: BTreeMap<String, (&Node, &Node)> = BTreeMap::new();
     let Some(entries) = r.map_or_null(node, what) else {
         return out;
     };
@@ -788,26 +782,99 @@ pub(crate) fn read_mounts(
                 continue;
             }
         };
-        if let Some((other, other_mount)) = out.iter().find(|(other, m)| {
-            m.source != mount.source
-                && (path.starts_with(&format!("{other}/"))
-                    || other.starts_with(&format!("{path}/")))
-        }) {
-            r.error(
-                path_node,
-                format!(
-                    "mount `{path}` ({}) overlaps mount `{other}` ({})",
-                    mount.source, other_mount.source
-                ),
-                Some("mounts of different kinds may not be nested inside each other".into()),
-            );
-            continue;
-        }
         if out.insert(path.clone(), mount).is_some() {
             r.error(path_node, format!("mount `{path}` is defined twice"), None);
+            continue;
+        }
+        nodes.insert(path, (path_node, spec));
+    }
+    check_nesting(r, &out, &nodes);
+    out
+}
+
+/// Mounts may be nested, also when they are of different kinds (the official templates
+/// nest `var/file_storage/jobs` (service) in `var` (local), and `var/log` (instance) and
+/// `var/report` (tmp) in `var` (storage)): the outer mount is mounted first and the inner
+/// mount point is created inside it. That order is the order of the map, see
+/// [`crate::App::mounts`].
+///
+/// Refused: a mount nested in a mount of the same volume whose data holds the directory
+/// it is mounted on, so that it would appear inside itself. Warned about: a
+/// per-instance mount inside a shared one, which the platforms' documentation calls an
+/// error although their templates do it.
+fn check_nesting(
+    r: &mut Reader<'_, '_>,
+    mounts: &BTreeMap<String, Mount>,
+    nodes: &BTreeMap<String, (&Node, &Node)>,
+) {
+    for (path, inner) in mounts {
+        let Some((outer_path, outer)) = enclosing_mount(mounts, path) else {
+            continue;
+        };
+        let Some(&(path_node, spec)) = nodes.get(path) else {
+            continue;
+        };
+        let same_volume = inner.source == outer.source && inner.service == outer.service;
+        if same_volume {
+            // Where the inner mount point lies in the volume the two mounts share.
+            let relative = &path[outer_path.len() + 1..];
+            let point = if outer.source_path.is_empty() {
+                relative.to_owned()
+            } else {
+                format!("{}/{relative}", outer.source_path)
+            };
+            let data = &inner.source_path;
+            if data.is_empty() || point.starts_with(&format!("{data}/")) {
+                // The default `source_path` (the mount path) unless it has the same flaw.
+                let suggestion = if point.starts_with(&format!("{path}/")) {
+                    &point
+                } else {
+                    path
+                };
+                r.error(
+                    spec.get("source_path").unwrap_or(path_node),
+                    format!(
+                        "mount `{path}` would contain itself: inside mount `{outer_path}` it is mounted on `{point}` of the {} volume, and its `source_path: \"{data}\"` holds that directory",
+                        inner.source
+                    ),
+                    Some(format!(
+                        "a mount nested in a mount of the same kind needs a `source_path` that does not hold its own mount point, e.g. `source_path: \"{suggestion}\"`"
+                    )),
+                );
+            }
+        } else if is_shared(outer.source) && !is_shared(inner.source) {
+            r.warning(
+                path_node,
+                format!(
+                    "mount `{path}` ({}) is nested in shared mount `{outer_path}` ({})",
+                    inner.source, outer.source
+                ),
+                Some(format!(
+                    "documented as refused by Platform.sh/Upsun, though their templates do it; Grove mounts `{outer_path}` first, then `{path}` inside it, one per instance"
+                )),
+            );
         }
     }
-    out
+}
+
+/// The innermost other mount that `path` lies in.
+fn enclosing_mount<'m>(
+    mounts: &'m BTreeMap<String, Mount>,
+    path: &str,
+) -> Option<(&'m str, &'m Mount)> {
+    let mut prefix = path;
+    while let Some((parent, _)) = prefix.rsplit_once('/') {
+        if let Some((outer_path, outer)) = mounts.get_key_value(parent) {
+            return Some((outer_path.as_str(), outer));
+        }
+        prefix = parent;
+    }
+    None
+}
+
+/// Mounts whose data all instances of an app (or several apps) see.
+fn is_shared(source: MountSource) -> bool {
+    matches!(source, MountSource::Service | MountSource::Storage)
 }
 
 fn p_node_or<'n>(spec: &'n Node, key: &str) -> &'n Node {

@@ -40,7 +40,8 @@ struct AppSite<'p> {
     file: usize,
     node: &'p Node,
     name_key: Option<&'p Node>,
-    default_root: Option<String>,
+    /// The app's root when its `source.root` is absent.
+    default_root: String,
 }
 
 /// Loads and validates the configuration of a tree. Errors carry file, line and column;
@@ -160,7 +161,7 @@ pub fn load(tree: &dyn SourceTree) -> Result<Project, ConfigErrors> {
                     file: i,
                     node: &p.root,
                     name_key: None,
-                    default_root: Some(dir.to_owned()),
+                    default_root: dir.to_owned(),
                 });
             } else if path == APPLICATIONS_FILE {
                 locate_applications(i, p, &mut sink, &mut app_sites);
@@ -220,7 +221,7 @@ pub fn load(tree: &dyn SourceTree) -> Result<Project, ConfigErrors> {
         };
         let origin = AppOrigin {
             name_key: site.name_key,
-            default_root: site.default_root.as_deref(),
+            default_root: &site.default_root,
         };
         let Some(app) = read_app(&mut r, site.node, &origin) else {
             continue;
@@ -478,6 +479,12 @@ fn parse_file(tree: &dyn SourceTree, path: &str, sink: &mut Sink) -> Option<Pars
 }
 
 /// `.platform/applications.yaml`: a list of apps with `name`, or a map keyed by name.
+///
+/// Without `source.root` an app is rooted at the repository root: the file's directory
+/// `.platform/` is the project's configuration directory, and the official templates
+/// (`platformsh-templates/golang`, `django4`) keep their code at the root with no
+/// `source.root`. Several apps may share a root ("To build multiple apps from the
+/// repository root, set `source.root` to `/`": `create-apps/multi-app/project-structure`).
 fn locate_applications<'p>(
     file: usize,
     p: &'p Parsed,
@@ -492,7 +499,7 @@ fn locate_applications<'p>(
                     file,
                     node: item,
                     name_key: None,
-                    default_root: None,
+                    default_root: String::new(),
                 });
             }
         }
@@ -502,7 +509,7 @@ fn locate_applications<'p>(
                     file,
                     node: value,
                     name_key: Some(key),
-                    default_root: None,
+                    default_root: String::new(),
                 });
             }
         }
@@ -556,7 +563,7 @@ fn locate_upsun<'p>(
                     file: i,
                     node: value,
                     name_key: Some(key),
-                    default_root: Some(String::new()),
+                    default_root: String::new(),
                 });
             }
         }

@@ -55,6 +55,12 @@ pub struct App {
     /// variables, the others go into `PLATFORM_VARIABLES` as `prefix:name`).
     pub variables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     /// Keyed by the mount path relative to the app root, without leading or trailing `/`.
+    ///
+    /// Mounts may be nested, also when of different kinds. The map's order is the order
+    /// to mount them in: an outer mount sorts before every mount nested in it (`var` <
+    /// `var/log`, since a string sorts before its extensions), so mounting in order
+    /// creates each inner mount point inside the outer mount, never under it. The deploy
+    /// (`grove-server`, `mount_binds`) binds the mounts in this order.
     pub mounts: BTreeMap<String, Mount>,
     pub relationships: BTreeMap<String, Relationship>,
     /// `build.flavor` (`composer`, `none`, ...), as written.
@@ -216,6 +222,7 @@ pub struct Cron {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Worker {
     pub start: Option<String>,
+    /// As [`App::mounts`]: an outer mount sorts before the mounts nested in it.
     pub mounts: BTreeMap<String, Mount>,
     pub relationships: BTreeMap<String, Relationship>,
     pub variables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,

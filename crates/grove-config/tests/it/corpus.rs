@@ -268,6 +268,8 @@ macro_rules! corpus {
 }
 
 corpus! {
+    applications_list_shared_root => "applications-list-shared-root",
+    applications_yaml_no_root => "applications-yaml-no-root",
     broken => "broken",
     broken_bad_type => "broken-bad-type",
     broken_cron => "broken-cron",
@@ -292,6 +294,7 @@ corpus! {
     magento_cloud_default => "magento-cloud-default",
     magento_pro => "magento-pro",
     magento_starter => "magento-starter",
+    mounts_nested_local_service => "mounts-nested-local-service",
     multi_app => "multi-app",
     multi_app_list => "multi-app-list",
     multi_app_subdirs => "multi-app-subdirs",
@@ -309,6 +312,7 @@ corpus! {
     ruby_rails => "ruby-rails",
     services_all => "services-all",
     upsun_flex => "upsun-flex",
+    upsun_nested_mounts => "upsun-nested-mounts",
     upsun_split => "upsun-split",
     upsun_workers => "upsun-workers",
     varnish_solr => "varnish-solr",

@@ -179,10 +179,17 @@ fn rendered_errors() {
             )],
         ),
         (
-            "applications_yaml_missing_root",
+            "applications_yaml_unknown_root",
             &[(
                 ".platform/applications.yaml",
                 "app:\n  type: python:3.12\n  web: {commands: {start: x}}\napi:\n  type: python:3.12\n  source: {root: nowhere}\n  web: {commands: {start: x}}\n",
+            )],
+        ),
+        (
+            "nested_mount_containing_itself",
+            &[(
+                ".platform.app.yaml",
+                "name: app\ntype: php:8.3\ndisk: 512\nmounts:\n  web: {source: local, source_path: files/web}\n  web/uploads: {source: local, source_path: files}\n  var: {source: tmp, source_path: var}\n  var/cache: {source: tmp, source_path: ''}\n",
             )],
         ),
         (

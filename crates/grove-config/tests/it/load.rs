@@ -410,3 +410,172 @@ fn several_apps_without_routes_warn() {
         p.warnings
     );
 }
+
+/// Finding "stricter than the platforms": apps in `.platform/applications.yaml` without
+/// `source.root` were refused. Platform.sh roots them at the repository root (the
+/// official golang and django4 templates keep their code there), and several apps may
+/// share that root.
+#[test]
+fn applications_yaml_without_source_root_is_accepted() {
+    fn roots(files: &[(&str, &str)]) -> Vec<(String, String)> {
+        let p = project(files);
+        let unexpected: Vec<&str> = p
+            .warnings
+            .iter()
+            .map(|w| w.message.as_str())
+            .filter(|m| !m.starts_with("accepted, not supported yet"))
+            .collect();
+        assert!(unexpected.is_empty(), "{unexpected:?}");
+        p.apps
+            .iter()
+            .map(|a| (a.name.clone(), a.source_root.clone()))
+            .collect()
+    }
+    let pair = |name: &str, root: &str| (name.to_string(), root.to_string());
+    let routes = (
+        ".platform/routes.yaml",
+        "'https://{default}/': {type: upstream, upstream: 'app:http'}\n",
+    );
+    // Keyed by name, no `source` at all.
+    assert_eq!(
+        roots(&[
+            (
+                ".platform/applications.yaml",
+                "app:\n  type: golang:1.22\n  web: {commands: {start: ./bin/app}}\n"
+            ),
+            ("go.mod", "module app\n"),
+        ]),
+        [pair("app", "")]
+    );
+    // A list; `source` with operations only, or with `root:` left empty.
+    assert_eq!(
+        roots(&[
+            (
+                ".platform/applications.yaml",
+                "- name: app\n  type: python:3.12\n  web: {commands: {start: x}}\n  source: {operations: {update: {command: ./update}}}\n- name: queue\n  type: python:3.12\n  web: {commands: {start: ./queue}}\n  source:\n    root:\n",
+            ),
+            routes,
+        ]),
+        [pair("app", ""), pair("queue", "")]
+    );
+    // Several apps sharing the root, whether they say so (`/`) or not; the default does
+    // not depend on the other apps' roots.
+    assert_eq!(
+        roots(&[
+            (
+                ".platform/applications.yaml",
+                "app:\n  type: php:8.3\nadmin:\n  type: php:8.3\n  source: {root: /}\napi:\n  type: php:8.3\n  source: {root: api}\n",
+            ),
+            ("api/index.php", "<?php\n"),
+            routes,
+        ]),
+        [pair("admin", ""), pair("api", "api"), pair("app", "")]
+    );
+}
+
+/// The same finding for Upsun: `source.root` defaults to the repository root.
+#[test]
+fn upsun_config_without_source_root_is_accepted() {
+    let p = project(&[(
+        ".upsun/config.yaml",
+        "applications:\n  app:\n    type: golang:1.22\n    web: {commands: {start: ./bin/app}}\n  worker:\n    type: golang:1.22\n    web: {commands: {start: ./bin/worker}}\n    source:\n      root:\nroutes:\n  'https://{default}/': {type: upstream, upstream: 'app:http'}\n",
+    )]);
+    let roots: Vec<(&str, &str)> = p
+        .apps
+        .iter()
+        .map(|a| (a.name.as_str(), a.source_root.as_str()))
+        .collect();
+    assert_eq!(roots, [("app", ""), ("worker", "")]);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+/// Finding "stricter than the platforms": nested mounts of different kinds were refused.
+/// The official templates nest a network-storage mount in local ones (akeneo) and
+/// per-instance and tmp mounts in a storage mount (magentoCE24 on Upsun); the outer mount
+/// is mounted first and the inner mount point is created inside it.
+#[test]
+fn nested_mounts_of_different_kinds_are_accepted() {
+    let p = project(&[
+        (
+            ".platform.app.yaml",
+            "name: app\ntype: php:8.3\ndisk: 1024\nmounts:\n  var/file_storage/jobs: {source: service, service: jobs, source_path: jobs}\n  var: {source: local, source_path: var}\n  var/file_storage: {source: local, source_path: var/file_storage}\n  web/files: {source: local, source_path: files}\n  web/files/tmp: {source: tmp}\n  tmp: {source: tmp, source_path: ''}\n  tmp/sessions: {source: local, source_path: sessions}\nworkers:\n  queue:\n    commands: {start: ./queue}\n    mounts:\n      spool: {source: tmp}\n      spool/done: {source: local, source_path: done}\n",
+        ),
+        (
+            ".platform/services.yaml",
+            "jobs: {type: 'network-storage:1.0'}\n",
+        ),
+    ]);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let app = &p.apps[0];
+    let sources: Vec<(&str, MountSource)> = app
+        .mounts
+        .iter()
+        .map(|(path, m)| (path.as_str(), m.source))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("tmp", MountSource::Tmp),
+            ("tmp/sessions", MountSource::Local),
+            ("var", MountSource::Local),
+            ("var/file_storage", MountSource::Local),
+            ("var/file_storage/jobs", MountSource::Service),
+            ("web/files", MountSource::Local),
+            ("web/files/tmp", MountSource::Tmp),
+        ]
+    );
+    assert_eq!(app.workers["queue"].mounts.len(), 2);
+
+    // Upsun: per-instance mounts in a shared one load, with a warning, because the
+    // platforms' documentation calls this an error while their Magento template does it.
+    let p = project(&[(
+        ".upsun/config.yaml",
+        "applications:\n  shop:\n    type: php:8.3\n    mounts:\n      /var: {source: storage, source_path: var}\n      /var/log: {source: instance, source_path: log}\n      /var/report: {source: tmp, source_path: report}\n",
+    )]);
+    let mounts: Vec<&str> = p.apps[0].mounts.keys().map(String::as_str).collect();
+    assert_eq!(mounts, ["var", "var/log", "var/report"]);
+    let warnings: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "mount `var/log` (instance) is nested in shared mount `var` (storage)",
+            "mount `var/report` (tmp) is nested in shared mount `var` (storage)",
+        ]
+    );
+}
+
+/// `App::mounts` is mounted in its order, so an outer mount must come before every mount
+/// nested in it, whatever the order in the file and whatever sorts between them.
+#[test]
+fn mounts_sort_outer_before_nested() {
+    let paths = [
+        "var/log/archive",
+        "var.d",
+        "var/log",
+        "var-old",
+        "var",
+        "a/b/c",
+        "a",
+        "a b",
+        "a/b",
+        "a-b/c",
+    ];
+    let mut yaml = String::from("name: app\ntype: php:8.3\ndisk: 512\nmounts:\n");
+    for path in paths {
+        yaml.push_str(&format!(
+            "  '{path}': {{source: local, source_path: '{}'}}\n",
+            path.replace(['/', ' ', '.'], "-")
+        ));
+    }
+    let p = project(&[(".platform.app.yaml", &yaml)]);
+    let order: Vec<&str> = p.apps[0].mounts.keys().map(String::as_str).collect();
+    assert_eq!(order.len(), paths.len());
+    for (i, outer) in order.iter().enumerate() {
+        for inner in &order[..i] {
+            assert!(
+                !inner.starts_with(&format!("{outer}/")),
+                "`{inner}` comes before `{outer}`, which it is nested in: {order:?}"
+            );
+        }
+    }
+}
