@@ -19,8 +19,9 @@ fn main() -> ExitCode {
         ["bench", "push", n] => n.parse().map_err(anyhow::Error::from).and_then(bench_push),
         ["bench", "memory"] => bench_memory(),
         ["bench", "branch"] => bench_branch(),
+        ["bench", "logs"] => bench_logs(),
         _ => {
-            eprintln!("usage: cargo xtask bench push [RUNS] | memory | branch");
+            eprintln!("usage: cargo xtask bench push [RUNS] | memory | branch | logs");
             return ExitCode::from(2);
         }
     };
@@ -390,6 +391,164 @@ fn branch_runs(server: &BenchServer) -> anyhow::Result<()> {
 
 /// A release `grove server` on free loopback ports in its own data directory, with a
 /// project `bench`; stopped (SIGTERM, by PID) when dropped.
+/// An activity log under pressure: a build hook printing 100 000 lines in one
+/// environment while another environment is loaded with HTTP requests. Prints the
+/// loaded environment's p99 latency beside its p99 with the platform idle (the
+/// baseline, measured the same way in the same process), and whether the log was
+/// stored completely and in order.
+fn bench_logs() -> anyhow::Result<()> {
+    const LINES: usize = 100_000;
+    let tmp = std::env::temp_dir().join(format!("grove-bench-logs-{}", std::process::id()));
+    let mut server = BenchServer::start(tmp.clone(), &[])?;
+    let result = (|| -> anyhow::Result<()> {
+        let url = server.git_url();
+        let work = tmp.join("work");
+        std::fs::create_dir_all(&work)?;
+        git(&work, &["init", "-q", "-b", "main"])?;
+        std::fs::write(
+            work.join(".platform.app.yaml"),
+            format!(
+                "name: app\ntype: python:3.11\nhooks:\n  build: |\n    if [ -e noisy ]; then seq 1 {LINES} | sed 's/^/line /'; fi\nweb:\n  commands:\n    start: exec python3 -m http.server $PORT --bind 127.0.0.1\n"
+            ),
+        )?;
+        git(&work, &["add", "-A"])?;
+        git(&work, &["commit", "-q", "-m", "app"])?;
+        git(&work, &["push", "-q", &url, "main"])?;
+        let target = server.url("main")?;
+        wait_for_200(&target)?;
+        let (host, port) = host_and_port(&target)?;
+
+        let load = |stop: &std::sync::atomic::AtomicBool| -> Vec<f64> {
+            let mut latencies = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                if http_get(port, &host).is_ok() {
+                    latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            latencies
+        };
+        let p99 = |mut values: Vec<f64>| -> (f64, usize) {
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            (values.get(n * 99 / 100).copied().unwrap_or(f64::NAN), n)
+        };
+        let measure = |during: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<(f64, usize)> {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                let clients: Vec<_> = (0..2).map(|_| scope.spawn(|| load(&stop))).collect();
+                let outcome = during();
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut all = Vec::new();
+                for client in clients {
+                    all.extend(client.join().unwrap_or_default());
+                }
+                outcome.map(|()| p99(all))
+            })
+        };
+
+        std::fs::write(work.join("noisy"), "")?;
+        git(&work, &["add", "-A"])?;
+        git(&work, &["commit", "-q", "-m", "noisy build"])?;
+        let pushed = std::cell::Cell::new(0.0);
+        let (busy_p99, busy_n) = measure(&|| {
+            let started = Instant::now();
+            git(
+                &work,
+                &[
+                    "push",
+                    "-q",
+                    "-o",
+                    "environment.activate",
+                    &url,
+                    "main:noisy",
+                ],
+            )?;
+            pushed.set(started.elapsed().as_secs_f64());
+            Ok(())
+        })?;
+        let pushed = pushed.get();
+        let idle_for = Duration::from_secs_f64(pushed.max(2.0));
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(measure(&|| {
+                std::thread::sleep(idle_for);
+                Ok(())
+            })?);
+        }
+        let mut idle_p99s: Vec<f64> = idle.iter().map(|(p, _)| *p).collect();
+        let idle_p99 = median(&mut idle_p99s);
+
+        let (list, _) = server.cli(&[
+            "activity:list",
+            "-p",
+            "bench",
+            "-e",
+            "noisy",
+            "--format",
+            "json",
+        ])?;
+        let id = list
+            .split("\"id\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .context("no activity on `noisy`")?
+            .to_string();
+        // The log goes to stderr today (see the CLI conventions issue); read both.
+        let (out, err) = server.cli(&["activity:log", "-p", "bench", &id])?;
+        let text = format!("{out}{err}");
+        let numbers: Vec<usize> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("line "))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        let in_order = numbers.iter().enumerate().all(|(i, n)| *n == i + 1);
+        println!("build hook printing {LINES} lines, pushed in {pushed:.2}s");
+        println!(
+            "  log stored: {} of {LINES} lines, {}",
+            numbers.len(),
+            if in_order { "in order" } else { "OUT OF ORDER" }
+        );
+        println!("  other environment p99 while it ran: {busy_p99:.2} ms ({busy_n} requests)");
+        println!(
+            "  other environment p99 idle (median of 3 runs): {idle_p99:.2} ms ({} requests in the first)",
+            idle[0].1
+        );
+        println!("  ratio busy/idle: {:.2}", busy_p99 / idle_p99);
+        Ok(())
+    })();
+    server.stop();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// `http://host:port/...` → (host, port).
+fn host_and_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url.strip_prefix("http://").context("not an http URL")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = authority.rsplit_once(':').context("no port in the URL")?;
+    Ok((host.to_string(), port.parse()?))
+}
+
+/// One GET through the router on loopback with a `Host` header (`*.localhost` does not
+/// resolve through glibc here); reads the response to its end.
+fn http_get(port: u16, host: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    if response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("not a 200"))
+    }
+}
+
 struct BenchServer {
     child: Guard,
     grove: PathBuf,

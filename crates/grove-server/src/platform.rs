@@ -996,7 +996,7 @@ impl Platform {
         let name = env.name.clone();
         let (id, _) = self.spawn_activity(
             ActivitySpec::new(
-                &project_ref,
+                project_ref,
                 &env.name,
                 ActivityKind::Redeploy,
                 format!("Redeploy {}", env.name),
@@ -1073,8 +1073,8 @@ impl Platform {
         };
         let spawned = self.spawn_activity(
             ActivitySpec::new(
-                &project,
-                &env_name,
+                project,
+                env_name,
                 ActivityKind::Delete,
                 format!("Delete {env_name}"),
             )

@@ -403,7 +403,7 @@ impl Platform {
         let clone_parent = request.clone_parent;
         let spawned = self.spawn_activity(
             ActivitySpec::new(
-                &project,
+                project,
                 &child.name,
                 ActivityKind::Branch,
                 format!("Branch {} from {}", child.name, parent.name),
@@ -626,7 +626,7 @@ impl Platform {
         };
         let (id, _) = self.spawn_activity(
             ActivitySpec::new(
-                &project,
+                project,
                 &env.name,
                 ActivityKind::Synchronize,
                 format!("Synchronize {what} of {} from {}", env.name, parent.name),
@@ -794,7 +794,7 @@ impl Platform {
         let project_id = project.to_string();
         let (id, _) = self.spawn_activity(
             ActivitySpec::new(
-                &project,
+                project,
                 &parent.name,
                 ActivityKind::Merge,
                 format!("Merge {} into {}", env.name, parent.name),
