@@ -104,6 +104,9 @@ pub async fn deploy(
         if let Err(error) = platform.store.insert_deployment(&row) {
             return Err(format!("could not record the deployment: {error}"));
         }
+        if successful {
+            failpoint(mode, "recorded");
+        }
     }
     match result {
         Ok(_) => {
@@ -160,6 +163,7 @@ async fn deploy_inner(
     for warning in &config.warnings {
         log.line(warning.to_string());
     }
+    failpoint(mode, "configured");
 
     // 2. Runtimes: only what this host really has.
     for app in &config.apps {
@@ -205,6 +209,7 @@ async fn deploy_inner(
         }
         builds.push((app, dir));
     }
+    failpoint(mode, "built");
 
     // 4. Routes of this environment.
     let routes = grove_config::expand_routes(
@@ -224,6 +229,7 @@ async fn deploy_inner(
         .await
         .map_err(|e| format!("the data volume of `{}`: {e}", env.name))?;
     let retired = crate::services::reconcile(platform, project, env, &config, log).await?;
+    failpoint(mode, "services-ready");
 
     // 6. The new instances. Ports are chosen first so that apps can find each other
     // through app-to-app relationships.
@@ -332,6 +338,8 @@ async fn deploy_inner(
         sandboxes.push(sandbox);
     }
 
+    failpoint(mode, "instances-started");
+
     // 7. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
     // Meanwhile idempotent requests are held, not answered by the old code against
     // data the hook may be migrating; they go to the new instances at the switch.
@@ -345,6 +353,8 @@ async fn deploy_inner(
         }
     }
 
+    failpoint(mode, "deploy-hook-done");
+
     // 8. The previous crons stop (a running one gets its shutdown timeout); then switch
     // the router, release the held requests, let the old instances finish what they
     // are answering, and stop them.
@@ -356,6 +366,7 @@ async fn deploy_inner(
     if let Some(primary) = routes.primary() {
         log.line(format!("Serving {}", primary.url));
     }
+    failpoint(mode, "routes-switched");
     let previous = platform.swap_running(
         &project.id,
         &env.name,
@@ -383,6 +394,7 @@ async fn deploy_inner(
         stop_all(&previous.apps).await;
     }
     crate::services::retire(platform, &key, &retired, log).await;
+    failpoint(mode, "previous-stopped");
 
     // 9. post_deploy, with traffic flowing.
     if mode == DeployMode::Deploy {
@@ -392,6 +404,8 @@ async fn deploy_inner(
                 .await;
         }
     }
+
+    failpoint(mode, "post-deploy-done");
 
     // 10. The crons of the new deployment.
     let mut jobs = Vec::new();
@@ -426,6 +440,14 @@ async fn deploy_inner(
         platform.replace_crons(&key, Some(crons)).await;
     }
     Ok(tree_id)
+}
+
+/// The failpoints of a deploy (see `failpoint`): only deploys that run hooks (pushes,
+/// merges, redeploys), not the restore at start-up, which would otherwise die again.
+fn failpoint(mode: DeployMode, step: &str) {
+    if mode == DeployMode::Deploy {
+        crate::failpoint::hit(step);
+    }
 }
 
 /// The build key: the tree, the app's build-relevant configuration and the variables a

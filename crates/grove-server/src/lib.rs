@@ -7,6 +7,7 @@ mod auth;
 mod crons;
 mod deploy;
 mod error;
+mod failpoint;
 mod git_http;
 mod names;
 mod owners;

@@ -670,14 +670,17 @@ impl Platform {
                             short(&new_head)
                         ));
                     }
-                    if new_head != child_head {
-                        repo.set_branch(&env.name, &new_head, Some(&child_head))
-                            .map_err(|e| format!("`{}` changed meanwhile: {e}", env.name))?;
-                        log.line(format!("Moved `{}` to {}", env.name, short(&new_head)));
-                    } else {
+                    if new_head == child_head {
                         log.line(format!(
                             "`{}` already has the code of `{}`",
                             env.name, parent.name
+                        ));
+                    } else if repo.branch_head(&env.name).map_err(|e| e.to_string())?
+                        != Some(child_head.clone())
+                    {
+                        return Err(format!(
+                            "`{}` changed while this synchronisation waited: run it again",
+                            env.name
                         ));
                     }
                 }
@@ -702,19 +705,27 @@ impl Platform {
                         )),
                     };
                 }
+                // The branch moves only once its new code is live (as a push's does):
+                // a crash in between leaves the branch and the deployment agreeing.
                 let deployed = match &filled {
-                    Ok(()) => {
-                        deploy::deploy(
-                            &platform,
-                            &project_id,
-                            &env.name,
-                            &repo,
-                            &new_head,
-                            DeployMode::Deploy,
-                            &log,
-                        )
-                        .await
-                    }
+                    Ok(()) => deploy::deploy(
+                        &platform,
+                        &project_id,
+                        &env.name,
+                        &repo,
+                        &new_head,
+                        DeployMode::Deploy,
+                        &log,
+                    )
+                    .await
+                    .and_then(|()| {
+                        if new_head != child_head {
+                            repo.set_branch(&env.name, &new_head, Some(&child_head))
+                                .map_err(|e| format!("`{}` changed meanwhile: {e}", env.name))?;
+                            log.line(format!("Moved `{}` to {}", env.name, short(&new_head)));
+                        }
+                        Ok(())
+                    }),
                     Err(_) => Ok(()),
                 };
                 if filled.is_err() || deployed.is_err() {
@@ -733,13 +744,6 @@ impl Platform {
                                 env.name
                             )),
                         }
-                    }
-                    if new_head != child_head
-                        && repo
-                            .set_branch(&env.name, &child_head, Some(&new_head))
-                            .is_ok()
-                    {
-                        log.line(format!("`{}` is back at {}", env.name, short(&child_head)));
                     }
                     let restored = deploy::deploy(
                         &platform,
@@ -801,21 +805,38 @@ impl Platform {
             )
             .also(&env.name),
             move |platform, log| async move {
+                // The parent deploys the child's code first and its branch moves only
+                // once that is live (as a push's does): a crash in between leaves the
+                // branch and the deployment agreeing on the old code.
                 let repo = platform.settings.repository(&project_id);
-                repo.set_branch(&parent.name, &child_head, Some(&parent_head))
-                    .map_err(|e| format!("`{}` changed meanwhile: {e}", parent.name))?;
-                log.line(format!(
-                    "Fast-forwarded `{}` from {} to {} (the code of `{}`)",
-                    parent.name,
-                    short(&parent_head),
-                    short(&child_head),
-                    env.name
-                ));
-                if parent.status != "active" {
+                let moved = || {
+                    repo.set_branch(&parent.name, &child_head, Some(&parent_head))
+                        .map_err(|e| format!("`{}` changed meanwhile: {e}", parent.name))
+                };
+                if repo.branch_head(&parent.name).map_err(|e| e.to_string())?
+                    != Some(parent_head.clone())
+                {
+                    return Err(format!(
+                        "`{}` changed while this merge waited: run it again",
+                        parent.name
+                    ));
+                }
+                let fast_forwarded = || {
+                    log.line(format!(
+                        "Fast-forwarded `{}` from {} to {} (the code of `{}`)",
+                        parent.name,
+                        short(&parent_head),
+                        short(&child_head),
+                        env.name
+                    ))
+                };
+                if !platform.is_active(&project_id, &parent.name) {
+                    moved()?;
+                    fast_forwarded();
                     log.line(format!("`{}` is inactive: nothing to deploy", parent.name));
                     return Ok(());
                 }
-                let result = deploy::deploy(
+                deploy::deploy(
                     &platform,
                     &project_id,
                     &parent.name,
@@ -824,17 +845,27 @@ impl Platform {
                     DeployMode::Deploy,
                     &log,
                 )
-                .await;
-                if result.is_err() {
-                    // The parent's branch goes back to what it runs.
-                    let _ = repo.set_branch(&parent.name, &parent_head, Some(&child_head));
+                .await?;
+                if let Err(error) = moved() {
                     log.line(format!(
-                        "`{}` is back at {}",
+                        "E: {error}: `{}` goes back to {}",
                         parent.name,
                         short(&parent_head)
                     ));
+                    deploy::deploy(
+                        &platform,
+                        &project_id,
+                        &parent.name,
+                        &repo,
+                        &parent_head,
+                        DeployMode::Rollback,
+                        &log,
+                    )
+                    .await?;
+                    return Err(error);
                 }
-                result
+                fast_forwarded();
+                Ok(())
             },
         )?;
         Ok(id)

@@ -676,7 +676,14 @@ impl Store {
         project: &str,
         environment: &str,
     ) -> Result<Option<DeploymentRow>> {
-        self.deployment_where(project, environment, "successful = 1")
+        // A deployment whose activity failed did not happen: the server died after
+        // recording it (the push it belonged to was refused, the merge not finished).
+        self.deployment_where(
+            project,
+            environment,
+            "successful = 1 AND activity NOT IN \
+             (SELECT id FROM activities WHERE result = 'failure')",
+        )
     }
 
     fn deployment_where(

@@ -67,9 +67,11 @@ impl TestService {
         assert!(status.success());
         let killed = Instant::now();
         loop {
+            // A bound on a hang, not a measure of speed: RabbitMQ's restart alone takes
+            // several seconds on a busy 2-core machine.
             assert!(
-                killed.elapsed() < Duration::from_secs(10),
-                "not healthy again within 10 s; log:\n{}",
+                killed.elapsed() < Duration::from_secs(30),
+                "not healthy again within 30 s; log:\n{}",
                 svc.log_tail().join("\n")
             );
             if svc.restarts() > restarts && svc.health().await.is_ok() {

@@ -3,6 +3,7 @@
 //! and the packages `scripts/test.sh` installs.
 
 mod core;
+mod crash;
 mod support;
 
 use support::{Server, Work, alive, curl, curl_json, descendants};

@@ -39,6 +39,27 @@ impl Server {
 
     /// Starts (or restarts) the server process on the same data dir and ports.
     pub fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    /// Waits until the server process ends by itself (a failpoint killed it).
+    pub fn wait_exit(&mut self, timeout: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("grove server did not stop at its failpoint within {timeout:?}");
+        }
+    }
+
+    /// Starts the server process with extra environment variables.
+    pub fn spawn_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "server already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -56,6 +77,7 @@ impl Server {
             .arg("--app-start-timeout")
             .arg("5")
             .env("GROVE_LOG", "info,grove_server=debug")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
