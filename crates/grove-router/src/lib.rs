@@ -4,7 +4,11 @@
 //! owns them so that a deploy replaces an environment's routes in one step, and an
 //! HTTP/1 reverse proxy that serves it. The table knows nothing about routes.yaml: the
 //! server compiles each environment's expanded routes into entries.
+//!
+//! It also owns the loop that serves HTTP/1 connections within limits
+//! ([`serve_connections`]), which the API uses too: both face the same clients.
 
+mod connections;
 mod proxy;
 
 use std::collections::HashMap;
@@ -15,7 +19,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use proxy::serve;
+pub use connections::{ConnectionLimits, ConnectionStats, serve_connections};
+/// Adapts a tower service (an axum `Router`) for [`serve_connections`].
+pub use hyper_util::service::TowerToHyperService;
+pub use proxy::{serve, serve_with};
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,10 +13,11 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{ConnectionLimits, ConnectionStats, serve_connections};
 use crate::{InFlightGuard, RouteTable, Routed};
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -25,43 +26,38 @@ type UpstreamClient = Client<HttpConnector, Body>;
 /// What a held request that waited too long is told to wait before trying again.
 const RETRY_AFTER_SECONDS: &str = "5";
 
-/// Serves the table on `listener` until `shutdown` is cancelled.
+/// Serves the table on `listener` until `shutdown` is cancelled, within the default
+/// [`ConnectionLimits`].
 pub async fn serve(listener: TcpListener, table: RouteTable, shutdown: CancellationToken) {
+    serve_with(
+        listener,
+        table,
+        ConnectionLimits::default(),
+        ConnectionStats::default(),
+        shutdown,
+    )
+    .await;
+}
+
+/// [`serve`] within `limits`, counting into `stats`.
+pub async fn serve_with(
+    listener: TcpListener,
+    table: RouteTable,
+    limits: ConnectionLimits,
+    stats: ConnectionStats,
+    shutdown: CancellationToken,
+) {
     let client: UpstreamClient = Client::builder(TokioExecutor::new()).build_http();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "Router accept failed.");
-                    continue;
-                }
-            },
-        };
+    let make_service = move |peer: SocketAddr| {
         let table = table.clone();
         let client = client.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let table = table.clone();
-                let client = client.clone();
-                async move { Ok::<_, Infallible>(handle(req, peer, &table, &client).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "Router connection ended with an error.");
-                    }
-                }
-                () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-        });
-    }
+        hyper::service::service_fn(move |req| {
+            let table = table.clone();
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(handle(req, peer, &table, &client).await) }
+        })
+    };
+    serve_connections(listener, limits, stats, make_service, shutdown).await;
 }
 
 /// Methods that mean the same when sent twice (RFC 9110 §9.2.2): these are held during

@@ -129,11 +129,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let app = api::router(platform.clone());
     let api_shutdown = shutdown.clone();
     let api_task = tokio::spawn(async move {
-        let serve = axum::serve(api_listener, app)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "The API server failed.");
-        }
+        // The same connection limits as the router: the API faces the same clients.
+        grove_router::serve_connections(
+            api_listener,
+            grove_router::ConnectionLimits::default(),
+            grove_router::ConnectionStats::default(),
+            move |_peer| grove_router::TowerToHyperService::new(app.clone()),
+            api_shutdown,
+        )
+        .await;
     });
     shutdown.cancelled().await;
     tracing::info!("Shutting down: stopping app instances.");

@@ -50,6 +50,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_open_files_limit();
     for (flag, value) in [
         ("--https-listen", args.https_listen),
         ("--ssh-listen", args.ssh_listen),
@@ -89,6 +90,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     });
     grove_server::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft open-files limit to the hard one. Every client connection, proxied
+/// request and open file takes a descriptor, and the usual soft default (1024) is
+/// what a flood of idle connections used up. The connection caps of the router and
+/// the API are sized from the value set here, so it runs before they start.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let shown = |n: Option<u64>| n.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    if limit.current == limit.maximum {
+        tracing::info!(open_files = %shown(limit.current), "Open-files limit.");
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            open_files = %shown(limit.maximum),
+            was = %shown(limit.current),
+            "Raised the open-files limit to the hard limit."
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            open_files = %shown(limit.current),
+            hard_limit = %shown(limit.maximum),
+            "Cannot raise the open-files limit; connection caps follow the current one."
+        ),
+    }
 }
 
 async fn wait_for_signal() {

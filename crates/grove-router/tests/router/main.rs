@@ -4,4 +4,5 @@
 mod deploy;
 mod drain;
 mod hold;
+mod limits;
 mod support;

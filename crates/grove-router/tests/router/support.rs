@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grove_router::{RouteEntry, RouteTable, Target};
+use grove_router::{ConnectionLimits, ConnectionStats, RouteEntry, RouteTable, Target};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::client::legacy::Client;
@@ -156,20 +156,32 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
 /// The real router on a loopback port, stopped when dropped.
 pub struct Router {
     pub addr: SocketAddr,
+    pub stats: ConnectionStats,
     shutdown: CancellationToken,
 }
 
 impl Router {
     pub async fn start(table: &RouteTable) -> Router {
+        Router::with_limits(table, ConnectionLimits::default()).await
+    }
+
+    pub async fn with_limits(table: &RouteTable, limits: ConnectionLimits) -> Router {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
         let addr = listener.local_addr().expect("router address");
         let shutdown = CancellationToken::new();
-        tokio::spawn(grove_router::serve(
+        let stats = ConnectionStats::default();
+        tokio::spawn(grove_router::serve_with(
             listener,
             table.clone(),
+            limits,
+            stats.clone(),
             shutdown.clone(),
         ));
-        Router { addr, shutdown }
+        Router {
+            addr,
+            stats,
+            shutdown,
+        }
     }
 
     pub fn client(&self) -> HttpClient {
