@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::auth;
 use crate::error::Error;
+use crate::ndjson::push_json_line;
 use crate::platform::Platform;
 
 pub fn router(platform: Arc<Platform>) -> Router {
@@ -408,13 +409,6 @@ impl LogFollow {
             // The timeout is a safety net: a writer that stopped wakes nobody.
             let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.changed()).await;
         }
-    }
-}
-
-pub(crate) fn push_json_line<T: serde::Serialize>(out: &mut String, value: &T) {
-    if let Ok(json) = serde_json::to_string(value) {
-        out.push_str(&json);
-        out.push('\n');
     }
 }
 

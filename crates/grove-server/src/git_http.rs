@@ -16,9 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::api::push_json_line;
 use crate::auth;
 use crate::error::Error;
+use crate::ndjson::push_json_line;
 use crate::platform::Platform;
 
 /// `/<project>.git/<git path>`: clone, fetch and push.

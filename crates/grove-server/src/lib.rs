@@ -10,6 +10,7 @@ mod error;
 mod failpoint;
 mod git_http;
 mod names;
+mod ndjson;
 mod owners;
 mod platform;
 mod services;
