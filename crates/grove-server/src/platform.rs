@@ -600,6 +600,20 @@ impl Platform {
         Ok((id, handle))
     }
 
+    /// Runs a deploy of `commit` into the spec's environment as an activity.
+    fn spawn_deploy(
+        self: &Arc<Self>,
+        spec: ActivitySpec,
+        commit: String,
+        mode: DeployMode,
+    ) -> Result<(String, tokio::task::JoinHandle<bool>)> {
+        let (project, env) = (spec.project.clone(), spec.env.clone());
+        self.spawn_activity(spec, move |platform, log| async move {
+            let repo = platform.settings.repository(&project);
+            deploy::deploy(&platform, &project, &env, &repo, &commit, mode, &log).await
+        })
+    }
+
     // --- pushes ----------------------------------------------------------------------------
 
     /// Handles the ref updates of one `git push` (called by the pre-receive hook before
@@ -707,9 +721,7 @@ impl Platform {
                 env.name,
                 short(&previous)
             ));
-            let project_id = project.to_string();
-            let name = env.name.clone();
-            let spawned = self.spawn_activity(
+            let spawned = self.spawn_deploy(
                 ActivitySpec::new(
                     project,
                     &env.name,
@@ -720,19 +732,8 @@ impl Platform {
                     ),
                 )
                 .tee(Some(tee.clone())),
-                move |platform, log| async move {
-                    let repo = platform.settings.repository(&project_id);
-                    deploy::deploy(
-                        &platform,
-                        &project_id,
-                        &name,
-                        &repo,
-                        &previous,
-                        DeployMode::Rollback,
-                        &log,
-                    )
-                    .await
-                },
+                previous,
+                DeployMode::Rollback,
             );
             if let Ok((_, handle)) = spawned {
                 let _ = handle.await;
@@ -1166,28 +1167,15 @@ impl Platform {
                         .set_environment_status(&project.id, &env.name, "inactive");
                     continue;
                 };
-                let project_id = project.id.clone();
-                let name = env.name.clone();
-                let spawned = self.spawn_activity(
+                let spawned = self.spawn_deploy(
                     ActivitySpec::new(
                         &project.id,
                         &env.name,
                         ActivityKind::Redeploy,
                         format!("Restart {} after a server restart", env.name),
                     ),
-                    move |platform, log| async move {
-                        let repo = platform.settings.repository(&project_id);
-                        deploy::deploy(
-                            &platform,
-                            &project_id,
-                            &name,
-                            &repo,
-                            &deployment.commit_id,
-                            DeployMode::Restore,
-                            &log,
-                        )
-                        .await
-                    },
+                    deployment.commit_id,
+                    DeployMode::Restore,
                 );
                 if let Err(error) = spawned {
                     tracing::error!(project = %project.id, env = %env.name, %error, "Could not restore an environment.");

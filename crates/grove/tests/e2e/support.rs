@@ -44,17 +44,11 @@ impl Server {
 
     /// Waits until the server process ends by itself (a failpoint killed it).
     pub fn wait_exit(&mut self, timeout: Duration) {
-        if let Some(mut child) = self.child.take() {
-            let deadline = Instant::now() + timeout;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("grove server did not stop at its failpoint within {timeout:?}");
+        if let Some(child) = self.child.take() {
+            assert!(
+                exited_within(child, timeout),
+                "grove server did not stop at its failpoint within {timeout:?}"
+            );
         }
     }
 
@@ -92,18 +86,12 @@ impl Server {
 
     /// SIGTERM and wait: the graceful path.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(child) = self.child.take() {
             signal(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("grove server did not stop within 20s of SIGTERM");
+            assert!(
+                exited_within(child, Duration::from_secs(20)),
+                "grove server did not stop within 20s of SIGTERM"
+            );
         }
     }
 
@@ -170,6 +158,20 @@ fn signal(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// Whether the process ends within `timeout`; it is killed if not.
+fn exited_within(mut child: Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 pub fn wait_for_port(port: u16) {
