@@ -488,10 +488,11 @@ fn bench_logs() -> anyhow::Result<()> {
             "--format",
             "json",
         ])?;
+        // The newest activity's `"id": "..."`, however the JSON is laid out.
         let id = list
-            .split("\"id\":\"")
+            .split("\"id\"")
             .nth(1)
-            .and_then(|rest| rest.split('"').next())
+            .and_then(|rest| rest.split('"').nth(1))
             .context("no activity on `noisy`")?
             .to_string();
         // The log goes to stderr today (see the CLI conventions issue); read both.
