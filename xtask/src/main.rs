@@ -46,13 +46,7 @@ fn bench_push(runs: usize) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("grove-bench-{}", std::process::id()));
     let mut server = BenchServer::start(tmp.clone(), &[])?;
     let url = server.git_url();
-    let work = tmp.join("work");
-    std::fs::create_dir_all(&work)?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    std::fs::write(
-        work.join(".platform.app.yaml"),
-        "name: app\ntype: python:3.11\nhooks:\n  build: echo built > built.txt\nweb:\n  commands:\n    start: exec python3 -m http.server $PORT --bind 127.0.0.1\n",
-    )?;
+    let work = http_server_app(&tmp, "echo built > built.txt")?;
     let baseline_repo = tmp.join("baseline.git");
     git(
         &tmp,
@@ -402,14 +396,9 @@ fn bench_logs() -> anyhow::Result<()> {
     let mut server = BenchServer::start(tmp.clone(), &[])?;
     let result = (|| -> anyhow::Result<()> {
         let url = server.git_url();
-        let work = tmp.join("work");
-        std::fs::create_dir_all(&work)?;
-        git(&work, &["init", "-q", "-b", "main"])?;
-        std::fs::write(
-            work.join(".platform.app.yaml"),
-            format!(
-                "name: app\ntype: python:3.11\nhooks:\n  build: |\n    if [ -e noisy ]; then seq 1 {LINES} | sed 's/^/line /'; fi\nweb:\n  commands:\n    start: exec python3 -m http.server $PORT --bind 127.0.0.1\n"
-            ),
+        let work = http_server_app(
+            &tmp,
+            &format!("if [ -e noisy ]; then seq 1 {LINES} | sed 's/^/line /'; fi"),
         )?;
         git(&work, &["add", "-A"])?;
         git(&work, &["commit", "-q", "-m", "app"])?;
@@ -521,6 +510,21 @@ fn bench_logs() -> anyhow::Result<()> {
     server.stop();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// A git work tree in `tmp/work` with a trivial app (Python's `http.server`) whose build
+/// hook is `build_hook` (one line).
+fn http_server_app(tmp: &Path, build_hook: &str) -> anyhow::Result<PathBuf> {
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work)?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    std::fs::write(
+        work.join(".platform.app.yaml"),
+        format!(
+            "name: app\ntype: python:3.11\nhooks:\n  build: {build_hook:?}\nweb:\n  commands:\n    start: exec python3 -m http.server $PORT --bind 127.0.0.1\n"
+        ),
+    )?;
+    Ok(work)
 }
 
 /// `http://host:port/...` → (host, port).

@@ -115,6 +115,21 @@ fn authenticate(platform: &Platform, headers: &HeaderMap) -> Result<UserRow, Err
 
 type ApiResult<T> = Result<T, Error>;
 
+/// A JSON request body. A body that is not JSON or not of the expected shape is the
+/// client's mistake, answered with the same typed error body as every other error.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(body)| JsonBody(body))
+            .map_err(|rejection| Error::Invalid(rejection.body_text()))
+    }
+}
+
 async fn list_projects(State(p): State<Arc<Platform>>) -> ApiResult<Json<Vec<grove_api::Project>>> {
     let rows = p.store.projects()?;
     Ok(Json(rows.iter().map(|r| project_dto(&p, r)).collect()))
@@ -122,7 +137,7 @@ async fn list_projects(State(p): State<Arc<Platform>>) -> ApiResult<Json<Vec<gro
 
 async fn create_project(
     State(p): State<Arc<Platform>>,
-    Json(body): Json<grove_api::CreateProject>,
+    JsonBody(body): JsonBody<grove_api::CreateProject>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Project>)> {
     let row = p.create_project(
         &body.name,
@@ -228,7 +243,7 @@ async fn environment_action(
 async fn branch_environment(
     State(p): State<Arc<Platform>>,
     Path((project, parent)): Path<(String, String)>,
-    Json(body): Json<grove_api::BranchEnvironment>,
+    JsonBody(body): JsonBody<grove_api::BranchEnvironment>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
     let id = p.branch(
         &project,
@@ -246,7 +261,7 @@ async fn branch_environment(
 async fn synchronize_environment(
     State(p): State<Arc<Platform>>,
     Path((project, env)): Path<(String, String)>,
-    Json(body): Json<grove_api::SynchronizeEnvironment>,
+    JsonBody(body): JsonBody<grove_api::SynchronizeEnvironment>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
     let id = p.synchronize(
         &project,
@@ -263,7 +278,7 @@ async fn synchronize_environment(
 async fn update_environment(
     State(p): State<Arc<Platform>>,
     Path((project, env)): Path<(String, String)>,
-    Json(body): Json<grove_api::UpdateEnvironment>,
+    JsonBody(body): JsonBody<grove_api::UpdateEnvironment>,
 ) -> ApiResult<Json<grove_api::Environment>> {
     let row = p.set_environment_property(&project, &env, &body.property, &body.value)?;
     Ok(Json(environment_dto(&p, &row)))

@@ -548,8 +548,8 @@ impl Platform {
 
     /// Runs `work` as an activity in the background once it owns its environments
     /// (one operation at a time per environment, several taken in the global order),
-    /// and returns the activity's id at once. A running cron of the environment is
-    /// asked to stop first (it gets its shutdown timeout), as on Platform.sh.
+    /// and returns the activity's id at once. A running cron of the environment it
+    /// changes is asked to stop first (it gets its shutdown timeout).
     pub fn spawn_activity<F, Fut>(
         self: &Arc<Self>,
         spec: ActivitySpec,
@@ -570,14 +570,15 @@ impl Platform {
         )?;
         let platform = self.clone();
         let id = row.id.clone();
+        let changed: EnvKey = (spec.project.clone(), spec.env.clone());
         let keys: Vec<EnvKey> = std::iter::once(spec.env)
             .chain(spec.also)
             .map(|env| (spec.project.clone(), env))
             .collect();
         let handle = tokio::spawn(async move {
-            for key in &keys {
-                platform.interrupt_crons(key);
-            }
+            // Only the environment the operation changes stops its crons: a parent whose
+            // data is copied keeps them, and the copy waits for a cron run in progress.
+            platform.interrupt_crons(&changed);
             let _owned = platform.owners.acquire(keys).await;
             if let Err(error) = platform.store.start_activity(&log.id) {
                 tracing::error!(activity = %log.id, %error, "Could not start the activity.");
