@@ -24,7 +24,7 @@ use crate::activity::ActivityLog;
 use crate::platform::{Platform, RunningApp, RunningEnvironment, STOP_GRACE, owner_key, short};
 
 /// Bump when the build layout changes so that old builds are not reused.
-const BUILD_FORMAT: &str = "grove-build-1";
+const BUILD_FORMAT: &str = "grove-build-2";
 const APP_DIR: &str = "/app";
 const CACHE_DIR: &str = "/tmp/cache";
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
@@ -189,7 +189,7 @@ async fn deploy_inner(
     // 3. Builds, reused by key.
     let mut builds = Vec::new();
     for app in &config.apps {
-        let key = build_key(&tree_id, app);
+        let key = build_key(&tree_id, app, &build_variables(project, app, &tree_id));
         let dir = settings.builds_dir().join(&key);
         let exists = platform
             .store
@@ -450,15 +450,39 @@ fn failpoint(mode: DeployMode, step: &str) {
     }
 }
 
-/// The build key: the tree, the app's build-relevant configuration and the variables a
-/// build can see. The same key always means the same build.
-pub fn build_key(tree_id: &str, app: &App) -> String {
+/// The build key: the tree, the app's build-relevant configuration and every variable
+/// the build can see (which name the project and carry its entropy, so two projects
+/// never share a build). The same key always means the same build.
+pub fn build_key(tree_id: &str, app: &App, variables: &[(String, String)]) -> String {
     let mut hasher = Sha256::new();
     for part in [BUILD_FORMAT, tree_id, &app.name, &app.build_fingerprint()] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
+    let mut variables: Vec<&(String, String)> = variables.iter().collect();
+    variables.sort();
+    for (name, value) in variables {
+        for part in [name, value] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+    }
     hex::encode(hasher.finalize())
+}
+
+/// What a build of `app` sees in its environment: the same for every environment of the
+/// project (no `PLATFORM_ENVIRONMENT`), so that promotion reuses the build.
+fn build_variables(project: &ProjectRow, app: &App, tree_id: &str) -> Vec<(String, String)> {
+    grove_config::build_environment(&grove_config::BuildContext {
+        project: &project.id,
+        app,
+        tree_id,
+        project_entropy: &project.entropy,
+        app_dir: APP_DIR,
+        cache_dir: CACHE_DIR,
+        output_dir: APP_DIR,
+        vendor: "grove",
+    })
 }
 
 async fn build_app(
@@ -551,19 +575,9 @@ async fn run_build_hook(
         log.line("  No build hook");
         return Ok(());
     };
-    let vars = grove_config::build_environment(&grove_config::BuildContext {
-        project: &project.id,
-        app,
-        tree_id,
-        project_entropy: &project.entropy,
-        app_dir: APP_DIR,
-        cache_dir: CACHE_DIR,
-        output_dir: APP_DIR,
-        vendor: "grove",
-    });
     let mut spec = SandboxSpec::new(work, hook);
     spec.app_writable = true;
-    spec.env = vars;
+    spec.env = build_variables(project, app, tree_id);
     spec.hostname = Some(app.name.clone());
     spec.tmp_dir = Some(tmp.to_path_buf());
     spec.binds.push(Bind {

@@ -298,3 +298,23 @@ fn api_errors_say_their_kind() {
         "the CLI prints the message as it is"
     );
 }
+
+#[test]
+fn builds_are_never_shared_across_projects() {
+    let (server, work, url) = started_project();
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    server.cli_ok(&["project:create", "other"]);
+    // The same tree, pushed to another project: it builds on its own, with its own
+    // project's variables.
+    let (ok, out) = work.push(&server.git_url("other"), &["main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Building app `app`"), "{out}");
+    assert!(!out.contains("Reusing build"), "{out}");
+    let builds = std::fs::read_dir(server.data_dir().join("builds"))
+        .expect("builds")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(builds, 2, "one build per project");
+}
