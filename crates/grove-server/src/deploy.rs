@@ -1,32 +1,33 @@
-//! Building and deploying one commit into one environment.
+//! Deploying one commit into one environment: its deployment is computed as data
+//! (`grove_deployment::plan`), recorded, then applied by the executor
+//! (`grove_deployment::apply`) through the local backend below, which builds in
+//! bubblewrap sandboxes, runs the environment's services and app instances and
+//! switches the router.
 //!
-//! The order follows Platform.sh (spec §2.5): read and validate the configuration,
-//! build each app or reuse the build with the same key, bring the environment's
-//! services up (healthy) and open the relationships, start the new instances and
-//! wait until they accept connections, run the `deploy` hook, switch the router, stop
-//! the previous instances, run `post_deploy`. Anything that fails before the switch
-//! stops the new instances and leaves the previous deployment serving, untouched.
+//! The order follows Platform.sh (spec §2.5): validate, build or reuse the build with
+//! the same key, bring the services up (healthy), start the new instances and wait
+//! until they are ready, run the `deploy` hook with requests held, switch the router,
+//! stop the previous instances, run `post_deploy`. Anything that fails before the
+//! switch stops the new instances and leaves the previous deployment serving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grove_config::{App, MountSource, RouteKind, SourceTree};
+use grove_deployment::{
+    APP_DIR, AppPlan, Backend, CACHE_DIR, DataSource, Deployment, Hook, Observed, ServicePlan,
+};
 use grove_git::Repository;
-use grove_router::{RouteEntry, Target};
+use grove_router::{HoldGuard, RouteEntry, Target};
 use grove_runtime::{Bind, Instance, SandboxSpec};
 use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp_now};
-use sha2::{Digest, Sha256};
 
 use crate::activity::ActivityLog;
 use crate::platform::{Platform, RunningApp, RunningEnvironment, STOP_GRACE, owner_key, short};
 
-/// Bump when the build layout changes so that old builds are not reused.
-const BUILD_FORMAT: &str = "grove-build-2";
-const APP_DIR: &str = "/app";
-const CACHE_DIR: &str = "/tmp/cache";
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
 /// queues requests for up to 5 minutes).
 const HOLD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -65,12 +66,7 @@ impl SourceTree for GitTree {
     }
 }
 
-/// Everything a deploy needs about its environment, read once at its start.
-struct DeployTarget {
-    project: ProjectRow,
-    env: EnvironmentRow,
-}
-
+/// Deploys `commit` into `env` with its own data.
 pub async fn deploy(
     platform: &Arc<Platform>,
     project: &str,
@@ -80,62 +76,122 @@ pub async fn deploy(
     mode: DeployMode,
     log: &ActivityLog,
 ) -> Outcome {
-    let started = Instant::now();
-    let target = DeployTarget {
-        project: platform.project(project).map_err(|e| e.to_string())?,
-        env: platform
-            .environment(project, env)
-            .map_err(|e| e.to_string())?,
-    };
-    let result = deploy_inner(platform, &target, repo, commit, mode, log).await;
-    let successful = result.is_ok();
-    let tree_id = result.clone().unwrap_or_default();
-    if mode != DeployMode::Restore || !successful {
-        let row = DeploymentRow {
-            id: 0,
-            project: project.to_string(),
-            environment: target.env.name.clone(),
-            activity: log.id.clone(),
-            commit_id: commit.to_string(),
-            tree_id,
-            successful,
-            created_at: timestamp_now(),
-        };
-        if let Err(error) = platform.store.insert_deployment(&row) {
-            return Err(format!("could not record the deployment: {error}"));
-        }
-        if successful {
-            failpoint(mode, "recorded");
-        }
-    }
-    match result {
-        Ok(_) => {
-            log.line(format!(
-                "Environment `{}` deployed {} in {:.2}s",
-                target.env.name,
-                short(commit),
-                started.elapsed().as_secs_f64()
-            ));
-            Ok(())
-        }
-        Err(message) => Err(message),
-    }
+    deploy_with_data(
+        platform,
+        project,
+        env,
+        repo,
+        commit,
+        DataSource::Keep,
+        mode,
+        log,
+    )
+    .await
 }
 
-/// Returns the deployed tree id.
-async fn deploy_inner(
+/// Deploys `commit` into `env`, its data coming from `data`: computes the deployment,
+/// records it (a deployment counts once it applied completely), applies it.
+#[allow(clippy::too_many_arguments)]
+pub async fn deploy_with_data(
     platform: &Arc<Platform>,
-    target: &DeployTarget,
+    project: &str,
+    env: &str,
     repo: &Repository,
     commit: &str,
+    data: DataSource,
     mode: DeployMode,
     log: &ActivityLog,
-) -> std::result::Result<String, String> {
-    let settings = &platform.settings;
-    let env = &target.env;
-    let project = &target.project;
+) -> Outcome {
+    let started = Instant::now();
+    let project = platform.project(project).map_err(|e| e.to_string())?;
+    let env = platform
+        .environment(&project.id, env)
+        .map_err(|e| e.to_string())?;
+    let record = |tree_id: &str| DeploymentRow {
+        id: 0,
+        project: project.id.clone(),
+        environment: env.name.clone(),
+        activity: log.id.clone(),
+        commit_id: commit.to_string(),
+        tree_id: tree_id.to_string(),
+        successful: false,
+        created_at: timestamp_now(),
+    };
+    let (tree_id, config) = match read_config(repo, commit, log).await {
+        Ok(read) => read,
+        Err(error) => {
+            // What was refused is on record, as a failed deployment.
+            let _ = platform.store.insert_deployment(&record(""));
+            return Err(error);
+        }
+    };
+    failpoint(mode, "configured");
+    let routes = grove_config::expand_routes(
+        &config,
+        &grove_config::RouteContext {
+            project: &project.id,
+            environment: &env.machine_name,
+            domain: &platform.settings.domain,
+            http_port: platform.settings.http_listen.port(),
+            https_port: None,
+        },
+    );
+    let desired = grove_deployment::plan(&grove_deployment::Inputs {
+        project: &project.id,
+        project_entropy: &project.entropy,
+        environment_type: &env.kind,
+        commit,
+        tree_id: &tree_id,
+        config: &config,
+        routes: &routes,
+        data,
+    });
+    let generation = platform
+        .store
+        .plan_deployment(
+            &record(&tree_id),
+            &serde_json::to_string(&desired).unwrap_or_default(),
+        )
+        .map_err(|e| format!("could not record the deployment: {e}"))?;
+    let mut backend = LocalDeploy {
+        platform,
+        project: &project,
+        env: &env,
+        repo,
+        config: &config,
+        routes: &routes,
+        desired: &desired,
+        mode,
+        log,
+        built: BTreeSet::new(),
+        started: Vec::new(),
+        sandboxes: Vec::new(),
+        hold: None,
+        previous: None,
+    };
+    let applied = grove_deployment::apply(&mut backend, &desired, mode == DeployMode::Deploy).await;
+    platform
+        .store
+        .complete_deployment(generation, applied.is_ok())
+        .map_err(|e| format!("could not record the deployment: {e}"))?;
+    applied?;
+    failpoint(mode, "recorded");
+    log.line(format!(
+        "Environment `{}` deployed {} in {:.2}s",
+        env.name,
+        short(commit),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
 
-    // 1. Configuration, read from the commit's tree (pure).
+/// The configuration of `commit`, validated (pure, read from the git tree), and its
+/// tree id.
+async fn read_config(
+    repo: &Repository,
+    commit: &str,
+    log: &ActivityLog,
+) -> std::result::Result<(String, grove_config::Project), String> {
     let (tree_id, config) = {
         let repo = repo.clone();
         let commit = commit.to_string();
@@ -163,283 +219,7 @@ async fn deploy_inner(
     for warning in &config.warnings {
         log.line(warning.to_string());
     }
-    failpoint(mode, "configured");
-
-    // 2. Runtimes: only what this host really has.
-    for app in &config.apps {
-        match platform
-            .catalog
-            .resolve(&app.runtime.language, &app.runtime.version)
-        {
-            Ok(resolved) if resolved.via_alias => {
-                log.line(format!("  App `{}`: {resolved}", app.name))
-            }
-            Ok(_) => {}
-            Err(error) => return Err(format!("app `{}`: {error}", app.name)),
-        }
-        if app.web.commands.start.is_none() {
-            return Err(format!(
-                "app `{}` ({}): `web.commands.start` is required: grove runs the command that \
-                 serves the app on $PORT",
-                app.name, app.config_file
-            ));
-        }
-    }
-
-    // 3. Builds, reused by key.
-    let mut builds = Vec::new();
-    for app in &config.apps {
-        let key = build_key(&tree_id, app, &build_variables(project, app, &tree_id));
-        let dir = settings.builds_dir().join(&key);
-        let exists = platform
-            .store
-            .build(&key)
-            .map_err(|e| e.to_string())?
-            .is_some()
-            && dir.is_dir();
-        if exists {
-            log.line(format!(
-                "Reusing build {} of app `{}` (tree {}): no build needed",
-                short(&key),
-                app.name,
-                short(&tree_id)
-            ));
-        } else {
-            build_app(platform, project, app, repo, &tree_id, &key, log).await?;
-        }
-        builds.push((app, dir));
-    }
-    failpoint(mode, "built");
-
-    // 4. Routes of this environment.
-    let routes = grove_config::expand_routes(
-        &config,
-        &grove_config::RouteContext {
-            project: &project.id,
-            environment: &env.machine_name,
-            domain: &settings.domain,
-            http_port: settings.http_listen.port(),
-            https_port: None,
-        },
-    );
-    // 5. The environment's volume, then its services, up and healthy before any app
-    // starts or any hook runs.
-    platform
-        .ensure_volume(&project.id, env)
-        .await
-        .map_err(|e| format!("the data volume of `{}`: {e}", env.name))?;
-    let retired = crate::services::reconcile(platform, project, env, &config, log).await?;
-    failpoint(mode, "services-ready");
-
-    // 6. The new instances. Ports are chosen first so that apps can find each other
-    // through app-to-app relationships.
-    let mut ports = BTreeMap::new();
-    for (app, _) in &builds {
-        let port = free_port().map_err(|e| format!("no free port for app `{}`: {e}", app.name))?;
-        ports.insert(app.name.clone(), port);
-    }
-    let rel_ctx = grove_config::RelationshipContext {
-        project: &project.id,
-        environment: &env.machine_name,
-    };
-    let mut started: Vec<RunningApp> = Vec::new();
-    let mut sandboxes: Vec<AppSandbox> = Vec::new();
-    for (app, dir) in &builds {
-        let port = ports[&app.name];
-        let relationships = platform.with_services(&project.id, &env.name, |services| {
-            grove_config::relationships_json(&config, app, &rel_ctx, &|service, endpoint| {
-                crate::services::endpoint_access(services, service, endpoint).or_else(|| {
-                    ports.get(service).map(|port| grove_config::EndpointAccess {
-                        ip: Ipv4Addr::LOCALHOST.to_string(),
-                        port: Some(*port),
-                        username: None,
-                        password: None,
-                        path: None,
-                        query: None,
-                    })
-                })
-            })
-        });
-        let mut vars = grove_config::runtime_environment(&grove_config::RuntimeContext {
-            project: &project.id,
-            app,
-            tree_id: &tree_id,
-            project_entropy: &project.entropy,
-            app_dir: APP_DIR,
-            branch: &env.name,
-            environment: &env.machine_name,
-            environment_type: &env.kind,
-            routes: &routes,
-            relationships: &relationships,
-            port,
-        });
-        // Upsun's flattened `<REL>_<FIELD>` variables, never over what the platform set.
-        for (name, value) in grove_config::relationship_variables(&relationships) {
-            if !vars.iter().any(|(n, _)| *n == name) {
-                vars.push((name, value));
-            }
-        }
-        let hosts = settings
-            .scratch_dir(&project.id, &env.machine_name)
-            .join("hosts")
-            .join(&app.name);
-        write_file(&hosts, &crate::services::hosts_file(&relationships))
-            .await
-            .map_err(|e| format!("app `{}`: cannot write its hosts file: {e}", app.name))?;
-        let binds = mount_binds(platform, project, env, app).await?;
-        let sandbox = AppSandbox {
-            app,
-            build_dir: dir.clone(),
-            env: vars,
-            binds,
-            hosts,
-        };
-        let spec = sandbox.spec(app.web.commands.start.as_deref().unwrap_or_default());
-        let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
-        log.line(format!("Starting app `{}` on port {port}", app.name));
-        let instance = match Instance::spawn(spec, log_file) {
-            Ok(instance) => Arc::new(instance),
-            Err(error) => {
-                stop_all(&started).await;
-                return Err(format!("app `{}` could not start: {error}", app.name));
-            }
-        };
-        let waiting = Instant::now();
-        let ready = instance
-            .wait_ready(
-                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                settings.app_start_timeout,
-            )
-            .await;
-        if ready.is_ok() {
-            log.line(format!(
-                "  App `{}` accepted connections after {:.3}s",
-                app.name,
-                waiting.elapsed().as_secs_f64()
-            ));
-        }
-        started.push(RunningApp {
-            name: app.name.clone(),
-            port,
-            instance,
-        });
-        if let Err(error) = ready {
-            stop_all(&started).await;
-            return Err(format!("app `{}`: {error}", app.name));
-        }
-        // `post_start` is the app's own readiness check: the router only switches to an
-        // instance it passed.
-        if let Some(post_start) = app.web.commands.post_start.as_deref()
-            && let Err(error) = sandbox.run_check("post_start", post_start, log).await
-        {
-            stop_all(&started).await;
-            return Err(error);
-        }
-        sandboxes.push(sandbox);
-    }
-
-    failpoint(mode, "instances-started");
-
-    // 7. The deploy hook (its failure does not stop the deploy, as on Platform.sh).
-    // Meanwhile idempotent requests are held, not answered by the old code against
-    // data the hook may be migrating; they go to the new instances at the switch.
-    let owner = owner_key(&project.id, &env.name);
-    let hold = platform.router.hold_guard(&owner, HOLD_TIMEOUT);
-    if mode == DeployMode::Deploy {
-        for sandbox in &sandboxes {
-            sandbox
-                .run_hook("deploy", sandbox.app.hooks.deploy.as_deref(), log)
-                .await;
-        }
-    }
-
-    failpoint(mode, "deploy-hook-done");
-
-    // 8. The previous crons stop (a running one gets its shutdown timeout); then switch
-    // the router, release the held requests, let the old instances finish what they
-    // are answering, and stop them.
-    let key = (project.id.clone(), env.name.clone());
-    platform.replace_crons(&key, None).await;
-    let entries = router_entries(&routes, &started, log);
-    platform.router.set(&owner, entries);
-    drop(hold);
-    if let Some(primary) = routes.primary() {
-        log.line(format!("Serving {}", primary.url));
-    }
-    failpoint(mode, "routes-switched");
-    let previous = platform.swap_running(
-        &project.id,
-        &env.name,
-        Some(RunningEnvironment {
-            commit: commit.to_string(),
-            routes: routes.clone(),
-            apps: started,
-        }),
-    );
-    if let Some(previous) = previous {
-        for app in &previous.apps {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, app.port));
-            if !platform.router.drained(addr, DRAIN_TIMEOUT).await {
-                log.line(format!(
-                    "W: the previous instance of `{}` still had requests in flight after {}s",
-                    app.name,
-                    DRAIN_TIMEOUT.as_secs()
-                ));
-            }
-        }
-        log.line(format!(
-            "Stopping the previous deployment ({})",
-            short(&previous.commit)
-        ));
-        stop_all(&previous.apps).await;
-    }
-    crate::services::retire(platform, &key, &retired, log).await;
-    failpoint(mode, "previous-stopped");
-
-    // 9. post_deploy, with traffic flowing.
-    if mode == DeployMode::Deploy {
-        for sandbox in &sandboxes {
-            sandbox
-                .run_hook("post_deploy", sandbox.app.hooks.post_deploy.as_deref(), log)
-                .await;
-        }
-    }
-
-    failpoint(mode, "post-deploy-done");
-
-    // 10. The crons of the new deployment.
-    let mut jobs = Vec::new();
-    for sandbox in &sandboxes {
-        for (name, cron) in &sandbox.app.crons {
-            match grove_cron::Schedule::parse_with_seed(&cron.spec, name) {
-                Ok(schedule) => jobs.push(crate::crons::CronJob {
-                    app: sandbox.app.name.clone(),
-                    name: name.clone(),
-                    cron: cron.clone(),
-                    schedule,
-                    sandbox: sandbox.spec(""),
-                }),
-                Err(error) => log.line(format!(
-                    "W: cron `{name}` of app `{}` is not scheduled: {error}",
-                    sandbox.app.name
-                )),
-            }
-        }
-    }
-    if !jobs.is_empty() {
-        log.line(format!(
-            "Scheduled {} cron(s){}",
-            jobs.len(),
-            if platform.crons_enabled(&project.id, &env.name) {
-                ""
-            } else {
-                " (switched off for this environment)"
-            }
-        ));
-        let crons = crate::crons::start(platform, &project.id, &env.name, jobs);
-        platform.replace_crons(&key, Some(crons)).await;
-    }
-    Ok(tree_id)
+    Ok((tree_id, config))
 }
 
 /// The failpoints of a deploy (see `failpoint`): only deploys that run hooks (pushes,
@@ -450,39 +230,410 @@ fn failpoint(mode: DeployMode, step: &str) {
     }
 }
 
-/// The build key: the tree, the app's build-relevant configuration and every variable
-/// the build can see (which name the project and carry its entropy, so two projects
-/// never share a build). The same key always means the same build.
-pub fn build_key(tree_id: &str, app: &App, variables: &[(String, String)]) -> String {
-    let mut hasher = Sha256::new();
-    for part in [BUILD_FORMAT, tree_id, &app.name, &app.build_fingerprint()] {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    let mut variables: Vec<&(String, String)> = variables.iter().collect();
-    variables.sort();
-    for (name, value) in variables {
-        for part in [name, value] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-    }
-    hex::encode(hasher.finalize())
+/// The local backend of one deploy: builds and instances in bubblewrap sandboxes on
+/// this host, services from its packages, routes in the router's table.
+struct LocalDeploy<'a> {
+    platform: &'a Arc<Platform>,
+    project: &'a ProjectRow,
+    env: &'a EnvironmentRow,
+    repo: &'a Repository,
+    config: &'a grove_config::Project,
+    routes: &'a grove_config::RouteTable,
+    desired: &'a Deployment,
+    mode: DeployMode,
+    log: &'a ActivityLog,
+    /// Apps built by this deploy.
+    built: BTreeSet<String>,
+    /// The new instances, not serving until the switch.
+    started: Vec<RunningApp>,
+    sandboxes: Vec<AppSandbox<'a>>,
+    /// Requests held while the deploy hook runs.
+    hold: Option<HoldGuard>,
+    /// What served before the switch, until it is stopped.
+    previous: Option<RunningEnvironment>,
 }
 
-/// What a build of `app` sees in its environment: the same for every environment of the
-/// project (no `PLATFORM_ENVIRONMENT`), so that promotion reuses the build.
-fn build_variables(project: &ProjectRow, app: &App, tree_id: &str) -> Vec<(String, String)> {
-    grove_config::build_environment(&grove_config::BuildContext {
-        project: &project.id,
-        app,
-        tree_id,
-        project_entropy: &project.entropy,
-        app_dir: APP_DIR,
-        cache_dir: CACHE_DIR,
-        output_dir: APP_DIR,
-        vendor: "grove",
-    })
+impl<'a> LocalDeploy<'a> {
+    fn key(&self) -> (String, String) {
+        (self.project.id.clone(), self.env.name.clone())
+    }
+
+    fn app(&self, name: &str) -> std::result::Result<&'a App, String> {
+        let config: &'a grove_config::Project = self.config;
+        config
+            .app(name)
+            .ok_or_else(|| format!("no app `{name}` in the configuration"))
+    }
+
+    fn build_dir(&self, app: &AppPlan) -> PathBuf {
+        self.platform.settings.builds_dir().join(&app.build_key)
+    }
+
+    fn build_exists(&self, app: &AppPlan) -> std::result::Result<bool, String> {
+        Ok(self
+            .platform
+            .store
+            .build(&app.build_key)
+            .map_err(|e| e.to_string())?
+            .is_some()
+            && self.build_dir(app).is_dir())
+    }
+}
+
+impl Backend for LocalDeploy<'_> {
+    async fn observe(&mut self) -> std::result::Result<Observed, String> {
+        let mut builds = BTreeSet::new();
+        for app in &self.desired.apps {
+            if self.build_exists(app)? {
+                builds.insert(app.build_key.clone());
+            }
+        }
+        let key = self.key();
+        let instances = self
+            .platform
+            .running_commit(&self.project.id, &self.env.name)
+            .is_some();
+        Ok(Observed {
+            builds,
+            services: crate::services::signatures(self.platform, &key),
+            instances,
+        })
+    }
+
+    /// Only what this host really has: runtimes, service types, service data of the
+    /// version asked for.
+    async fn check(&mut self, _: &Deployment) -> Outcome {
+        for app in &self.config.apps {
+            match self
+                .platform
+                .catalog
+                .resolve(&app.runtime.language, &app.runtime.version)
+            {
+                Ok(resolved) if resolved.via_alias => {
+                    self.log.line(format!("  App `{}`: {resolved}", app.name))
+                }
+                Ok(_) => {}
+                Err(error) => return Err(format!("app `{}`: {error}", app.name)),
+            }
+            if app.web.commands.start.is_none() {
+                return Err(format!(
+                    "app `{}` ({}): `web.commands.start` is required: grove runs the command \
+                     that serves the app on $PORT",
+                    app.name, app.config_file
+                ));
+            }
+        }
+        crate::services::check_requested(self.platform, self.project, self.env, self.config)
+    }
+
+    async fn ensure_volume(&mut self) -> Outcome {
+        self.platform
+            .ensure_volume(&self.project.id, self.env)
+            .await
+            .map_err(|e| format!("the data volume of `{}`: {e}", self.env.name))
+    }
+
+    async fn stop_services(&mut self) -> Outcome {
+        let own = self.platform.take_services(&self.key());
+        crate::services::stop_all(self.platform, own, Some(self.log)).await;
+        Ok(())
+    }
+
+    async fn fill_volume(&mut self, source: &DataSource) -> Outcome {
+        match source {
+            DataSource::Keep => self.ensure_volume().await,
+            DataSource::CopyOf { environment } => {
+                let parent = self
+                    .platform
+                    .environment(&self.project.id, environment)
+                    .map_err(|e| e.to_string())?;
+                self.platform
+                    .fill_from_parent(&self.project.id, &parent, self.env, self.log)
+                    .await
+            }
+        }
+    }
+
+    async fn build(&mut self, plan: &AppPlan) -> Outcome {
+        let app = self.app(&plan.name)?;
+        build_app(
+            self.platform,
+            self.project,
+            app,
+            self.repo,
+            &self.desired.tree_id,
+            &plan.build_key,
+            self.log,
+        )
+        .await?;
+        self.built.insert(plan.name.clone());
+        failpoint(self.mode, "built");
+        Ok(())
+    }
+
+    async fn start_service(&mut self, plan: &ServicePlan, _restart: bool) -> Outcome {
+        let Some(service) = self.config.services.iter().find(|s| s.name == plan.name) else {
+            return Err(format!("no service `{}` in the configuration", plan.name));
+        };
+        crate::services::start_one(
+            self.platform,
+            self.project,
+            self.env,
+            service,
+            &plan.signature,
+            self.log,
+        )
+        .await
+    }
+
+    async fn start_instances(&mut self, desired: &Deployment) -> Outcome {
+        failpoint(self.mode, "services-ready");
+        let (platform, project, env, log) = (self.platform, self.project, self.env, self.log);
+        let settings = &platform.settings;
+        for plan in &desired.apps {
+            if !self.built.contains(&plan.name) {
+                log.line(format!(
+                    "Reusing build {} of app `{}` (tree {}): no build needed",
+                    short(&plan.build_key),
+                    plan.name,
+                    short(&desired.tree_id)
+                ));
+            }
+        }
+        // Ports are chosen first so that apps can find each other through app-to-app
+        // relationships.
+        let mut ports = BTreeMap::new();
+        for plan in &desired.apps {
+            let port =
+                free_port().map_err(|e| format!("no free port for app `{}`: {e}", plan.name))?;
+            ports.insert(plan.name.clone(), port);
+        }
+        let rel_ctx = grove_config::RelationshipContext {
+            project: &project.id,
+            environment: &env.machine_name,
+        };
+        for plan in &desired.apps {
+            let app = self.app(&plan.name)?;
+            let port = ports[&app.name];
+            let relationships = platform.with_services(&project.id, &env.name, |services| {
+                grove_config::relationships_json(
+                    self.config,
+                    app,
+                    &rel_ctx,
+                    &|service, endpoint| {
+                        crate::services::endpoint_access(services, service, endpoint).or_else(
+                            || {
+                                ports.get(service).map(|port| grove_config::EndpointAccess {
+                                    ip: Ipv4Addr::LOCALHOST.to_string(),
+                                    port: Some(*port),
+                                    username: None,
+                                    password: None,
+                                    path: None,
+                                    query: None,
+                                })
+                            },
+                        )
+                    },
+                )
+            });
+            let mut vars = grove_config::runtime_environment(&grove_config::RuntimeContext {
+                project: &project.id,
+                app,
+                tree_id: &desired.tree_id,
+                project_entropy: &project.entropy,
+                app_dir: APP_DIR,
+                branch: &env.name,
+                environment: &env.machine_name,
+                environment_type: &env.kind,
+                routes: self.routes,
+                relationships: &relationships,
+                port,
+            });
+            // Upsun's flattened `<REL>_<FIELD>` variables, never over what the platform
+            // set.
+            for (name, value) in grove_config::relationship_variables(&relationships) {
+                if !vars.iter().any(|(n, _)| *n == name) {
+                    vars.push((name, value));
+                }
+            }
+            let hosts = settings
+                .scratch_dir(&project.id, &env.machine_name)
+                .join("hosts")
+                .join(&app.name);
+            write_file(&hosts, &crate::services::hosts_file(&relationships))
+                .await
+                .map_err(|e| format!("app `{}`: cannot write its hosts file: {e}", app.name))?;
+            let binds = mount_binds(platform, project, env, app).await?;
+            let sandbox = AppSandbox {
+                app,
+                build_dir: self.build_dir(plan),
+                env: vars,
+                binds,
+                hosts,
+            };
+            let spec = sandbox.spec(app.web.commands.start.as_deref().unwrap_or_default());
+            let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
+            log.line(format!("Starting app `{}` on port {port}", app.name));
+            let instance = Instance::spawn(spec, log_file)
+                .map(Arc::new)
+                .map_err(|error| format!("app `{}` could not start: {error}", app.name))?;
+            let waiting = Instant::now();
+            let ready = instance
+                .wait_ready(
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                    settings.app_start_timeout,
+                )
+                .await;
+            if ready.is_ok() {
+                log.line(format!(
+                    "  App `{}` accepted connections after {:.3}s",
+                    app.name,
+                    waiting.elapsed().as_secs_f64()
+                ));
+            }
+            self.started.push(RunningApp {
+                name: app.name.clone(),
+                port,
+                instance,
+            });
+            ready.map_err(|error| format!("app `{}`: {error}", app.name))?;
+            // `post_start` is the app's own readiness check: the router only switches to
+            // an instance it passed.
+            if let Some(post_start) = app.web.commands.post_start.as_deref() {
+                sandbox.run_check("post_start", post_start, log).await?;
+            }
+            self.sandboxes.push(sandbox);
+        }
+        failpoint(self.mode, "instances-started");
+        Ok(())
+    }
+
+    async fn run_hooks(&mut self, hook: Hook) -> Outcome {
+        match hook {
+            Hook::Deploy => {
+                // Meanwhile idempotent requests are held, not answered by the old code
+                // against data the hook may be migrating; they go to the new instances
+                // at the switch.
+                let owner = owner_key(&self.project.id, &self.env.name);
+                self.hold = Some(self.platform.router.hold_guard(&owner, HOLD_TIMEOUT));
+                for sandbox in &self.sandboxes {
+                    sandbox
+                        .run_hook("deploy", sandbox.app.hooks.deploy.as_deref(), self.log)
+                        .await;
+                }
+                failpoint(self.mode, "deploy-hook-done");
+            }
+            Hook::PostDeploy => {
+                for sandbox in &self.sandboxes {
+                    sandbox
+                        .run_hook(
+                            "post_deploy",
+                            sandbox.app.hooks.post_deploy.as_deref(),
+                            self.log,
+                        )
+                        .await;
+                }
+                failpoint(self.mode, "post-deploy-done");
+            }
+        }
+        Ok(())
+    }
+
+    /// The previous crons stop (a running one gets its shutdown timeout); the router
+    /// switches and releases the held requests.
+    async fn switch(&mut self, desired: &Deployment) -> Outcome {
+        let platform = self.platform;
+        let key = self.key();
+        platform.replace_crons(&key, None).await;
+        let owner = owner_key(&self.project.id, &self.env.name);
+        let entries = router_entries(self.routes, &self.started, self.log);
+        platform.router.set(&owner, entries);
+        self.hold = None;
+        if let Some(primary) = self.routes.primary() {
+            self.log.line(format!("Serving {}", primary.url));
+        }
+        failpoint(self.mode, "routes-switched");
+        let previous = platform.swap_running(
+            &self.project.id,
+            &self.env.name,
+            Some(RunningEnvironment {
+                commit: desired.commit.clone(),
+                routes: self.routes.clone(),
+                apps: std::mem::take(&mut self.started),
+            }),
+        );
+        self.previous = previous;
+        Ok(())
+    }
+
+    /// The previous instances finish what they are answering, then stop.
+    async fn stop_previous(&mut self) -> Outcome {
+        if let Some(previous) = self.previous.take() {
+            for app in &previous.apps {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, app.port));
+                if !self.platform.router.drained(addr, DRAIN_TIMEOUT).await {
+                    self.log.line(format!(
+                        "W: the previous instance of `{}` still had requests in flight after {}s",
+                        app.name,
+                        DRAIN_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+            self.log.line(format!(
+                "Stopping the previous deployment ({})",
+                short(&previous.commit)
+            ));
+            stop_all(&previous.apps).await;
+        }
+        failpoint(self.mode, "previous-stopped");
+        Ok(())
+    }
+
+    async fn retire_service(&mut self, name: &str) -> Outcome {
+        crate::services::retire(self.platform, &self.key(), &[name.to_string()], self.log).await;
+        Ok(())
+    }
+
+    async fn schedule_crons(&mut self) -> Outcome {
+        let (platform, project, env, log) = (self.platform, self.project, self.env, self.log);
+        let mut jobs = Vec::new();
+        for sandbox in &self.sandboxes {
+            for (name, cron) in &sandbox.app.crons {
+                match grove_cron::Schedule::parse_with_seed(&cron.spec, name) {
+                    Ok(schedule) => jobs.push(crate::crons::CronJob {
+                        app: sandbox.app.name.clone(),
+                        name: name.clone(),
+                        cron: cron.clone(),
+                        schedule,
+                        sandbox: sandbox.spec(""),
+                    }),
+                    Err(error) => log.line(format!(
+                        "W: cron `{name}` of app `{}` is not scheduled: {error}",
+                        sandbox.app.name
+                    )),
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            log.line(format!(
+                "Scheduled {} cron(s){}",
+                jobs.len(),
+                if platform.crons_enabled(&project.id, &env.name) {
+                    ""
+                } else {
+                    " (switched off for this environment)"
+                }
+            ));
+            let crons = crate::crons::start(platform, &project.id, &env.name, jobs);
+            platform.replace_crons(&self.key(), Some(crons)).await;
+        }
+        Ok(())
+    }
+
+    async fn abandon(&mut self) {
+        self.hold = None;
+        stop_all(&std::mem::take(&mut self.started)).await;
+    }
 }
 
 async fn build_app(
@@ -577,7 +728,7 @@ async fn run_build_hook(
     };
     let mut spec = SandboxSpec::new(work, hook);
     spec.app_writable = true;
-    spec.env = build_variables(project, app, tree_id);
+    spec.env = grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id);
     spec.hostname = Some(app.name.clone());
     spec.tmp_dir = Some(tmp.to_path_buf());
     spec.binds.push(Bind {

@@ -27,8 +27,8 @@ use grove_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use deploy::build_key;
 pub use error::Error;
+pub use grove_deployment::build_key;
 pub use names::machine_name;
 pub use platform::{Settings, connectable};
 

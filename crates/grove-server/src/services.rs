@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use grove_config::{EndpointAccess, Project as ProjectConfig};
-use grove_services::{MemoryProfile, RunningService, Secrets, ServiceCatalog, ServiceSpec};
+use grove_services::{MemoryProfile, RunningService, Secrets, ServiceSpec};
 use grove_store::{EnvironmentRow, ProjectRow};
 
 use crate::activity::ActivityLog;
-use crate::platform::Platform;
+use crate::platform::{EnvKey, Platform};
 
 /// Service types that need no server process (network-storage backs `service` mounts).
 const PROCESS_LESS: &[&str] = &["network-storage"];
@@ -74,101 +74,125 @@ impl Addresses {
 
 pub type EnvironmentServices = BTreeMap<String, ServiceEntry>;
 
-/// Brings the environment's services to what `config` asks for: starts missing ones,
-/// restarts those whose type or configuration changed (their data and passwords stay),
-/// stops those no longer asked for (their data stays). Every service is healthy when
-/// this returns `Ok`.
-pub async fn reconcile(
+/// Refuses, before anything changes, services this host cannot run and service data
+/// written by another server version than the one now asked for.
+pub fn check_requested(
     platform: &Platform,
     project: &ProjectRow,
     env: &EnvironmentRow,
     config: &ProjectConfig,
+) -> Result<(), String> {
+    for service in config
+        .services
+        .iter()
+        .filter(|s| !PROCESS_LESS.contains(&s.service_type.name.as_str()))
+    {
+        resolve(platform, project, env, service)?;
+    }
+    Ok(())
+}
+
+/// What the host runs for `service`, refusing a silent version change of its data.
+fn resolve(
+    platform: &Platform,
+    project: &ProjectRow,
+    env: &EnvironmentRow,
+    service: &grove_config::Service,
+) -> Result<grove_services::ResolvedService, String> {
+    let requested = service.service_type.to_string();
+    let r = platform
+        .service_catalog
+        .resolve(&service.name, &requested)
+        .map_err(|e| e.to_string())?;
+    let dir = service_dir(platform, project, env, &service.name);
+    if let Ok(text) = std::fs::read_to_string(dir.join(TYPE_FILE)) {
+        let written_by = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["provided"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if !written_by.is_empty() && written_by != r.provided {
+            return Err(format!(
+                "service `{}` ({}): its data was written by {written_by} and this deploy asks \
+                 for {}; Grove cannot upgrade a service's data yet. Keep the version, or use a \
+                 new service name (it starts empty)",
+                service.name, service.config_file, r.provided
+            ));
+        }
+    }
+    Ok(r)
+}
+
+/// The running services of an environment and the signatures they were started with.
+pub fn signatures(platform: &Platform, key: &EnvKey) -> BTreeMap<String, String> {
+    platform.with_services(&key.0, &key.1, |services| {
+        services
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.signature.clone()))
+            .collect()
+    })
+}
+
+/// Starts one service of the environment, healthy, with `signature` (its type,
+/// configuration and size, from the deployment). A running instance with the same
+/// signature is kept; one with another is stopped first (its data and passwords stay).
+pub async fn start_one(
+    platform: &Platform,
+    project: &ProjectRow,
+    env: &EnvironmentRow,
+    service: &grove_config::Service,
+    signature: &str,
     log: &ActivityLog,
-) -> Result<Vec<String>, String> {
+) -> Result<(), String> {
+    if PROCESS_LESS.contains(&service.service_type.name.as_str()) {
+        return Ok(());
+    }
     let key = (project.id.clone(), env.name.clone());
-    let catalog = &platform.service_catalog;
     let mut current = platform.take_services(&key);
-    let result = reconcile_into(platform, catalog, project, env, config, &mut current, log).await;
+    let result = start_into(
+        platform,
+        project,
+        env,
+        service,
+        signature,
+        &mut current,
+        log,
+    )
+    .await;
     platform.put_services(key, current);
     result
 }
 
-async fn reconcile_into(
+async fn start_into(
     platform: &Platform,
-    catalog: &ServiceCatalog,
     project: &ProjectRow,
     env: &EnvironmentRow,
-    config: &ProjectConfig,
+    service: &grove_config::Service,
+    signature: &str,
     current: &mut EnvironmentServices,
     log: &ActivityLog,
-) -> Result<Vec<String>, String> {
-    let wanted: Vec<_> = config
-        .services
-        .iter()
-        .filter(|s| !PROCESS_LESS.contains(&s.service_type.name.as_str()))
-        .collect();
-    // Check everything before touching anything: a type this host cannot run or an
-    // unsupported version change fails the deploy with nothing changed.
-    let mut resolved = Vec::new();
-    for service in &wanted {
-        let requested = format!(
-            "{}:{}",
-            service.service_type.name, service.service_type.version
-        );
-        let r = catalog
-            .resolve(&service.name, &requested)
-            .map_err(|e| e.to_string())?;
-        let dir = service_dir(platform, project, env, &service.name);
-        if let Ok(text) = std::fs::read_to_string(dir.join(TYPE_FILE)) {
-            let written_by = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["provided"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            if !written_by.is_empty() && written_by != r.provided {
-                return Err(format!(
-                    "service `{}` ({}): its data was written by {written_by} and this deploy asks \
-                     for {}; Grove cannot upgrade a service's data yet. Keep the version, or use a \
-                     new service name (it starts empty)",
-                    service.name, service.config_file, r.provided
-                ));
-            }
-        }
-        resolved.push((*service, requested, r));
-    }
-
-    let names: HashSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
-    // Services no longer asked for keep running until the new deployment is live
-    // (the previous one may still use them): the caller retires them after the switch.
-    let retired: Vec<String> = current
-        .keys()
-        .filter(|n| !names.contains(n.as_str()))
-        .cloned()
-        .collect();
-
+) -> Result<(), String> {
+    let r = resolve(platform, project, env, service)?;
+    let requested = service.service_type.to_string();
     let profile = if env.kind == "production" {
         MemoryProfile::Production
     } else {
         MemoryProfile::Small
     };
-    for (service, requested, r) in resolved {
-        let signature = grove_config::canonical_json(&serde_json::json!({
-            "type": r.provided,
-            "configuration": service.configuration,
-            "profile": format!("{profile:?}"),
-        }));
-        if let Some(entry) = current.get(&service.name) {
-            if entry.signature == signature {
-                continue;
-            }
-            log.line(format!(
-                "Restarting service `{}`: its configuration changed (data kept)",
-                service.name
-            ));
-            if let Some(entry) = current.remove(&service.name) {
-                entry.running.stop().await;
-                platform.addresses.release(entry.address);
-            }
+    if let Some(entry) = current.get(&service.name) {
+        if entry.signature == signature {
+            return Ok(());
         }
+        log.line(format!(
+            "Restarting service `{}`: its configuration changed (data kept)",
+            service.name
+        ));
+        if let Some(entry) = current.remove(&service.name) {
+            entry.running.stop().await;
+            platform.addresses.release(entry.address);
+        }
+    }
+    let signature = signature.to_string();
+    {
         let dir = service_dir(platform, project, env, &service.name);
         let secrets_file = dir.join("secrets.json");
         let secrets = if secrets_file.exists() {
@@ -252,7 +276,7 @@ async fn reconcile_into(
             },
         );
     }
-    Ok(retired)
+    Ok(())
 }
 
 fn service_dir(

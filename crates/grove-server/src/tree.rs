@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use grove_deployment::DataSource;
 use grove_store::{EnvironmentRow, ProjectRow, timestamp_now};
 use grove_volumes::VolumeId;
 
@@ -457,18 +458,22 @@ impl Platform {
         clone_parent: bool,
         log: &ActivityLog,
     ) -> std::result::Result<(), String> {
-        if clone_parent {
-            self.fill_from_parent(project, parent, child, log).await?;
+        let data = if clone_parent {
+            DataSource::CopyOf {
+                environment: parent.name.clone(),
+            }
         } else {
             log.line("Starting with empty services and mounts (not copied from the parent)");
-        }
+            DataSource::Keep
+        };
         let repo = self.settings.repository(project);
-        deploy::deploy(
+        deploy::deploy_with_data(
             self,
             project,
             &child.name,
             &repo,
             head,
+            data,
             DeployMode::Deploy,
             log,
         )
@@ -684,36 +689,38 @@ impl Platform {
                         ));
                     }
                 }
-                let mut filled = Ok(());
                 let mut kept = None;
                 let key = (project_id.clone(), env.name.clone());
-                if request.data {
+                let data = if request.data {
                     // The child's services stop while their data is replaced; its own
                     // data is kept aside until the synchronisation has succeeded.
                     let own = platform.take_services(&key);
                     services::stop_all(&platform, own, Some(&log)).await;
-                    filled = match platform.keep_data(&project_id, &env).await {
+                    match platform.keep_data(&project_id, &env).await {
                         Ok(id) => {
                             kept = Some(id);
-                            platform
-                                .fill_from_parent(&project_id, &parent, &env, &log)
-                                .await
+                            Ok(DataSource::CopyOf {
+                                environment: parent.name.clone(),
+                            })
                         }
                         Err(e) => Err(format!(
                             "could not keep the data of `{}` aside to roll back to: {e}",
                             env.name
                         )),
-                    };
-                }
+                    }
+                } else {
+                    Ok(DataSource::Keep)
+                };
                 // The branch moves only once its new code is live (as a push's does):
                 // a crash in between leaves the branch and the deployment agreeing.
-                let deployed = match &filled {
-                    Ok(()) => deploy::deploy(
+                let deployed = match data {
+                    Ok(data) => deploy::deploy_with_data(
                         &platform,
                         &project_id,
                         &env.name,
                         &repo,
                         &new_head,
+                        data,
                         DeployMode::Deploy,
                         &log,
                     )
@@ -726,9 +733,9 @@ impl Platform {
                         }
                         Ok(())
                     }),
-                    Err(_) => Ok(()),
+                    Err(error) => Err(error),
                 };
-                if filled.is_err() || deployed.is_err() {
+                if deployed.is_err() {
                     // Back to what it was: its branch where it was, its own data, its
                     // previous deployment.
                     if let Some(kept) = &kept {
@@ -762,7 +769,7 @@ impl Platform {
                 if let Some(kept) = kept {
                     platform.discard_kept_data(kept).await;
                 }
-                filled.and(deployed)
+                deployed
             },
         )?;
         Ok(id)

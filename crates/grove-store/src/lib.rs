@@ -661,6 +661,53 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Records a deployment about to be applied: `desired` is what the environment is
+    /// to run, as JSON. It counts once `complete_deployment` says it succeeded. Returns
+    /// its id (the environment's generation).
+    pub fn plan_deployment(&self, row: &DeploymentRow, desired: &str) -> Result<i64> {
+        let w = self.write();
+        let conn = &w.conn;
+        conn.execute(
+            "INSERT INTO deployments
+                (project, environment, activity, commit_id, tree_id, successful, created_at,
+                 desired)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+            params![
+                row.project,
+                row.environment,
+                row.activity,
+                row.commit_id,
+                row.tree_id,
+                row.created_at,
+                desired
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Marks a planned deployment as applied (or failed).
+    pub fn complete_deployment(&self, id: i64, successful: bool) -> Result<()> {
+        self.write().conn.execute(
+            "UPDATE deployments SET successful = ?2 WHERE id = ?1",
+            params![id, successful],
+        )?;
+        Ok(())
+    }
+
+    /// What a deployment was to run, as JSON (`None` for deployments recorded before
+    /// deployments were data).
+    pub fn deployment_desired(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .read()
+            .query_row(
+                "SELECT desired FROM deployments WHERE id = ?1",
+                params![id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// The environment's newest deployment, successful or not.
     pub fn last_deployment(
         &self,

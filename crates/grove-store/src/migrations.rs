@@ -88,4 +88,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE environments ADD COLUMN crons INTEGER;
     ALTER TABLE projects ADD COLUMN development_crons INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 4: a deployment is written, as data, before it is applied; it counts once it
+    // applied completely (`successful`).
+    r#"
+    ALTER TABLE deployments ADD COLUMN desired TEXT;
+    "#,
 ];

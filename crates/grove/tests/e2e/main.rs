@@ -654,9 +654,11 @@ fn services_are_real_per_environment_and_come_back_after_kill_9() {
         {
             break;
         }
+        // A bound on a hang, not a measure of speed (printed below): RabbitMQ's
+        // restart alone takes over 10 s when the 2 cores are busy.
         assert!(
-            killed_at.elapsed() < std::time::Duration::from_secs(10),
-            "services not back within 10s: {body}"
+            killed_at.elapsed() < std::time::Duration::from_secs(40),
+            "services not back within 40s: {body}"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
