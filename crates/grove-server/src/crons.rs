@@ -11,7 +11,8 @@ use grove_runtime::SandboxSpec;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::{self, ActivityKind};
-use crate::platform::Platform;
+use crate::running::EnvironmentCrons;
+use crate::state::Platform;
 
 /// One cron of one app, ready to run.
 pub struct CronJob {
@@ -21,33 +22,6 @@ pub struct CronJob {
     pub schedule: grove_cron::Schedule,
     /// The app's sandbox, without a command.
     pub sandbox: SandboxSpec,
-}
-
-/// The schedulers of one environment; cancelled when it is redeployed or stopped.
-pub struct EnvironmentCrons {
-    cancel: CancellationToken,
-    /// Cancels the runs in progress (not the schedules): another operation wants the
-    /// environment. Replaced by a fresh token each time it is used.
-    interrupt: Arc<Mutex<CancellationToken>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl EnvironmentCrons {
-    /// Asks the runs in progress to stop within their shutdown timeout; the schedules
-    /// go on.
-    pub fn interrupt(&self) {
-        let mut token = self.interrupt.lock().unwrap_or_else(|e| e.into_inner());
-        token.cancel();
-        *token = CancellationToken::new();
-    }
-
-    /// Stops scheduling; running crons get their `shutdown_timeout`.
-    pub async fn stop(self) {
-        self.cancel.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
 }
 
 fn now_secs() -> i64 {

@@ -26,7 +26,8 @@ use grove_runtime::{Bind, Instance, SandboxSpec};
 use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp_now};
 
 use crate::activity::ActivityLog;
-use crate::platform::{Platform, RunningApp, RunningEnvironment, STOP_GRACE, owner_key, short};
+use crate::running::{RunningApp, RunningEnvironment};
+use crate::state::{Platform, STOP_GRACE, owner_key, short};
 
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
 /// queues requests for up to 5 minutes).

@@ -9,11 +9,14 @@ mod deploy;
 mod error;
 mod failpoint;
 mod git_http;
+mod lifecycle;
 mod names;
 mod ndjson;
 mod owners;
 mod platform;
+mod running;
 mod services;
+mod state;
 mod tree;
 
 use std::io::Write;
@@ -30,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::Error;
 pub use grove_deployment::build_key;
 pub use names::machine_name;
-pub use platform::{Settings, connectable};
+pub use state::{Settings, connectable};
 
 /// The operator's runtime mappings, e.g. `aliases: {"python:3.9": "python:3.11"}`.
 pub const RUNTIMES_FILE: &str = "runtimes.yaml";

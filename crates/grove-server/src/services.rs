@@ -5,10 +5,10 @@
 //! (`127.64.0.0/10` is handed out one address per running service); inside an app's
 //! sandbox, `/etc/hosts` maps every relationship name to it (`database.internal`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grove_config::{EndpointAccess, Project as ProjectConfig};
@@ -16,63 +16,13 @@ use grove_services::{MemoryProfile, RunningService, Secrets, ServiceSpec};
 use grove_store::{EnvironmentRow, ProjectRow};
 
 use crate::activity::ActivityLog;
-use crate::platform::{EnvKey, Platform};
+use crate::running::{EnvironmentServices, ServiceEntry, ServiceHealth};
+use crate::state::{EnvKey, Platform};
 
 /// Service types that need no server process (network-storage backs `service` mounts).
 const PROCESS_LESS: &[&str] = &["network-storage"];
 /// A record of which server wrote a service's data, to refuse silent version changes.
 const TYPE_FILE: &str = "grove-service.json";
-
-/// One running service of an environment.
-pub struct ServiceEntry {
-    pub running: Arc<RunningService>,
-    pub address: Ipv4Addr,
-    /// `mariadb:10.11`, as services.yaml asked.
-    pub requested: String,
-    /// What decides whether a redeploy must restart it: type and configuration.
-    signature: String,
-    /// How it was started, to start it again after a pause.
-    spec: ServiceSpec,
-}
-
-/// Addresses in use by running services.
-#[derive(Default)]
-pub struct Addresses {
-    used: Mutex<HashSet<Ipv4Addr>>,
-}
-
-impl Addresses {
-    /// A free address in 127.64.0.0/10, starting from a stable guess for `key` so that
-    /// a service tends to keep its address across restarts.
-    fn allocate(&self, key: &str) -> Option<Ipv4Addr> {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let span: u32 = 1 << 22;
-        let start = key.bytes().fold(2166136261u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(16777619)
-        }) % span;
-        for offset in 0..span {
-            let n = (start + offset) % span;
-            // Skip .0 and .255 host parts: some tools treat them specially.
-            if n & 0xff == 0 || n & 0xff == 0xff {
-                continue;
-            }
-            let address = Ipv4Addr::from((127u32 << 24) | (64 << 16) | n);
-            if used.insert(address) {
-                return Some(address);
-            }
-        }
-        None
-    }
-
-    fn release(&self, address: Ipv4Addr) {
-        self.used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&address);
-    }
-}
-
-pub type EnvironmentServices = BTreeMap<String, ServiceEntry>;
 
 /// Refuses, before anything changes, services this host cannot run and service data
 /// written by another server version than the one now asked for.
@@ -390,17 +340,6 @@ pub async fn resume(
     failure.map_or(Ok(()), Err)
 }
 
-/// Health of one service, as `environment:info` shows it.
-#[derive(Debug, Clone, Default)]
-pub struct ServiceHealth {
-    pub kind: String,
-    pub address: String,
-    pub healthy: bool,
-    pub restarts: u32,
-    pub failures: u32,
-    pub last_error: Option<String>,
-}
-
 /// Consecutive failed checks (5 s apart) after which an environment is degraded.
 pub const DEGRADED_AFTER: u32 = 6;
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -492,6 +431,7 @@ pub fn hosts_file(relationships: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::running::Addresses;
 
     fn health(failures: u32, restarts: u32) -> ServiceHealth {
         ServiceHealth {
