@@ -20,7 +20,7 @@ pub struct CronJob {
     pub name: String,
     pub cron: Cron,
     pub schedule: grove_cron::Schedule,
-    /// The app's sandbox, without a command.
+    /// The app's sandbox, running the cron's command.
     pub sandbox: SandboxSpec,
 }
 
@@ -145,8 +145,7 @@ async fn run_once(
     };
     let _ = platform.store.start_activity(&row.id);
     log.line(format!("Running `{}`", job.cron.command));
-    let mut spec = job.sandbox.clone();
-    spec.command = job.cron.command.clone();
+    let spec = job.sandbox.clone();
     let timeout = Duration::from_secs(job.cron.timeout);
     let mut on_line = |line: &str| log.line(format!("  {line}"));
     let run = grove_runtime::run_command(&spec, timeout, &mut on_line);

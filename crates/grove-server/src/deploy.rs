@@ -465,9 +465,11 @@ impl Backend for LocalDeploy<'_> {
                 .await
                 .map_err(|e| format!("app `{}`: cannot write its hosts file: {e}", app.name))?;
             let binds = mount_binds(platform, project, env, app).await?;
+            let build_dir = self.build_dir(plan);
             let sandbox = AppSandbox {
                 app,
-                build_dir: self.build_dir(plan),
+                environment_file: std::fs::symlink_metadata(build_dir.join(".environment")).is_ok(),
+                build_dir,
                 env: vars,
                 binds,
                 hosts,
@@ -606,7 +608,7 @@ impl Backend for LocalDeploy<'_> {
                         name: name.clone(),
                         cron: cron.clone(),
                         schedule,
-                        sandbox: sandbox.spec(""),
+                        sandbox: sandbox.spec(&cron.command),
                     }),
                     Err(error) => log.line(format!(
                         "W: cron `{name}` of app `{}` is not scheduled: {error}",
@@ -766,16 +768,32 @@ struct AppSandbox<'a> {
     binds: Vec<Bind>,
     /// `/etc/hosts` with the relationships' host names.
     hosts: PathBuf,
+    /// The build has a `.environment` file.
+    environment_file: bool,
 }
 
 impl AppSandbox<'_> {
+    /// A sandbox running `command` (start commands, hooks, crons: the runtime).
     fn spec(&self, command: &str) -> SandboxSpec {
-        let mut spec = SandboxSpec::new(&self.build_dir, command);
+        let mut spec = SandboxSpec::new(&self.build_dir, self.with_environment(command));
         spec.env = self.env.clone();
         spec.binds = self.binds.clone();
         spec.etc_hosts = Some(self.hosts.clone());
         spec.hostname = Some(self.app.name.clone());
         spec
+    }
+
+    /// Platform.sh sources the app's `.environment` with bash when its container starts,
+    /// so what it exports is in the environment of every start command, hook and cron
+    /// (never of the build). The command itself still runs with dash, as there.
+    fn with_environment(&self, command: &str) -> String {
+        if !self.environment_file || command.is_empty() {
+            return command.to_string();
+        }
+        format!(
+            "exec bash -c '. {APP_DIR}/.environment; exec dash -c \"$1\"' grove-environment {}",
+            shell_quote(command)
+        )
     }
 
     /// Runs a command that must succeed (`post_start`).
@@ -922,6 +940,11 @@ fn router_entries(
 
 async fn stop_all(apps: &[RunningApp]) {
     futures_util::future::join_all(apps.iter().map(|a| a.instance.stop(STOP_GRACE))).await;
+}
+
+/// `s` as one single-quoted shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 async fn write_file(path: &Path, contents: &str) -> std::io::Result<()> {
