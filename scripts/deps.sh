@@ -11,7 +11,7 @@ packages=(
   # copy-on-write volumes
   btrfs-progs
   # runtimes the examples and tests use, and the tests' clients
-  python3 python3-pip curl amqp-tools
+  python3 python3-pip python3-venv python-is-python3 curl amqp-tools
   python3-pymysql python3-psycopg2 python3-redis python3-pika python3-pymemcache
 )
 missing=()

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bump when the build layout changes so that old builds are not reused.
-const BUILD_FORMAT: &str = "grove-build-2";
+const BUILD_FORMAT: &str = "grove-build-3";
 /// Where an app's build is, in its sandbox.
 pub const APP_DIR: &str = "/app";
 /// Where the build cache is, in a build's sandbox.

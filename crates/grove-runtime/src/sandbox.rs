@@ -144,10 +144,11 @@ impl SandboxSpec {
                     bind.target
                 ));
             }
-            if let Some(reserved) = RESERVED_TARGETS
-                .iter()
-                .find(|r| is_same_or_below(&bind.target, r))
-            {
+            // `/usr/local` is the app's own (what its build installs globally, as in a
+            // Platform.sh image): a bind there hides the host's, it changes nothing of it.
+            if let Some(reserved) = RESERVED_TARGETS.iter().find(|r| {
+                is_same_or_below(&bind.target, r) && !is_same_or_below(&bind.target, "/usr/local")
+            }) {
                 return invalid(format!(
                     "mount target `{}` is inside {reserved}, which the sandbox provides itself",
                     bind.target

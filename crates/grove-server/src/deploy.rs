@@ -29,6 +29,12 @@ use crate::activity::ActivityLog;
 use crate::running::{RunningApp, RunningEnvironment};
 use crate::state::{Platform, STOP_GRACE, owner_key, short};
 
+/// A stored build: the app's files (mounted read-only at /app) and what the build
+/// installed globally (`pip install`, `npm install -g`: the app's own /usr/local, as in
+/// a Platform.sh image, mounted read-only at runtime).
+const BUILD_APP: &str = "app";
+const BUILD_LOCAL: &str = "local";
+const USR_LOCAL: &str = "/usr/local";
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
 /// queues requests for up to 5 minutes).
 const HOLD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -270,6 +276,11 @@ impl<'a> LocalDeploy<'a> {
         self.platform.settings.builds_dir().join(&app.build_key)
     }
 
+    /// The app's files in a stored build.
+    fn app_dir(&self, app: &AppPlan) -> PathBuf {
+        self.build_dir(app).join(BUILD_APP)
+    }
+
     fn build_exists(&self, app: &AppPlan) -> std::result::Result<bool, String> {
         Ok(self
             .platform
@@ -465,7 +476,16 @@ impl Backend for LocalDeploy<'_> {
                 .await
                 .map_err(|e| format!("app `{}`: cannot write its hosts file: {e}", app.name))?;
             let binds = mount_binds(platform, project, env, app).await?;
-            let build_dir = self.build_dir(plan);
+            let build_dir = self.app_dir(plan);
+            let mut binds = binds;
+            binds.insert(
+                0,
+                Bind {
+                    source: self.build_dir(plan).join(BUILD_LOCAL),
+                    target: USR_LOCAL.to_string(),
+                    writable: false,
+                },
+            );
             let sandbox = AppSandbox {
                 app,
                 environment_file: std::fs::symlink_metadata(build_dir.join(".environment")).is_ok(),
@@ -672,8 +692,10 @@ async fn build_app(
                 }
                 std::fs::create_dir_all(dir)?;
             }
+            std::fs::create_dir_all(work.join(BUILD_APP))?;
+            std::fs::create_dir_all(work.join(BUILD_LOCAL))?;
             std::fs::create_dir_all(&cache)?;
-            repo.export(&tree, &root, &work)
+            repo.export(&tree, &root, &work.join(BUILD_APP))
                 .map_err(std::io::Error::other)
         })
         .await
@@ -682,7 +704,7 @@ async fn build_app(
     }
     let result = run_build_hook(platform, project, app, tree_id, &work, &cache, &tmp, log)
         .await
-        .and_then(|()| create_mount_points(app, &work));
+        .and_then(|()| create_mount_points(app, &work.join(BUILD_APP)));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     if let Err(message) = result {
         let _ = tokio::fs::remove_dir_all(&work).await;
@@ -729,14 +751,23 @@ async fn run_build_hook(
         log.line("  No build hook");
         return Ok(());
     };
-    let mut spec = SandboxSpec::new(work, hook);
+    let mut spec = SandboxSpec::new(work.join(BUILD_APP), hook);
     spec.app_writable = true;
     spec.env = grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id);
+    // Debian marks its Python "externally managed" (PEP 668); what `pip install` writes
+    // here goes to the app's own /usr/local, never the host's.
+    spec.env
+        .push(("PIP_BREAK_SYSTEM_PACKAGES".to_string(), "1".to_string()));
     spec.hostname = Some(app.name.clone());
     spec.tmp_dir = Some(tmp.to_path_buf());
     spec.binds.push(Bind {
         source: cache.to_path_buf(),
         target: CACHE_DIR.to_string(),
+        writable: true,
+    });
+    spec.binds.push(Bind {
+        source: work.join(BUILD_LOCAL),
+        target: USR_LOCAL.to_string(),
         writable: true,
     });
     log.line("  Running the build hook");

@@ -36,3 +36,47 @@ fn an_environment_file_is_sourced_for_start_commands_and_hooks_but_not_builds() 
         "the start command does: {served}"
     );
 }
+
+#[test]
+fn pip_installs_in_the_build_hook_as_on_platform_sh() {
+    let server = crate::support::Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = crate::support::Work::example();
+    // A Flask-style build: `pip install -r requirements.txt` into the system Python
+    // (the app's own /usr/local here), `python` and `pip` as commands.
+    work.write("requirements.txt", "pyjokes==0.6.0\n");
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nhooks:\n  build: |\n    set -e\n    \
+         python --version\n    pip --version\n    pip install -r requirements.txt\n    \
+         echo \"build ran for tree $PLATFORM_TREE_ID\" > build-info.txt\n\
+         mounts:\n  var: {source: local, source_path: var}\n\
+         web:\n  commands:\n    \
+         start: python -c 'import pyjokes, runpy; print(\"pyjokes\", pyjokes.__version__); runpy.run_path(\"server.py\", run_name=\"__main__\")'\n",
+    );
+    work.commit("pip");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Successfully installed pyjokes-0.6.0"), "{out}");
+    // It serves: the start command imported what the build installed.
+    let served = curl_json(&primary_url_of(&server, "main"));
+    assert_eq!(served["app_dir"], "Read-only file system", "{served}");
+    let log = std::fs::read_to_string(server.data_dir().join("logs/shop/main/app.log"))
+        .unwrap_or_default();
+    assert!(log.contains("pyjokes 0.6.0"), "the app imported it: {log}");
+}
+
+fn primary_url_of(server: &crate::support::Server, env: &str) -> String {
+    server
+        .cli_ok(&[
+            "environment:url",
+            "-p",
+            "shop",
+            "-e",
+            env,
+            "--primary",
+            "--pipe",
+        ])
+        .trim()
+        .to_string()
+}
