@@ -14,6 +14,8 @@ packages=(
   python3 python3-pip python3-venv python-is-python3 curl amqp-tools
   python3-pymysql python3-psycopg2 python3-redis python3-pika python3-pymemcache
 )
+# Node.js apps and their builds (npm); any Node.js the host already has will do.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,10 +13,12 @@
 //! bubblewrap sandboxes; a Kubernetes one would create pods), tests use a fake.
 
 mod apply;
+mod build;
 mod plan;
 mod steps;
 
 pub use apply::{Backend, apply};
+pub use build::{BuildCommand, build_commands};
 pub use plan::{
     APP_DIR, AppPlan, CACHE_DIR, CronPlan, DataSource, Deployment, Inputs, MountPlan, RoutePlan,
     RouteTarget, ServicePlan, build_key, build_variables, plan,

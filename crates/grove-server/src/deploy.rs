@@ -35,6 +35,8 @@ use crate::state::{Platform, STOP_GRACE, owner_key, short};
 const BUILD_APP: &str = "app";
 const BUILD_LOCAL: &str = "local";
 const USR_LOCAL: &str = "/usr/local";
+/// Debian's bundle of the host's certificate authorities (`ca-certificates`).
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
 /// queues requests for up to 5 minutes).
 const HOLD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -747,17 +749,30 @@ async fn run_build_hook(
     tmp: &Path,
     log: &ActivityLog,
 ) -> Outcome {
-    let Some(hook) = app.hooks.build.as_deref() else {
+    let before_hook = grove_deployment::build_commands(app);
+    if before_hook.is_empty() && app.hooks.build.is_none() {
         log.line("  No build hook");
         return Ok(());
-    };
-    let mut spec = SandboxSpec::new(work.join(BUILD_APP), hook);
+    }
+    let mut spec = SandboxSpec::new(work.join(BUILD_APP), "");
     spec.app_writable = true;
     spec.env = grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id);
     // Debian marks its Python "externally managed" (PEP 668); what `pip install` writes
     // here goes to the app's own /usr/local, never the host's.
     spec.env
         .push(("PIP_BREAK_SYSTEM_PACKAGES".to_string(), "1".to_string()));
+    // `npm install -g` goes there too, whatever prefix the host's npm was built with.
+    spec.env
+        .push(("NPM_CONFIG_PREFIX".to_string(), USR_LOCAL.to_string()));
+    spec.env.push(("CI".to_string(), "true".to_string()));
+    // Package registries are reached with the host's certificate authorities (an
+    // operator's TLS-inspecting proxy included); Node.js otherwise trusts only its own.
+    if Path::new(HOST_CA_BUNDLE).is_file() {
+        spec.env.push((
+            "NODE_EXTRA_CA_CERTS".to_string(),
+            HOST_CA_BUNDLE.to_string(),
+        ));
+    }
     spec.hostname = Some(app.name.clone());
     spec.tmp_dir = Some(tmp.to_path_buf());
     spec.binds.push(Bind {
@@ -770,24 +785,44 @@ async fn run_build_hook(
         target: USR_LOCAL.to_string(),
         writable: true,
     });
-    log.line("  Running the build hook");
-    let started = Instant::now();
-    let mut on_line = |line: &str| log.line(format!("    {line}"));
-    let outcome = grove_runtime::run_command(&spec, platform.settings.build_timeout, &mut on_line)
-        .await
-        .map_err(|e| format!("app `{}`: the build hook could not run: {e}", app.name))?;
-    log.line(format!(
-        "  Build hook finished in {:.3}s",
-        started.elapsed().as_secs_f64()
-    ));
-    if outcome.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "app `{}`: the build hook failed ({outcome}); the environment keeps its previous deployment",
-            app.name
-        ))
+    // Dependencies and the build flavor first, then the hook, in the same sandbox:
+    // (what, script, whether it is the hook).
+    let mut steps: Vec<(String, String, bool)> = before_hook
+        .into_iter()
+        .map(|c| (c.what, c.script, false))
+        .collect();
+    if let Some(hook) = &app.hooks.build {
+        steps.push(("Running the build hook".to_string(), hook.clone(), true));
     }
+    for (what, script, is_hook) in steps {
+        log.line(format!("  {what}"));
+        spec.command = script;
+        let started = Instant::now();
+        let mut on_line = |line: &str| log.line(format!("    {line}"));
+        let outcome =
+            grove_runtime::run_command(&spec, platform.settings.build_timeout, &mut on_line)
+                .await
+                .map_err(|e| format!("app `{}`: the build could not run: {e}", app.name))?;
+        let (done, failed) = if is_hook {
+            (
+                "Build hook finished".to_string(),
+                "the build hook failed".to_string(),
+            )
+        } else {
+            ("Finished".to_string(), format!("\"{what}\" failed"))
+        };
+        log.line(format!(
+            "  {done} in {:.3}s",
+            started.elapsed().as_secs_f64()
+        ));
+        if !outcome.success() {
+            return Err(format!(
+                "app `{}`: {failed} ({outcome}); the environment keeps its previous deployment",
+                app.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How an app runs in this deployment: its build, variables and mounts. The instance

@@ -57,7 +57,10 @@ fn pip_installs_in_the_build_hook_as_on_platform_sh() {
     work.commit("pip");
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
     assert!(ok, "{out}");
-    assert!(out.contains("Successfully installed pyjokes-0.6.0"), "{out}");
+    assert!(
+        out.contains("Successfully installed pyjokes-0.6.0"),
+        "{out}"
+    );
     // It serves: the start command imported what the build installed.
     let served = curl_json(&primary_url_of(&server, "main"));
     assert_eq!(served["app_dir"], "Read-only file system", "{served}");
@@ -79,4 +82,40 @@ fn primary_url_of(server: &crate::support::Server, env: &str) -> String {
         ])
         .trim()
         .to_string()
+}
+
+#[test]
+fn dependencies_and_the_default_flavor_build_a_node_app_unchanged() {
+    let server = crate::support::Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = crate::support::Work::example();
+    std::fs::remove_file(work.path().join("server.py")).expect("no python here");
+    // An Express-style app: `npm install` by the default flavor, a global tool from
+    // `dependencies` on PATH at build time.
+    work.write(
+        "package.json",
+        "{\"name\": \"shop\", \"version\": \"1.0.0\", \"private\": true,\n \"dependencies\": {\"ms\": \"2.1.3\"}}\n",
+    );
+    work.write(
+        "server.js",
+        "const http = require('http');\nconst ms = require('ms');\n\
+         http.createServer((req, res) => {\n  \
+         res.setHeader('Content-Type', 'application/json');\n  \
+         res.end(JSON.stringify({ms: ms('2 days'), tree: process.env.PLATFORM_TREE_ID}));\n\
+         }).listen(process.env.PORT, '127.0.0.1');\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: nodejs:20\n\
+         dependencies:\n  nodejs:\n    semver: '7.5.4'\n\
+         hooks:\n  build: |\n    set -e\n    semver 1.2.3\n    test -d node_modules/ms\n\
+         web:\n  commands:\n    start: node server.js\n",
+    );
+    work.commit("node app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Installing the nodejs dependencies"), "{out}");
+    assert!(out.contains("Running the `default` build flavor"), "{out}");
+    let served = curl_json(&primary_url_of(&server, "main"));
+    assert_eq!(served["ms"], 172_800_000, "{served}");
 }
