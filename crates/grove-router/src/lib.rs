@@ -7,9 +7,14 @@
 //!
 //! It also owns the loop that serves HTTP/1 connections within limits
 //! ([`serve_connections`]), which the API uses too: both face the same clients.
+//!
+//! Every request is treated as hostile: its head is checked before anything is
+//! routed (one valid `Host`, a target the router can forward; see `request`), and
+//! what the router refuses (400) never reaches an app.
 
 mod connections;
 mod proxy;
+mod request;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

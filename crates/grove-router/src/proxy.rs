@@ -1,14 +1,17 @@
 //! The HTTP/1.1 reverse proxy that serves a [`RouteTable`].
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
@@ -18,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::connections::{ConnectionLimits, ConnectionStats, serve_connections};
+use crate::request::{self, Form, Forwarded};
 use crate::{InFlightGuard, RouteTable, Routed};
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -25,6 +29,15 @@ type UpstreamClient = Client<HttpConnector, Body>;
 
 /// What a held request that waited too long is told to wait before trying again.
 const RETRY_AFTER_SECONDS: &str = "5";
+/// How much of a request body is read before the request goes to an app (nginx
+/// buffers whole bodies, to disk past 8-16 KiB; this is the in-memory part of that).
+/// Most bodies are smaller: the app then gets them whole or not at all, so a
+/// malformed or truncated body is answered 400 by the router and never reaches the
+/// app, a slow client does not tie up the app while it sends, and an idempotent
+/// request can be sent again to a new upstream. Larger bodies stream from there on.
+const READ_AHEAD: usize = 64 * 1024;
+/// What `OPTIONS *` is told the router serves.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
 
 /// Serves the table on `listener` until `shutdown` is cancelled, within the default
 /// [`ConnectionLimits`].
@@ -80,9 +93,22 @@ async fn handle(
     table: &RouteTable,
     client: &UpstreamClient,
 ) -> Response<Body> {
-    let host = request_host(&req);
+    // Everything the routing depends on is checked before anything is routed or read.
+    let checked = match request::check(req.method(), req.uri(), req.headers()) {
+        Ok(checked) => checked,
+        Err(refused) => return text(refused.status(), refused.message().into()),
+    };
+    if checked.form == Form::ServerOptions {
+        return server_options();
+    }
+    let host = checked.host;
     let path = req.uri().path().to_string();
     let idempotent = is_idempotent(req.method());
+    let (parts, body) = req.into_parts();
+    let body = match ClientBody::read_start(body).await {
+        Ok(body) => body,
+        Err(error) => return bad_body(&error),
+    };
     let mut routed = table.route(&host, &path, idempotent);
     if let Routed::Held {
         mut released,
@@ -119,7 +145,7 @@ async fn handle(
         } => {
             let rest = path.strip_prefix(prefix.as_str()).unwrap_or("");
             let mut location = format!("{location}{rest}");
-            if let Some(query) = req.uri().query() {
+            if let Some(query) = parts.uri.query() {
                 location.push('?');
                 location.push_str(query);
             }
@@ -137,13 +163,14 @@ async fn handle(
                 path: &path,
                 idempotent,
             };
-            request.send(req, guard, table, client).await
+            request.send(parts, body, guard, table, client).await
         }
     }
 }
 
 struct Proxied<'a> {
     peer: SocketAddr,
+    /// The authority the request was routed on, sent to the app as `Host`.
     host: &'a str,
     path: &'a str,
     idempotent: bool,
@@ -152,18 +179,29 @@ struct Proxied<'a> {
 impl Proxied<'_> {
     /// Sends the request to the guard's upstream. When that fails before any response
     /// (the instance was stopped, refused or reset the connection) and the table now
-    /// sends the request elsewhere (a deploy switched it), an idempotent request without
-    /// a body is sent once more, to the new upstream.
+    /// sends the request elsewhere (a deploy switched it), an idempotent request whose
+    /// body was read in full is sent once more, to the new upstream. A failure of the
+    /// client's own body is the client's: 400, never retried.
     async fn send(
         &self,
-        req: Request<Incoming>,
+        mut parts: Parts,
+        body: ClientBody,
         guard: InFlightGuard,
         table: &RouteTable,
         client: &UpstreamClient,
     ) -> Response<Body> {
-        let (mut parts, body) = req.into_parts();
-        self.prepare_headers(&mut parts.headers);
-        let retry = (self.idempotent && body.is_end_stream()).then(|| parts.clone());
+        request::upstream_headers(
+            &mut parts.headers,
+            &Forwarded {
+                host: self.host,
+                client: self.peer.ip(),
+            },
+        );
+        let retry = self
+            .idempotent
+            .then(|| body.replay().map(|body| (parts.clone(), body)))
+            .flatten();
+        let body_failed = body.failed.clone();
         let Some(first) = self.request(parts, body.boxed(), guard.addr) else {
             return malformed();
         };
@@ -171,14 +209,16 @@ impl Proxied<'_> {
             Ok(response) => return tracked(response, guard),
             Err(error) => error,
         };
+        if let Some(body_error) = body_failed.get() {
+            return bad_body(body_error);
+        }
         tracing::debug!(%error, upstream = %guard.addr, "Upstream request failed.");
-        if let Some(parts) = retry
+        if let Some((parts, body)) = retry
             && let Routed::Upstream(next) = table.route(self.host, self.path, false)
             && next.addr != guard.addr
         {
             drop(guard);
-            let empty = Empty::new().map_err(|never| match never {}).boxed();
-            let Some(second) = self.request(parts, empty, next.addr) else {
+            let Some(second) = self.request(parts, body.boxed(), next.addr) else {
                 return malformed();
             };
             match client.request(second).await {
@@ -205,32 +245,13 @@ impl Proxied<'_> {
             .ok()?;
         Some(Request::from_parts(parts, body))
     }
-
-    fn prepare_headers(&self, headers: &mut HeaderMap) {
-        remove_hop_by_hop(headers);
-        let peer = self.peer.ip().to_string();
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(previous) => format!("{previous}, {peer}"),
-            None => peer.clone(),
-        };
-        for (name, value) in [
-            ("x-forwarded-for", forwarded_for),
-            ("x-forwarded-proto", "http".to_string()),
-            ("x-forwarded-host", self.host.to_string()),
-            ("x-client-ip", peer),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), value);
-            }
-        }
-    }
 }
 
 /// The upstream's response, counted in flight until its body has ended or is dropped
 /// (hyper drops it once written, or with the connection when the client goes away).
 fn tracked(response: Response<Incoming>, guard: InFlightGuard) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
+    request::remove_hop_by_hop(&mut parts.headers);
     let body = TrackedBody {
         inner: body.boxed(),
         guard: Some(guard),
@@ -270,38 +291,147 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-fn request_host(req: &Request<Incoming>) -> String {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().host().map(str::to_string))
-        .unwrap_or_default()
+/// A client's request body, as the app receives it: what was read ahead, then the
+/// rest as it arrives. A failure of the rest (a malformed chunk, the client gone
+/// mid-body) is recorded in `failed`, so that the proxy can tell it from an upstream's.
+struct ClientBody {
+    read: VecDeque<Frame<Bytes>>,
+    /// `None` once the client's body has ended.
+    rest: Option<Incoming>,
+    failed: Arc<OnceLock<String>>,
 }
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
+impl ClientBody {
+    /// Reads up to [`READ_AHEAD`] bytes of `body`; an error is the client's.
+    async fn read_start(body: Incoming) -> Result<ClientBody, hyper::Error> {
+        let mut read = VecDeque::new();
+        let mut size = 0;
+        let mut rest = Some(body);
+        while size < READ_AHEAD
+            && let Some(incoming) = rest.as_mut()
+        {
+            if incoming.is_end_stream() {
+                rest = None;
+                break;
+            }
+            match incoming.frame().await {
+                None => rest = None,
+                Some(Ok(frame)) => {
+                    size += frame.data_ref().map_or(0, Bytes::len);
+                    read.push_back(frame);
+                }
+                Some(Err(error)) => return Err(error),
+            }
+        }
+        Ok(ClientBody {
+            read,
+            rest,
+            failed: Arc::default(),
+        })
     }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        headers.remove(name);
+
+    /// A copy to send again, when the whole body was read ahead.
+    fn replay(&self) -> Option<ClientBody> {
+        if self.rest.is_some() {
+            return None;
+        }
+        let read = self
+            .read
+            .iter()
+            .filter_map(|frame| {
+                frame
+                    .data_ref()
+                    .map(|data| Frame::data(data.clone()))
+                    .or_else(|| frame.trailers_ref().map(|t| Frame::trailers(t.clone())))
+            })
+            .collect();
+        Some(ClientBody {
+            read,
+            rest: None,
+            failed: Arc::default(),
+        })
     }
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(frame) = this.read.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(rest).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Err(error))) => {
+                let _ = this.failed.set(error.to_string());
+            }
+            Poll::Ready(None) => this.rest = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty() && self.rest.as_ref().is_none_or(|rest| rest.is_end_stream())
+    }
+
+    /// Exact when the whole body was read ahead: the app then gets a
+    /// `Content-Length` even when the client sent chunks.
+    fn size_hint(&self) -> SizeHint {
+        let read: u64 = self
+            .read
+            .iter()
+            .filter_map(|frame| frame.data_ref())
+            .map(|data| data.len() as u64)
+            .sum();
+        let trailers = self.read.iter().any(|frame| frame.is_trailers());
+        let (lower, upper) = match &self.rest {
+            None if !trailers => return SizeHint::with_exact(read),
+            None => (read, None),
+            Some(rest) => {
+                let hint = rest.size_hint();
+                (
+                    hint.lower().saturating_add(read),
+                    hint.upper().map(|upper| upper.saturating_add(read)),
+                )
+            }
+        };
+        let mut hint = SizeHint::new();
+        hint.set_lower(lower);
+        if let Some(upper) = upper {
+            hint.set_upper(upper);
+        }
+        hint
+    }
+}
+
+/// The answer to `OPTIONS *`: a question about the server, not about a resource of
+/// an app (RFC 9110 §9.3.7), so the router answers it.
+fn server_options() -> Response<Body> {
+    let mut response = text(StatusCode::OK, String::new());
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    response
+}
+
+/// A request body that could not be read: malformed chunks, fewer bytes than its
+/// `Content-Length` before the client closed. The client's fault, logged at debug
+/// only (hostile clients must not fill the log).
+fn bad_body(reason: &dyn Display) -> Response<Body> {
+    tracing::debug!(%reason, "Unreadable request body.");
+    text(
+        StatusCode::BAD_REQUEST,
+        "Malformed or incomplete request body\n".into(),
+    )
 }
 
 fn malformed() -> Response<Body> {

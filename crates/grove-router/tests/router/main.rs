@@ -3,6 +3,7 @@
 
 mod deploy;
 mod drain;
+mod headers;
 mod hold;
 mod limits;
 mod support;

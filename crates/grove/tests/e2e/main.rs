@@ -4,6 +4,7 @@
 
 mod core;
 mod crash;
+mod flood;
 mod runtime;
 mod support;
 
