@@ -15,9 +15,9 @@
 mod connections;
 mod proxy;
 mod request;
+mod upstream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,12 +28,13 @@ pub use connections::{ConnectionLimits, ConnectionStats, serve_connections};
 /// Adapts a tower service (an axum `Router`) for [`serve_connections`].
 pub use hyper_util::service::TowerToHyperService;
 pub use proxy::{serve, serve_with};
+pub use upstream::Upstream;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// Proxied to an app instance listening on this address.
-    Upstream(SocketAddr),
+    Upstream(Upstream),
     /// Answered with a redirect. `location` is the target URL of the route; the rest of
     /// the request path below the route's prefix is appended to it.
     Redirect { location: String, code: u16 },
@@ -72,7 +73,7 @@ struct Shared {
     /// Requests in flight per upstream; an address is absent when none are. Updated
     /// while the tables' read lock is held by the lookup that picked the upstream, so
     /// once `set` has returned every request still bound for the old upstream is counted.
-    in_flight: watch::Sender<HashMap<SocketAddr, usize>>,
+    in_flight: watch::Sender<HashMap<Upstream, usize>>,
     next_hold_id: AtomicU64,
 }
 
@@ -139,19 +140,19 @@ pub(crate) enum Routed {
 /// One request counted in [`RouteTable::in_flight`] while it lives.
 pub(crate) struct InFlightGuard {
     shared: Arc<Shared>,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Upstream,
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let addr = self.addr;
+        let addr = &self.addr;
         self.shared.in_flight.send_if_modified(|counts| {
-            let Some(count) = counts.get_mut(&addr) else {
+            let Some(count) = counts.get_mut(addr) else {
                 return false;
             };
             *count -= 1;
             if *count == 0 {
-                counts.remove(&addr);
+                counts.remove(addr);
                 return true;
             }
             false
@@ -234,11 +235,11 @@ impl RouteTable {
     /// How many proxied requests `addr` is serving now: counted from the moment the
     /// request is routed to it until its response body has been sent in full or the
     /// client went away.
-    pub fn in_flight(&self, addr: SocketAddr) -> usize {
+    pub fn in_flight(&self, addr: impl Into<Upstream>) -> usize {
         self.inner
             .in_flight
             .borrow()
-            .get(&addr)
+            .get(&addr.into())
             .copied()
             .unwrap_or(0)
     }
@@ -246,7 +247,8 @@ impl RouteTable {
     /// Waits until no request is in flight on `addr`, at most `timeout`; true when it
     /// got there. Called after the entries that pointed at `addr` were replaced: no new
     /// request can be routed to it then, so the count only goes down.
-    pub async fn drained(&self, addr: SocketAddr, timeout: Duration) -> bool {
+    pub async fn drained(&self, addr: impl Into<Upstream>, timeout: Duration) -> bool {
+        let addr = addr.into();
         let mut counts = self.inner.in_flight.subscribe();
         let idle = async move {
             // The `Ref` handed back is dropped at once: it holds the channel's lock.
@@ -280,10 +282,10 @@ impl RouteTable {
                 prefix: found.entry.path.clone(),
             },
             Target::Upstream(addr) => {
-                let addr = *addr;
+                let addr = addr.clone();
                 // No waiter cares about a count going up: `drained` waits for zero.
                 self.inner.in_flight.send_if_modified(|counts| {
-                    *counts.entry(addr).or_default() += 1;
+                    *counts.entry(addr.clone()).or_default() += 1;
                     false
                 });
                 Routed::Upstream(InFlightGuard {
@@ -379,10 +381,12 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     fn upstream(port: u16) -> Target {
-        Target::Upstream(SocketAddr::from(([127, 0, 0, 1], port)))
+        Target::Upstream(SocketAddr::from(([127, 0, 0, 1], port)).into())
     }
 
     fn entry(host: &str, path: &str, port: u16) -> RouteEntry {

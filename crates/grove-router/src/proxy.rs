@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use crate::upstream::{Upstream, UpstreamConnector};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
@@ -15,7 +16,6 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ use crate::request::{self, Form, Forwarded};
 use crate::{InFlightGuard, RouteTable, Routed};
 
 type Body = BoxBody<Bytes, hyper::Error>;
-type UpstreamClient = Client<HttpConnector, Body>;
+type UpstreamClient = Client<UpstreamConnector, Body>;
 
 /// What a held request that waited too long is told to wait before trying again.
 const RETRY_AFTER_SECONDS: &str = "5";
@@ -60,7 +60,8 @@ pub async fn serve_with(
     stats: ConnectionStats,
     shutdown: CancellationToken,
 ) {
-    let client: UpstreamClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: UpstreamClient =
+        Client::builder(TokioExecutor::new()).build(UpstreamConnector::new());
     let make_service = move |peer: SocketAddr| {
         let table = table.clone();
         let client = client.clone();
@@ -202,7 +203,7 @@ impl Proxied<'_> {
             .then(|| body.replay().map(|body| (parts.clone(), body)))
             .flatten();
         let body_failed = body.failed.clone();
-        let Some(first) = self.request(parts, body.boxed(), guard.addr) else {
+        let Some(first) = self.request(parts, body.boxed(), &guard.addr) else {
             return malformed();
         };
         let error = match client.request(first).await {
@@ -218,7 +219,7 @@ impl Proxied<'_> {
             && next.addr != guard.addr
         {
             drop(guard);
-            let Some(second) = self.request(parts, body.boxed(), next.addr) else {
+            let Some(second) = self.request(parts, body.boxed(), &next.addr) else {
                 return malformed();
             };
             match client.request(second).await {
@@ -234,13 +235,13 @@ impl Proxied<'_> {
         )
     }
 
-    fn request(&self, mut parts: Parts, body: Body, upstream: SocketAddr) -> Option<Request<Body>> {
+    fn request(&self, mut parts: Parts, body: Body, upstream: &Upstream) -> Option<Request<Body>> {
         let path_and_query = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        parts.uri = format!("http://{upstream}{path_and_query}")
+        parts.uri = format!("http://{}{path_and_query}", upstream.authority())
             .parse::<Uri>()
             .ok()?;
         Some(Request::from_parts(parts, body))

@@ -134,9 +134,10 @@ impl Instance {
     /// backing off, the next incarnation is the one waited for), and on timeout.
     pub async fn wait_ready(
         &self,
-        addr: SocketAddr,
+        addr: impl Into<Listen>,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
+        let addr = addr.into();
         let mut status = self.shared.status.subscribe();
         let target = {
             let s = status.borrow_and_update();
@@ -175,8 +176,9 @@ impl Instance {
                 )));
             }
             let attempt = left.min(Duration::from_secs(1));
-            if let Ok(Ok(_)) =
-                tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr)).await
+            if tokio::time::timeout(attempt, addr.connect())
+                .await
+                .is_ok_and(|connected| connected.is_ok())
             {
                 return Ok(());
             }
@@ -549,6 +551,38 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .append(true)
         .mode(0o600)
         .open(path)
+}
+
+/// Where an instance accepts connections: `$PORT` on TCP, or a unix socket (`$SOCKET`)
+/// by its path on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Listen {
+        Listen::Tcp(addr)
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "{addr}"),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Listen {
+    async fn connect(&self) -> std::io::Result<()> {
+        match self {
+            Listen::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(drop),
+            Listen::Unix(path) => tokio::net::UnixStream::connect(path).await.map(drop),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 pub use catalog::{CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog};
 pub use command::{CommandOutcome, run_command};
-pub use instance::{Instance, InstanceState};
+pub use instance::{Instance, InstanceState, Listen};
 pub use sandbox::{Bind, SandboxSpec};
 
 /// What went wrong while running something in a sandbox.

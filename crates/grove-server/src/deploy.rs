@@ -21,8 +21,8 @@ use grove_deployment::{
     APP_DIR, AppPlan, Backend, CACHE_DIR, DataSource, Deployment, Hook, Observed, ServicePlan,
 };
 use grove_git::Repository;
-use grove_router::{HoldGuard, RouteEntry, Target};
-use grove_runtime::{Bind, Instance, SandboxSpec};
+use grove_router::{HoldGuard, RouteEntry, Target, Upstream};
+use grove_runtime::{Bind, Instance, Listen, SandboxSpec};
 use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp_now};
 
 use crate::activity::ActivityLog;
@@ -35,6 +35,8 @@ use crate::state::{Platform, STOP_GRACE, owner_key, short};
 const BUILD_APP: &str = "app";
 const BUILD_LOCAL: &str = "local";
 const USR_LOCAL: &str = "/usr/local";
+/// Where an app listening on a unix socket finds `$SOCKET`, in its sandbox.
+const SOCKET_DIR: &str = "/run/app";
 /// Debian's bundle of the host's certificate authorities (`ca-certificates`).
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
@@ -480,6 +482,32 @@ impl Backend for LocalDeploy<'_> {
             let binds = mount_binds(platform, project, env, app).await?;
             let build_dir = self.app_dir(plan);
             let mut binds = binds;
+            // `socket_family: unix`: the app listens on `$SOCKET`, in a directory of this
+            // instance's own that the router reaches from the host.
+            let upstream = match app.web.upstream.socket_family {
+                grove_config::SocketFamily::Tcp => {
+                    Upstream::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                }
+                grove_config::SocketFamily::Unix => {
+                    let dir = settings
+                        .scratch_dir(&project.id, &env.machine_name)
+                        .join("run")
+                        .join(format!("{}-{port}", app.name));
+                    recreate_dir(&dir).await.map_err(|e| {
+                        format!(
+                            "app `{}`: cannot create its socket directory: {e}",
+                            app.name
+                        )
+                    })?;
+                    binds.push(Bind {
+                        source: dir.clone(),
+                        target: SOCKET_DIR.to_string(),
+                        writable: true,
+                    });
+                    sandbox_vars_push(&mut vars, "SOCKET", &format!("{SOCKET_DIR}/app.sock"));
+                    Upstream::Unix(dir.join("app.sock"))
+                }
+            };
             binds.insert(
                 0,
                 Bind {
@@ -498,16 +526,17 @@ impl Backend for LocalDeploy<'_> {
             };
             let spec = sandbox.spec(app.web.commands.start.as_deref().unwrap_or_default());
             let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
-            log.line(format!("Starting app `{}` on port {port}", app.name));
+            log.line(format!("Starting app `{}` on {upstream}", app.name));
             let instance = Instance::spawn(spec, log_file)
                 .map(Arc::new)
                 .map_err(|error| format!("app `{}` could not start: {error}", app.name))?;
             let waiting = Instant::now();
+            let listen = match &upstream {
+                Upstream::Tcp(addr) => Listen::Tcp(*addr),
+                Upstream::Unix(path) => Listen::Unix(path.clone()),
+            };
             let ready = instance
-                .wait_ready(
-                    SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                    settings.app_start_timeout,
-                )
+                .wait_ready(listen, settings.app_start_timeout)
                 .await;
             if ready.is_ok() {
                 log.line(format!(
@@ -518,7 +547,7 @@ impl Backend for LocalDeploy<'_> {
             }
             self.started.push(RunningApp {
                 name: app.name.clone(),
-                port,
+                upstream,
                 instance,
             });
             ready.map_err(|error| format!("app `{}`: {error}", app.name))?;
@@ -595,8 +624,12 @@ impl Backend for LocalDeploy<'_> {
     async fn stop_previous(&mut self) -> Outcome {
         if let Some(previous) = self.previous.take() {
             for app in &previous.apps {
-                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, app.port));
-                if !self.platform.router.drained(addr, DRAIN_TIMEOUT).await {
+                if !self
+                    .platform
+                    .router
+                    .drained(app.upstream.clone(), DRAIN_TIMEOUT)
+                    .await
+                {
                     self.log.line(format!(
                         "W: the previous instance of `{}` still had requests in flight after {}s",
                         app.name,
@@ -609,6 +642,13 @@ impl Backend for LocalDeploy<'_> {
                 short(&previous.commit)
             ));
             stop_all(&previous.apps).await;
+            for app in &previous.apps {
+                if let Upstream::Unix(socket) = &app.upstream
+                    && let Some(dir) = socket.parent()
+                {
+                    let _ = tokio::fs::remove_dir_all(dir).await;
+                }
+            }
         }
         failpoint(self.mode, "previous-stopped");
         Ok(())
@@ -978,9 +1018,7 @@ fn router_entries(
     for route in &routes.routes {
         let target = match &route.kind {
             RouteKind::Upstream { app } => match apps.iter().find(|a| &a.name == app) {
-                Some(running) => {
-                    Target::Upstream(SocketAddr::from((Ipv4Addr::LOCALHOST, running.port)))
-                }
+                Some(running) => Target::Upstream(running.upstream.clone()),
                 None => continue,
             },
             RouteKind::Redirect { to } => Target::Redirect {
@@ -1011,6 +1049,22 @@ async fn stop_all(apps: &[RunningApp]) {
 /// `s` as one single-quoted shell word.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Sets a variable of a sandbox's environment, replacing one of the same name.
+fn sandbox_vars_push(vars: &mut Vec<(String, String)>, name: &str, value: &str) {
+    vars.retain(|(n, _)| n != name);
+    vars.push((name.to_string(), value.to_string()));
+}
+
+/// An empty directory at `dir`, whatever was there.
+async fn recreate_dir(dir: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    tokio::fs::create_dir_all(dir).await
 }
 
 async fn write_file(path: &Path, contents: &str) -> std::io::Result<()> {

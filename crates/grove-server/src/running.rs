@@ -19,7 +19,8 @@ pub struct RunningEnvironment {
 
 pub struct RunningApp {
     pub name: String,
-    pub port: u16,
+    /// Where it accepts requests (`$PORT` or `$SOCKET`).
+    pub upstream: grove_router::Upstream,
     pub instance: Arc<Instance>,
 }
 

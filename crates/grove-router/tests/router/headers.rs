@@ -77,7 +77,7 @@ async fn router() -> (RouteTable, Router, Echo, Echo) {
         vec![RouteEntry {
             host: OTHER.into(),
             path: "/".into(),
-            target: Target::Upstream(other.addr),
+            target: Target::Upstream(other.addr.into()),
         }],
     );
     let router = Router::start(&table).await;

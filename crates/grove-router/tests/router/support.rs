@@ -28,7 +28,7 @@ pub fn entries(addr: SocketAddr) -> Vec<RouteEntry> {
     vec![RouteEntry {
         host: HOST.into(),
         path: "/".into(),
-        target: Target::Upstream(addr),
+        target: Target::Upstream(addr.into()),
     }]
 }
 

@@ -119,3 +119,48 @@ fn dependencies_and_the_default_flavor_build_a_node_app_unchanged() {
     let served = curl_json(&primary_url_of(&server, "main"));
     assert_eq!(served["ms"], 172_800_000, "{served}");
 }
+
+#[test]
+fn an_app_on_a_unix_socket_is_served() {
+    let server = crate::support::Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = crate::support::Work::example();
+    // A gunicorn-style app: `socket_family: unix`, listening on `$SOCKET`.
+    work.write(
+        "app.py",
+        "import json, os, socketserver\nfrom http.server import BaseHTTPRequestHandler\n\n\
+         class Handler(BaseHTTPRequestHandler):\n    \
+         def do_GET(self):\n        \
+         body = json.dumps({'socket': os.environ['SOCKET'], 'path': self.path}).encode()\n        \
+         self.send_response(200)\n        \
+         self.send_header('Content-Type', 'application/json')\n        \
+         self.send_header('Content-Length', str(len(body)))\n        \
+         self.end_headers()\n        \
+         self.wfile.write(body)\n\n    \
+         def log_message(self, *args):\n        \
+         pass\n\n\
+         class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):\n    \
+         pass\n\n\
+         Server(os.environ['SOCKET'], Handler).serve_forever()\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nweb:\n  upstream:\n    socket_family: unix\n  \
+         commands:\n    start: python3 app.py\n",
+    );
+    work.commit("unix socket");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    let url = primary_url_of(&server, "main");
+    let served = curl_json(&format!("{url}hello?x=1"));
+    assert_eq!(served["path"], "/hello?x=1", "{served}");
+    assert!(
+        served["socket"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(".sock")),
+        "{served}"
+    );
+    // A redeploy moves it to a new socket without a gap.
+    server.cli_ok(&["environment:redeploy", "-p", "shop", "-e", "main"]);
+    assert_eq!(curl_json(&url)["path"], "/");
+}

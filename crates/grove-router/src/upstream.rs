@@ -1,0 +1,196 @@
+//! Where an app instance listens: a TCP address (`$PORT`) or a unix socket (`$SOCKET`,
+//! `web.upstream.socket_family: unix`), and the connector that reaches either.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+
+/// An app instance's listening address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    Tcp(SocketAddr),
+    /// A unix socket, by its path on this host.
+    Unix(PathBuf),
+}
+
+impl From<SocketAddr> for Upstream {
+    fn from(addr: SocketAddr) -> Upstream {
+        Upstream::Tcp(addr)
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Tcp(addr) => write!(f, "{addr}"),
+            Upstream::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The suffix of the authority that carries a unix socket's path through a `Uri`: the
+/// client's connection pool keys on the authority, so each socket gets its own.
+const UNIX_SUFFIX: &str = ".unix-socket";
+/// Hex characters per DNS-style label of that authority.
+const LABEL: usize = 60;
+
+impl Upstream {
+    /// The authority a request to this upstream is sent to.
+    pub(crate) fn authority(&self) -> String {
+        match self {
+            Upstream::Tcp(addr) => addr.to_string(),
+            Upstream::Unix(path) => {
+                let hex: String = path
+                    .as_os_str()
+                    .as_encoded_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let labels: Vec<&str> = hex
+                    .as_bytes()
+                    .chunks(LABEL)
+                    .filter_map(|c| std::str::from_utf8(c).ok())
+                    .collect();
+                format!("{}{UNIX_SUFFIX}", labels.join("."))
+            }
+        }
+    }
+}
+
+/// The unix socket path an authority made by [`Upstream::authority`] carries.
+fn unix_path(host: &str) -> Option<PathBuf> {
+    let hex: String = host.strip_suffix(UNIX_SUFFIX)?.replace('.', "");
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    Some(PathBuf::from(text))
+}
+
+/// Connects to TCP upstreams like hyper's `HttpConnector` and to unix-socket ones.
+#[derive(Clone)]
+pub(crate) struct UpstreamConnector {
+    http: HttpConnector,
+}
+
+impl UpstreamConnector {
+    pub(crate) fn new() -> UpstreamConnector {
+        UpstreamConnector {
+            http: HttpConnector::new(),
+        }
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<UpstreamStream>> + Send>>;
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = UpstreamStream;
+    type Error = io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tower_service::Service::<Uri>::poll_ready(&mut self.http, cx).map_err(io::Error::other)
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        if let Some(path) = uri.host().and_then(unix_path) {
+            return Box::pin(async move { connect_unix(&path).await });
+        }
+        let connecting = tower_service::Service::<Uri>::call(&mut self.http, uri);
+        Box::pin(async move {
+            connecting
+                .await
+                .map(UpstreamStream::Tcp)
+                .map_err(io::Error::other)
+        })
+    }
+}
+
+async fn connect_unix(path: &Path) -> io::Result<UpstreamStream> {
+    let stream = tokio::net::UnixStream::connect(path).await?;
+    Ok(UpstreamStream::Unix(TokioIo::new(stream)))
+}
+
+/// A connection to an upstream, over TCP or a unix socket.
+pub(crate) enum UpstreamStream {
+    Tcp(TokioIo<tokio::net::TcpStream>),
+    Unix(TokioIo<tokio::net::UnixStream>),
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamStream::Tcp(stream) => stream.connected(),
+            UpstreamStream::Unix(_) => Connected::new(),
+        }
+    }
+}
+
+impl Read for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_path_survives_the_authority() {
+        for path in [
+            "/run/app.sock",
+            "/tmp/.tmpAbC123/data/tmp/shop/feature-x/run/app-41327/app.sock",
+        ] {
+            let upstream = Upstream::Unix(PathBuf::from(path));
+            let authority = upstream.authority();
+            let uri: Uri = format!("http://{authority}/a?b").parse().expect("a URI");
+            assert_eq!(uri.host().and_then(unix_path), Some(PathBuf::from(path)));
+        }
+        assert_eq!(unix_path("127.0.0.1"), None);
+    }
+}
