@@ -1,6 +1,7 @@
 //! The grove server: wires the store, git, the runtime, the router and the HTTP API
 //! together and runs them until shut down.
 
+mod access;
 mod activity;
 mod api;
 mod auth;
@@ -15,6 +16,7 @@ mod owners;
 mod platform;
 mod services;
 mod tree;
+mod users;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
