@@ -22,8 +22,77 @@ pub mod paths {
     pub const ACTIVITIES: &str = "/api/projects/{project}/activities";
     pub const ACTIVITY: &str = "/api/projects/{project}/activities/{activity}";
     pub const ACTIVITY_LOG: &str = "/api/projects/{project}/activities/{activity}/log";
+    /// The project's users and their roles (project admins only).
+    pub const PROJECT_USERS: &str = "/api/projects/{project}/users";
+    /// One user of the project, by email or id.
+    pub const PROJECT_USER: &str = "/api/projects/{project}/users/{user}";
+    /// The caller's own API tokens.
+    pub const TOKENS: &str = "/api/me/tokens";
+    pub const TOKEN: &str = "/api/me/tokens/{token}";
     /// Called by the git pre-receive hook that the server installs in every repository.
     pub const HOOK_PRE_RECEIVE: &str = "/internal/hooks/pre-receive";
+}
+
+/// A header that marks a request as coming from a program rather than from a web form.
+/// State-changing requests (POST, PATCH, PUT, DELETE) need it or a JSON content type:
+/// a browser sends neither cross-origin without a CORS preflight, which Grove never
+/// grants, so a page elsewhere cannot make a logged-in browser change anything.
+pub const CLIENT_HEADER: &str = "x-grove-client";
+
+/// `user:add`: gives a user (created if new) a role in the project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddProjectUser {
+    pub email: String,
+    /// `admin` or `viewer` (the default).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Roles by environment type (`production`, `staging`, `development`):
+    /// `admin`, `contributor`, `viewer`, or `none`. A project viewer added without any
+    /// gets `viewer` on every type.
+    #[serde(default)]
+    pub environment_types: std::collections::BTreeMap<String, String>,
+}
+
+/// `user:update`: changes the project role and/or some environment type roles (`none`
+/// takes one away); types not named keep their role.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct UpdateProjectUser {
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub environment_types: std::collections::BTreeMap<String, String>,
+}
+
+/// A user's access to a project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectUser {
+    pub id: i64,
+    pub email: String,
+    pub project: String,
+    /// `admin` or `viewer`.
+    pub role: String,
+    /// Roles by environment type; a project admin is admin on every type.
+    pub environment_types: std::collections::BTreeMap<String, String>,
+    pub created_at: String,
+    /// The new user's first API token, shown once, when `user:add` created the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateToken {
+    pub name: String,
+}
+
+/// An API token of the caller. The secret is only ever shown in the answer to its
+/// creation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Token {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +291,9 @@ pub enum ErrorKind {
     UserInput,
     /// The request needs a valid API token (401).
     Unauthorized,
+    /// The token's user lacks the role the request needs, or the request is a
+    /// cross-origin form post (403).
+    Forbidden,
     /// What the request names does not exist (404).
     NotFound,
     /// The request is valid but the current state does not allow it (409).
@@ -238,6 +310,7 @@ impl ErrorKind {
         match self {
             ErrorKind::UserInput => "user_input",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unavailable => "unavailable",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use grove_api::{ErrorKind, paths};
 use grove_store::{ActivityRow, EnvironmentRow, ProjectRow, UserRow};
 use serde::Deserialize;
 
+use crate::access::{self, Action};
 use crate::auth;
 use crate::error::Error;
 use crate::ndjson::push_json_line;
@@ -41,11 +42,31 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route(paths::ACTIVITIES, get(list_activities))
         .route(paths::ACTIVITY, get(get_activity))
         .route(paths::ACTIVITY_LOG, get(activity_log))
+        .route(
+            paths::PROJECT_USERS,
+            get(crate::users::list).post(crate::users::add),
+        )
+        .route(
+            paths::PROJECT_USER,
+            get(crate::users::get)
+                .patch(crate::users::update)
+                .delete(crate::users::remove),
+        )
+        .route(
+            paths::TOKENS,
+            get(crate::users::list_tokens).post(crate::users::create_token),
+        )
+        .route(
+            paths::TOKEN,
+            axum::routing::delete(crate::users::delete_token),
+        )
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
             platform.clone(),
             require_token,
-        ));
+        ))
+        // Outermost: a forged form post is refused before anything looks at it.
+        .layer(axum::middleware::from_fn(refuse_cross_origin_forms));
     Router::new()
         .route(paths::HOOK_PRE_RECEIVE, post(crate::git_http::pre_receive))
         .merge(api)
@@ -60,6 +81,7 @@ impl IntoResponse for Error {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::UserInput => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -101,6 +123,46 @@ async fn require_token(
     }
 }
 
+/// State-changing requests need a JSON body or Grove's client header, neither of which
+/// a web page elsewhere can send without a CORS preflight (never granted): so a browser
+/// holding credentials for Grove cannot be made to post a form to it. Git's smart-HTTP
+/// posts are exempt: git sends its own content types, and a form cannot speak its
+/// protocol.
+async fn refuse_cross_origin_forms(request: Request, next: Next) -> Response {
+    if is_forgeable(request.method(), request.uri().path(), request.headers()) {
+        return Error::Forbidden(format!(
+            "{} {} refused: state-changing requests need `Content-Type: application/json` \
+             or an `{}` header (cross-origin form posts are not accepted)",
+            request.method(),
+            request.uri().path(),
+            grove_api::CLIENT_HEADER
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn is_forgeable(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    let changes_state = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(method);
+    if !changes_state || is_git_smart_http_post(path) {
+        return false;
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    let client = headers
+        .get(grove_api::CLIENT_HEADER)
+        .is_some_and(|v| !v.is_empty());
+    !(json || client)
+}
+
+fn is_git_smart_http_post(path: &str) -> bool {
+    path.split_once(".git/")
+        .is_some_and(|(_, rest)| rest == "git-receive-pack" || rest == "git-upload-pack")
+}
+
 fn authenticate(platform: &Platform, headers: &HeaderMap) -> Result<UserRow, Error> {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -113,11 +175,11 @@ fn authenticate(platform: &Platform, headers: &HeaderMap) -> Result<UserRow, Err
         .ok_or(Error::Unauthorized)
 }
 
-type ApiResult<T> = Result<T, Error>;
+pub(crate) type ApiResult<T> = Result<T, Error>;
 
 /// A JSON request body. A body that is not JSON or not of the expected shape is the
 /// client's mistake, answered with the same typed error body as every other error.
-struct JsonBody<T>(T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
@@ -130,15 +192,29 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-async fn list_projects(State(p): State<Arc<Platform>>) -> ApiResult<Json<Vec<grove_api::Project>>> {
-    let rows = p.store.projects()?;
+async fn list_projects(
+    State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
+) -> ApiResult<Json<Vec<grove_api::Project>>> {
+    let rows = if access::is_platform_admin(&user) {
+        p.store.projects()?
+    } else {
+        p.store.projects_of_user(user.id)?
+    };
     Ok(Json(rows.iter().map(|r| project_dto(&p, r)).collect()))
 }
 
 async fn create_project(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     JsonBody(body): JsonBody<grove_api::CreateProject>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Project>)> {
+    if !access::is_platform_admin(&user) {
+        return Err(Error::Forbidden(format!(
+            "creating projects needs a platform admin; `{}` is not one",
+            user.name
+        )));
+    }
     let row = p.create_project(
         &body.name,
         body.title.as_deref(),
@@ -151,32 +227,44 @@ async fn create_project(
 
 async fn get_project(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path(project): Path<String>,
 ) -> ApiResult<Json<grove_api::Project>> {
-    Ok(Json(project_dto(&p, &p.project(&project)?)))
+    let access = access::project(&p, &user, &project)?;
+    Ok(Json(project_dto(&p, &access.project)))
 }
 
+/// The environments the user may see.
 async fn list_environments(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path(project): Path<String>,
 ) -> ApiResult<Json<Vec<grove_api::Environment>>> {
-    p.project(&project)?;
+    let access = access::project(&p, &user, &project)?;
     let rows = p.store.environments(&project)?;
-    Ok(Json(rows.iter().map(|r| environment_dto(&p, r)).collect()))
+    Ok(Json(
+        rows.iter()
+            .filter(|r| access.can(&r.kind, Action::View))
+            .map(|r| environment_dto(&p, r))
+            .collect(),
+    ))
 }
 
 async fn get_environment(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, env)): Path<(String, String)>,
 ) -> ApiResult<Json<grove_api::Environment>> {
-    Ok(Json(environment_dto(&p, &p.environment(&project, &env)?)))
+    let (_, env) = access::authorize_environment(&p, &user, &project, &env, Action::View)?;
+    Ok(Json(environment_dto(&p, &env)))
 }
 
 async fn environment_routes(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, env)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<grove_api::Route>>> {
-    let env = p.environment(&project, &env)?;
+    let (_, env) = access::authorize_environment(&p, &user, &project, &env, Action::View)?;
     let Some(routes) = p.environment_routes(&project, &env.name) else {
         return Ok(Json(Vec::new()));
     };
@@ -213,9 +301,11 @@ struct DeleteQuery {
 
 async fn delete_environment(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, env)): Path<(String, String)>,
     Query(query): Query<DeleteQuery>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    access::authorize_environment(&p, &user, &project, &env, Action::Delete)?;
     let id = p.delete(&project, &env, query.delete_branch)?;
     activity_accepted(&p, &id)
 }
@@ -223,8 +313,28 @@ async fn delete_environment(
 async fn environment_action(
     State(p): State<Arc<Platform>>,
     Path((project, env, action)): Path<(String, String, String)>,
-    Extension(_user): Extension<UserRow>,
+    Extension(user): Extension<UserRow>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    let needs = match action.as_str() {
+        "activate" => Some(Action::Activate),
+        "deactivate" => Some(Action::Deactivate),
+        "redeploy" => Some(Action::Redeploy),
+        _ => None,
+    };
+    if let Some(needs) = needs {
+        access::authorize_environment(&p, &user, &project, &env, needs)?;
+    } else if action == "merge" {
+        // Merging changes the parent: it needs admin there, and sight of the child.
+        let (access, child) =
+            access::authorize_environment(&p, &user, &project, &env, Action::View)?;
+        let target = match &child.parent {
+            Some(parent) => p.environment(&project, parent)?.kind,
+            None => child.kind,
+        };
+        access.allow(&target, Action::MergeInto)?;
+    } else {
+        access::project(&p, &user, &project)?;
+    }
     let id = match action.as_str() {
         "activate" => p.activate(&project, &env)?,
         "deactivate" => p.deactivate(&project, &env)?,
@@ -242,9 +352,17 @@ async fn environment_action(
 
 async fn branch_environment(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, parent)): Path<(String, String)>,
     JsonBody(body): JsonBody<grove_api::BranchEnvironment>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    // Branching reads the parent and creates an environment of the new type; a type
+    // that cannot be created is refused by the operation with its own message.
+    let (access, _) = access::authorize_environment(&p, &user, &project, &parent, Action::View)?;
+    let kind = body.kind.as_deref().unwrap_or("development");
+    if crate::platform::ENVIRONMENT_TYPES.contains(&kind) && kind != "production" {
+        access.allow(kind, Action::Branch)?;
+    }
     let id = p.branch(
         &project,
         crate::tree::BranchRequest {
@@ -260,9 +378,16 @@ async fn branch_environment(
 
 async fn synchronize_environment(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, env)): Path<(String, String)>,
     JsonBody(body): JsonBody<grove_api::SynchronizeEnvironment>,
 ) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    // It changes the environment, from what its parent has.
+    let (access, child) =
+        access::authorize_environment(&p, &user, &project, &env, Action::Synchronize)?;
+    if let Some(parent) = &child.parent {
+        access.allow(&p.environment(&project, parent)?.kind, Action::View)?;
+    }
     let id = p.synchronize(
         &project,
         &env,
@@ -277,9 +402,16 @@ async fn synchronize_environment(
 
 async fn update_environment(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, env)): Path<(String, String)>,
     JsonBody(body): JsonBody<grove_api::UpdateEnvironment>,
 ) -> ApiResult<Json<grove_api::Environment>> {
+    let (access, _) = access::authorize_environment(&p, &user, &project, &env, Action::Configure)?;
+    if body.property == "type" && crate::platform::ENVIRONMENT_TYPES.contains(&body.value.as_str())
+    {
+        // Moving an environment to a type is like creating one there.
+        access.allow(&body.value, Action::Configure)?;
+    }
     let row = p.set_environment_property(&project, &env, &body.property, &body.value)?;
     Ok(Json(environment_dto(&p, &row)))
 }
@@ -298,36 +430,80 @@ struct ActivitiesQuery {
     limit: Option<u32>,
 }
 
+/// The activities of the environments the user may see (and the project's own).
 async fn list_activities(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path(project): Path<String>,
     Query(query): Query<ActivitiesQuery>,
 ) -> ApiResult<Json<Vec<grove_api::Activity>>> {
-    p.project(&project)?;
+    let access = access::project(&p, &user, &project)?;
     let env = match &query.environment {
-        Some(name) => Some(p.environment(&project, name)?.name),
+        Some(name) => Some(
+            access::authorize_environment(&p, &user, &project, name, Action::View)?
+                .1
+                .name,
+        ),
         None => None,
     };
+    let kinds: std::collections::HashMap<String, String> = p
+        .store
+        .environments(&project)?
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
     let rows = p.store.activities(
         &project,
         env.as_deref(),
         query.limit.unwrap_or(50).min(1000),
     )?;
-    Ok(Json(rows.iter().map(activity_dto).collect()))
+    Ok(Json(
+        rows.iter()
+            .filter(|a| activity_visible(&access, &kinds, a))
+            .map(activity_dto)
+            .collect(),
+    ))
+}
+
+/// An activity of an environment is seen by whoever sees the environment; one of the
+/// project (or of an environment since deleted) by every member.
+fn activity_visible(
+    access: &access::Access,
+    kinds: &std::collections::HashMap<String, String>,
+    activity: &ActivityRow,
+) -> bool {
+    match activity.environment.as_ref().and_then(|e| kinds.get(e)) {
+        Some(kind) => access.can(kind, Action::View),
+        None => true,
+    }
 }
 
 async fn get_activity(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult<Json<grove_api::Activity>> {
-    Ok(Json(activity_dto(&find_activity(&p, &project, &id)?)))
+    Ok(Json(activity_dto(&find_activity(
+        &p, &user, &project, &id,
+    )?)))
 }
 
-fn find_activity(p: &Platform, project: &str, id: &str) -> ApiResult<ActivityRow> {
-    p.store
+fn find_activity(p: &Platform, user: &UserRow, project: &str, id: &str) -> ApiResult<ActivityRow> {
+    let access = access::project(p, user, project)?;
+    let activity = p
+        .store
         .activity(id)?
         .filter(|a| a.project == project)
-        .ok_or_else(|| Error::NotFound(format!("no activity `{id}` in project `{project}`")))
+        .ok_or_else(|| Error::NotFound(format!("no activity `{id}` in project `{project}`")))?;
+    if let Some(env) = activity
+        .environment
+        .as_ref()
+        .and_then(|e| p.store.environment(project, e).ok().flatten())
+        .filter(|e| activity.environment.as_ref() == Some(&e.name))
+    {
+        access.allow(&env.kind, Action::View)?;
+    }
+    Ok(activity)
 }
 
 #[derive(Deserialize)]
@@ -342,10 +518,11 @@ struct LogQuery {
 /// stays open until the activity completes.
 async fn activity_log(
     State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
     Path((project, id)): Path<(String, String)>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    find_activity(&p, &project, &id)?;
+    find_activity(&p, &user, &project, &id)?;
     let wake = p.logs.subscribe(&id);
     let state = LogFollow {
         platform: p.clone(),
@@ -507,5 +684,65 @@ fn activity_dto(row: &ActivityRow) -> grove_api::Activity {
         created_at: row.created_at.clone(),
         started_at: row.started_at.clone(),
         completed_at: row.completed_at.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(method: Method, path: &str, headers: &[(&str, &str)], forgeable: bool) {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        assert_eq!(
+            is_forgeable(&method, path, &map),
+            forgeable,
+            "{method} {path} {headers:?}"
+        );
+    }
+
+    #[test]
+    fn only_programs_change_state() {
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        check(Method::POST, "/api/projects", &[form], true);
+        check(
+            Method::POST,
+            "/api/projects/p/environments/e/redeploy",
+            &[],
+            true,
+        );
+        check(Method::DELETE, "/api/projects/p/environments/e", &[], true);
+        check(
+            Method::PATCH,
+            "/api/projects/p/environments/e",
+            &[("content-type", "text/plain")],
+            true,
+        );
+        check(
+            Method::POST,
+            "/api/projects",
+            &[("content-type", "application/json; charset=utf-8")],
+            false,
+        );
+        check(
+            Method::POST,
+            "/api/projects/p/environments/e/redeploy",
+            &[("x-grove-client", "cli")],
+            false,
+        );
+        check(Method::GET, "/api/projects", &[], false);
+        check(
+            Method::POST,
+            "/shop.git/git-receive-pack",
+            &[("content-type", "application/x-git-receive-pack-request")],
+            false,
+        );
+        check(Method::POST, "/shop.git/git-upload-pack", &[], false);
+        check(Method::POST, "/shop.git/other", &[], true);
     }
 }

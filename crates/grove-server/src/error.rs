@@ -20,6 +20,10 @@ pub enum Error {
     Invalid(String),
     #[error("authentication required: send an API token as `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// The user lacks the role the request needs (the message names it), or the
+    /// request is one a web page could forge.
+    #[error("{0}")]
+    Forbidden(String),
     /// Something Grove depends on is unavailable right now (disk full, a host resource
     /// exhausted); the same request may work later.
     #[error("{0}")]
@@ -38,6 +42,7 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Invalid(_) => ErrorKind::UserInput,
             Error::Unauthorized => ErrorKind::Unauthorized,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Platform,
         }

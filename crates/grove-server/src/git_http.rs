@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
+use crate::access::{self, Action};
 use crate::auth;
 use crate::error::Error;
 use crate::ndjson::push_json_line;
@@ -31,13 +32,34 @@ pub async fn serve(
     let Some((project, _)) = path.strip_prefix('/').and_then(|p| p.split_once(".git/")) else {
         return Error::NotFound(format!("nothing at {path}")).into_response();
     };
-    if let Err(error) = platform.project(project) {
-        return error.into_response();
+    // Fetching needs a role in the project (without one it does not exist); pushing a
+    // contributor role somewhere, and each pushed ref is checked against the type of its
+    // environment by the pre-receive hook, once git has the refs.
+    let access = match access::project(&platform, &user, project) {
+        Ok(access) => access,
+        Err(error) => return error.into_response(),
+    };
+    if is_push(&request) && !access.may_push_somewhere() {
+        return Error::Forbidden(format!(
+            "pushing to project `{project}` needs the `contributor` role on an environment \
+             type; `{}` has none",
+            user.name
+        ))
+        .into_response();
     }
     match cgi(&platform, &user, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
+}
+
+/// Both steps of a push: the ref advertisement and the pack.
+fn is_push(request: &Request) -> bool {
+    request.uri().path().ends_with("/git-receive-pack")
+        || request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair == "service=git-receive-pack"))
 }
 
 async fn cgi(platform: &Platform, user: &UserRow, request: Request) -> Result<Response, Error> {
@@ -179,6 +201,18 @@ pub async fn pre_receive(
     if !auth::same_secret(&token, &platform.hook_secret) {
         return Error::Unauthorized.into_response();
     }
+    if let Err(refusal) = authorize_push(&platform, &push).await {
+        let mut out = String::new();
+        push_json_line(
+            &mut out,
+            &serde_json::json!({ "message": format!("E: {refusal}") }),
+        );
+        push_json_line(&mut out, &serde_json::json!({ "result": "failure" }));
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .body(Body::from(out))
+            .unwrap_or_else(|e| Error::Internal(e.to_string()).into_response());
+    }
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<bool>();
     let worker = platform.clone();
@@ -206,4 +240,81 @@ pub async fn pre_receive(
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|e| Error::Internal(e.to_string()).into_response())
+}
+
+/// Checks every ref of a push against the pusher's role on the type of the environment
+/// it lands in: an existing environment's type, or for a new branch the type it will get
+/// (production for the project's first `main`/`master`, else `environment.type` or
+/// development). Pushing needs `contributor`; deleting a branch (which deletes its
+/// environment) and rewriting one (a force push) need `admin`.
+async fn authorize_push(
+    platform: &Arc<Platform>,
+    push: &grove_api::PreReceive,
+) -> Result<(), Error> {
+    let user = push
+        .user
+        .as_deref()
+        .and_then(|name| platform.store.user_by_name(name).ok().flatten())
+        .ok_or_else(|| Error::Forbidden("this push has no known user".into()))?;
+    let access = access::project(platform, &user, &push.project)?;
+    let options = grove_git::PushOptions::parse(&push.push_options);
+    let mut default_branch = access.project.default_branch.clone();
+    for update in &push.updates {
+        let Some(branch) = update.name.strip_prefix("refs/heads/") else {
+            continue;
+        };
+        let existing = platform
+            .store
+            .environment(&push.project, branch)?
+            .filter(|env| env.name == branch);
+        let kind = match &existing {
+            Some(env) => env.kind.clone(),
+            None => {
+                if default_branch.is_none() && (branch == "main" || branch == "master") {
+                    default_branch = Some(branch.to_string());
+                }
+                if default_branch.as_deref() == Some(branch) {
+                    "production".to_string()
+                } else {
+                    options.kind.clone().unwrap_or_else(|| "development".into())
+                }
+            }
+        };
+        if !crate::platform::ENVIRONMENT_TYPES.contains(&kind.as_str()) {
+            // The push is refused for its invalid type, with its own message.
+            continue;
+        }
+        let action = if update.new == grove_git::ZERO_ID {
+            Action::DeleteByPush
+        } else if update.old != grove_git::ZERO_ID
+            && !is_fast_forward(platform, push, &update.old, &update.new).await
+        {
+            Action::ForcePush
+        } else {
+            Action::Push
+        };
+        access.allow(&kind, action).map_err(|e| match e {
+            Error::Forbidden(message) => Error::Forbidden(format!("`{branch}`: {message}")),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `new` contains `old`, read with the push's quarantine (the pushed objects are
+/// not in the repository yet).
+async fn is_fast_forward(
+    platform: &Arc<Platform>,
+    push: &grove_api::PreReceive,
+    old: &str,
+    new: &str,
+) -> bool {
+    let repo = platform
+        .settings
+        .repository(&push.project)
+        .with_env(push.git_env.clone());
+    let (old, new) = (old.to_string(), new.to_string());
+    tokio::task::spawn_blocking(move || repo.is_ancestor(&old, &new).unwrap_or(false))
+        .await
+        .unwrap_or(false)
 }

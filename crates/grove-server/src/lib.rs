@@ -1,6 +1,7 @@
 //! The grove server: wires the store, git, the runtime, the router and the HTTP API
 //! together and runs them until shut down.
 
+mod access;
 mod activity;
 mod api;
 mod auth;
@@ -18,6 +19,7 @@ mod running;
 mod services;
 mod state;
 mod tree;
+mod users;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

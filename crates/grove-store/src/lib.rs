@@ -10,6 +10,7 @@
 //! writes, are best appended through a [`LogWriter`], which batches them on its own
 //! thread.
 
+mod access;
 mod logs;
 mod migrations;
 mod time;
@@ -24,6 +25,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
+pub use access::{
+    AddedUser, EnvironmentRole, PLATFORM_ADMIN, PLATFORM_USER, ProjectAccessRow, ProjectRole,
+    TokenRow,
+};
 pub use logs::LogWriter;
 pub use time::timestamp_now;
 

@@ -93,4 +93,38 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE deployments ADD COLUMN desired TEXT;
     "#,
+    // 5: users have a role per project (`admin`, `viewer`) and, below it, per
+    // environment type (`admin`, `contributor`, `viewer`); tokens get an id by which
+    // their owner lists and deletes them.
+    r#"
+    CREATE TABLE project_access (
+        project    TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project, user_id)
+    );
+    CREATE INDEX project_access_by_user ON project_access(user_id);
+    CREATE TABLE environment_type_access (
+        project  TEXT NOT NULL,
+        user_id  INTEGER NOT NULL,
+        type     TEXT NOT NULL,
+        role     TEXT NOT NULL,
+        PRIMARY KEY (project, user_id, type),
+        FOREIGN KEY (project, user_id) REFERENCES project_access(project, user_id)
+            ON DELETE CASCADE
+    );
+    CREATE TABLE api_tokens_with_id (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash       TEXT NOT NULL UNIQUE,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO api_tokens_with_id (hash, user_id, name, created_at)
+        SELECT hash, user_id, name, created_at FROM api_tokens ORDER BY created_at, rowid;
+    DROP TABLE api_tokens;
+    ALTER TABLE api_tokens_with_id RENAME TO api_tokens;
+    CREATE INDEX api_tokens_by_user ON api_tokens(user_id);
+    "#,
 ];

@@ -430,3 +430,62 @@ fn the_writer_stores_what_was_queued_when_the_last_handle_is_dropped() {
     block_on(async { while woken.changed().await.is_ok() {} });
     assert_eq!(messages(&s, "a1").len(), 1000);
 }
+
+#[test]
+fn project_roles_replace_and_go_with_their_project_access() {
+    use std::collections::BTreeMap;
+    let s = store();
+    s.insert_project(&ProjectRow {
+        id: "shop".into(),
+        title: "shop".into(),
+        default_branch: None,
+        entropy: "e".into(),
+        created_at: "t".into(),
+        plan: "development".into(),
+        integration_limit: 2,
+        development_crons: true,
+    })
+    .expect("project");
+    let types = BTreeMap::from([
+        ("development".to_string(), EnvironmentRole::Contributor),
+        ("staging".to_string(), EnvironmentRole::Viewer),
+    ]);
+    let added = s
+        .add_project_user("shop", "a@example.com", ProjectRole::Viewer, &types, "h1")
+        .expect("add");
+    assert!(added.created);
+    assert_eq!(added.access.types, types);
+    assert_eq!(added.access.user.role, PLATFORM_USER);
+    let user = s.user_by_token_hash("h1").expect("q").expect("first token");
+    assert_eq!(user.name, "a@example.com");
+    assert_eq!(s.projects_of_user(user.id).expect("projects").len(), 1);
+
+    // Added again: the same user, roles replaced, no second token.
+    let again = s
+        .add_project_user(
+            "shop",
+            "a@example.com",
+            ProjectRole::Admin,
+            &BTreeMap::new(),
+            "h2",
+        )
+        .expect("add again");
+    assert!(!again.created);
+    assert_eq!(again.access.role, ProjectRole::Admin);
+    assert!(again.access.types.is_empty());
+    assert!(s.user_by_token_hash("h2").expect("q").is_none());
+
+    let token = s.create_token(user.id, "ci", "h3").expect("token");
+    assert_eq!(s.tokens(user.id).expect("tokens").len(), 2);
+    assert!(!s.delete_token(user.id + 1, token.id).expect("not theirs"));
+    assert!(s.delete_token(user.id, token.id).expect("delete"));
+    assert!(s.user_by_token_hash("h3").expect("q").is_none());
+
+    assert!(s.remove_project_user("shop", user.id).expect("remove"));
+    assert!(s.project_access("shop", user.id).expect("q").is_none());
+    assert!(s.project_users("shop").expect("users").is_empty());
+    assert!(
+        !s.set_project_access("shop", user.id, ProjectRole::Viewer, &types)
+            .expect("set")
+    );
+}

@@ -194,6 +194,75 @@ pub enum Client {
         target: Target,
         id: String,
     },
+    /// Give a user a role in a project, creating the user if new (its first API token is
+    /// printed once, as `token` with --format json).
+    #[command(name = "user:add")]
+    UserAdd {
+        email: String,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        /// The project role (`admin`, or `viewer` by default), or TYPE:ROLE for an
+        /// environment type (`production`, `staging`, `development`, or `%` for all)
+        /// with ROLE `admin`, `contributor`, `viewer` or `none`. Repeatable.
+        #[arg(short = 'r', long = "role")]
+        roles: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List a project's users and their roles.
+    #[command(name = "user:list", visible_alias = "users")]
+    UserList {
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a user's roles in a project.
+    #[command(name = "user:get")]
+    UserGet {
+        email: String,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Change a user's roles in a project (environment types not named keep theirs).
+    #[command(name = "user:update")]
+    UserUpdate {
+        email: String,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        /// As for user:add; `TYPE:none` takes a type's role away.
+        #[arg(short = 'r', long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Take a user's access to a project away.
+    #[command(name = "user:delete")]
+    UserDelete {
+        email: String,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+    },
+    /// Create an API token for yourself; it is printed once.
+    #[command(name = "auth:token-create")]
+    TokenCreate {
+        /// What the token is for (e.g. `ci`).
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List your API tokens (never their secrets).
+    #[command(name = "auth:token-list")]
+    TokenList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Delete one of your API tokens: it stops working at once.
+    #[command(name = "auth:token-delete")]
+    TokenDelete { id: String },
 }
 
 struct Api {
@@ -238,6 +307,10 @@ impl Api {
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request
             .bearer_auth(&self.token)
+            .header(
+                grove_api::CLIENT_HEADER,
+                concat!("grove-cli/", env!("CARGO_PKG_VERSION")),
+            )
             .send()
             .await
             .with_context(|| format!("cannot reach the grove server at {}", self.base))?;
@@ -650,6 +723,167 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 },
             )?;
         }
+        Client::UserAdd {
+            email,
+            project,
+            roles,
+            format,
+        } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            let (role, environment_types) = parse_roles(&roles)?;
+            let body = grove_api::AddProjectUser {
+                email,
+                role,
+                environment_types,
+            };
+            let user: grove_api::ProjectUser = api
+                .send(
+                    api.http
+                        .post(api.url(grove_api::paths::PROJECT_USERS, &[("project", &project)]))
+                        .json(&body),
+                )
+                .await?
+                .json()
+                .await?;
+            match format {
+                Format::Table => {
+                    println!("Added `{}` to project `{project}`.", user.email);
+                    print_user(&user);
+                    if let Some(token) = &user.token {
+                        println!("New user: its API token (shown only now) is\n{token}");
+                    }
+                }
+                _ => print_value(&user, format)?,
+            }
+        }
+        Client::UserList { project, format } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            let users: Vec<grove_api::ProjectUser> = api
+                .get(api.url(grove_api::paths::PROJECT_USERS, &[("project", &project)]))
+                .await?;
+            print_rows(
+                &users,
+                format,
+                &["EMAIL", "ROLE", "ENVIRONMENT TYPES"],
+                |u| vec![u.email.clone(), u.role.clone(), type_roles(u)],
+            )?;
+        }
+        Client::UserGet {
+            email,
+            project,
+            format,
+        } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            let user: grove_api::ProjectUser = api
+                .get(api.url(
+                    grove_api::paths::PROJECT_USER,
+                    &[("project", &project), ("user", &email)],
+                ))
+                .await?;
+            match format {
+                Format::Table => print_user(&user),
+                _ => print_value(&user, format)?,
+            }
+        }
+        Client::UserUpdate {
+            email,
+            project,
+            roles,
+            format,
+        } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            let (role, environment_types) = parse_roles(&roles)?;
+            let body = grove_api::UpdateProjectUser {
+                role,
+                environment_types,
+            };
+            let user: grove_api::ProjectUser = api
+                .send(
+                    api.http
+                        .patch(api.url(
+                            grove_api::paths::PROJECT_USER,
+                            &[("project", &project), ("user", &email)],
+                        ))
+                        .json(&body),
+                )
+                .await?
+                .json()
+                .await?;
+            match format {
+                Format::Table => print_user(&user),
+                _ => print_value(&user, format)?,
+            }
+        }
+        Client::UserDelete { email, project } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            api.send(api.http.delete(api.url(
+                grove_api::paths::PROJECT_USER,
+                &[("project", &project), ("user", &email)],
+            )))
+            .await?;
+            println!("Removed `{email}` from project `{project}`.");
+        }
+        Client::TokenCreate { name, format } => {
+            let token: grove_api::Token = api
+                .send(
+                    api.http
+                        .post(api.url(grove_api::paths::TOKENS, &[]))
+                        .json(&grove_api::CreateToken { name }),
+                )
+                .await?
+                .json()
+                .await?;
+            match format {
+                Format::Table => {
+                    eprintln!(
+                        "Created API token {} (`{}`); it is shown only now:",
+                        token.id, token.name
+                    );
+                    println!("{}", token.token.unwrap_or_default());
+                }
+                _ => print_value(&token, format)?,
+            }
+        }
+        Client::TokenList { format } => {
+            let tokens: Vec<grove_api::Token> =
+                api.get(api.url(grove_api::paths::TOKENS, &[])).await?;
+            print_rows(&tokens, format, &["ID", "NAME", "CREATED"], |t| {
+                vec![t.id.to_string(), t.name.clone(), t.created_at.clone()]
+            })?;
+        }
+        Client::TokenDelete { id } => {
+            api.send(
+                api.http
+                    .delete(api.url(grove_api::paths::TOKEN, &[("token", &id)])),
+            )
+            .await?;
+            println!("Deleted API token {id}.");
+        }
         Client::ActivityLog { target, id } => {
             let project = api.project(&target).await?;
             return Ok(if api.follow(&project, &id).await? {
@@ -678,6 +912,52 @@ async fn env_action(
         ],
     );
     api.operate(&project, api.http.post(url), wait).await
+}
+
+/// `--role` values: a project role (`admin`, `viewer`), or TYPE:ROLE for an environment
+/// type (`%` for every type). The server validates the names.
+fn parse_roles(
+    roles: &[String],
+) -> anyhow::Result<(Option<String>, std::collections::BTreeMap<String, String>)> {
+    const TYPES: [&str; 3] = ["production", "staging", "development"];
+    let mut project_role = None;
+    let mut types = std::collections::BTreeMap::new();
+    for role in roles {
+        match role.split_once(':') {
+            Some(("%", value)) => {
+                for kind in TYPES {
+                    types.insert(kind.to_string(), value.to_string());
+                }
+            }
+            Some((kind, value)) => {
+                types.insert(kind.to_string(), value.to_string());
+            }
+            None => {
+                if project_role.replace(role.clone()).is_some() {
+                    bail!(
+                        "give one project role (`admin` or `viewer`), and TYPE:ROLE for the rest"
+                    );
+                }
+            }
+        }
+    }
+    Ok((project_role, types))
+}
+
+fn type_roles(user: &grove_api::ProjectUser) -> String {
+    user.environment_types
+        .iter()
+        .map(|(kind, role)| format!("{kind}:{role}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_user(user: &grove_api::ProjectUser) {
+    println!("{:<20} {}", "email", user.email);
+    println!("{:<20} {}", "project role", user.role);
+    for (kind, role) in &user.environment_types {
+        println!("{kind:<20} {role}");
+    }
 }
 
 fn print_value<T: Serialize>(value: &T, format: Format) -> anyhow::Result<()> {

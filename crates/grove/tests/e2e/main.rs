@@ -2,6 +2,7 @@
 //! HTTP, and `curl` fetching what the router serves. Needs root (bubblewrap sandboxes)
 //! and the packages `scripts/test.sh` installs.
 
+mod access;
 mod core;
 mod crash;
 mod flood;
