@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::access::{self, Action};
 use crate::auth;
 use crate::error::Error;
+use crate::handlers::{ApiResult, JsonBody};
 use crate::ndjson::push_json_line;
 use crate::platform::Platform;
 
@@ -173,23 +174,6 @@ fn authenticate(platform: &Platform, headers: &HeaderMap) -> Result<UserRow, Err
         .store
         .user_by_token_hash(&auth::token_hash(&token))?
         .ok_or(Error::Unauthorized)
-}
-
-pub(crate) type ApiResult<T> = Result<T, Error>;
-
-/// A JSON request body. A body that is not JSON or not of the expected shape is the
-/// client's mistake, answered with the same typed error body as every other error.
-pub(crate) struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
-    type Rejection = Error;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
-        Json::<T>::from_request(request, state)
-            .await
-            .map(|Json(body)| JsonBody(body))
-            .map_err(|rejection| Error::Invalid(rejection.body_text()))
-    }
 }
 
 async fn list_projects(

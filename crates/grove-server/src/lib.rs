@@ -10,6 +10,7 @@ mod deploy;
 mod error;
 mod failpoint;
 mod git_http;
+mod handlers;
 mod lifecycle;
 mod names;
 mod ndjson;

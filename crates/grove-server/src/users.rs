@@ -10,9 +10,9 @@ use axum::{Extension, Json};
 use grove_store::{ProjectAccessRow, ProjectRole, UserRow};
 
 use crate::access;
-use crate::api::{ApiResult, JsonBody};
 use crate::auth;
 use crate::error::Error;
+use crate::handlers::{ApiResult, JsonBody};
 use crate::platform::Platform;
 
 pub async fn list(

@@ -1,0 +1,23 @@
+//! What the API's handlers share: their result type and the JSON body extractor.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+
+use crate::error::Error;
+
+pub(crate) type ApiResult<T> = Result<T, Error>;
+
+/// A JSON request body. A body that is not JSON or not of the expected shape is the
+/// client's mistake, answered with the same typed error body as every other error.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(body)| JsonBody(body))
+            .map_err(|rejection| Error::Invalid(rejection.body_text()))
+    }
+}
