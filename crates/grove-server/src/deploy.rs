@@ -567,7 +567,7 @@ async fn run_build_hook(
     spec.hostname = Some(app.name.clone());
     spec.tmp_dir = Some(tmp.to_path_buf());
     spec.binds.push(Bind {
-        source: cache.to_path_buf(),
+        source: cache.to_path_buf().into(),
         target: CACHE_DIR.to_string(),
         writable: true,
     });
