@@ -4,6 +4,7 @@
 
 mod core;
 mod crash;
+mod isolation;
 mod support;
 
 use support::{Server, Work, alive, curl, curl_json, descendants};
