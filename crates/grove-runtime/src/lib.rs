@@ -11,10 +11,13 @@
 //!
 //! - [`sandbox`]: what a sandboxed command sees ([`SandboxSpec`]) and the
 //!   `bwrap` command line that produces it.
+//! - [`beneath`]: directories beneath a root that apps write to (volumes,
+//!   builds), opened without following symlinks, for `--bind-fd`.
 //! - [`command`]: one-shot commands with streamed output and a timeout.
 //! - [`instance`]: supervised long-running processes with restart backoff.
 //! - [`catalog`]: which language runtimes this host really has.
 
+pub mod beneath;
 pub mod catalog;
 pub mod command;
 pub mod instance;
@@ -24,10 +27,11 @@ pub mod sandbox;
 
 use std::path::PathBuf;
 
+pub use beneath::BeneathError;
 pub use catalog::{CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog};
 pub use command::{CommandOutcome, run_command};
 pub use instance::{Instance, InstanceState, Listen};
-pub use sandbox::{Bind, SandboxSpec};
+pub use sandbox::{Bind, BindSource, SandboxSpec};
 
 /// What went wrong while running something in a sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,19 @@ pub enum RuntimeError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("mount {target}: {error} (beneath {})", root.display())]
+    MountSource {
+        target: String,
+        root: PathBuf,
+        #[source]
+        error: BeneathError,
+    },
+    #[error("mount point of {target}: {error}")]
+    MountPoint {
+        target: String,
+        #[source]
+        error: BeneathError,
     },
     #[error("could not read the output of the sandboxed command: {0}")]
     Output(#[source] std::io::Error),

@@ -7,12 +7,17 @@
 //! (apps listen on 127.0.0.1:PORT).
 
 use std::ffi::OsString;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use command_fds::{CommandFdExt, FdMapping};
+
 use crate::RuntimeError;
+use crate::beneath;
 
 /// `PATH` inside the sandbox unless the caller sets one.
 pub const DEFAULT_PATH: &str = "/app/.global/bin:/usr/local/bin:/usr/bin:/bin";
@@ -57,10 +62,81 @@ pub struct SandboxSpec {
 /// An extra mount: `source` on the host appears at `target` inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
-    pub source: PathBuf,
+    pub source: BindSource,
     pub target: String,
     pub writable: bool,
 }
+
+/// What a [`Bind`] shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSource {
+    /// A host path that only the platform writes to (the build cache, a service's
+    /// data directory), bound as it is.
+    Host(PathBuf),
+    /// The directory `path` beneath `root`, created when missing. Everything below
+    /// `root` is hostile (an environment's volume, written by its apps): `path` is
+    /// resolved without following any symlink and never outside `root`, and bwrap
+    /// binds the opened directory (`--bind-fd`), not its path, so the directory
+    /// cannot be swapped for a link between the check and the mount. Resolved anew
+    /// each time the sandbox starts.
+    Beneath { root: PathBuf, path: PathBuf },
+}
+
+impl From<PathBuf> for BindSource {
+    fn from(path: PathBuf) -> BindSource {
+        BindSource::Host(path)
+    }
+}
+
+impl From<&Path> for BindSource {
+    fn from(path: &Path) -> BindSource {
+        BindSource::Host(path.to_owned())
+    }
+}
+
+impl fmt::Display for BindSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindSource::Host(path) => write!(f, "{}", path.display()),
+            BindSource::Beneath { root, path } => {
+                write!(f, "`{}` beneath {}", path.display(), root.display())
+            }
+        }
+    }
+}
+
+impl Bind {
+    /// Binds a host path the platform owns (see [`BindSource::Host`]).
+    pub fn host(source: impl Into<PathBuf>, target: impl Into<String>, writable: bool) -> Bind {
+        Bind {
+            source: BindSource::Host(source.into()),
+            target: target.into(),
+            writable,
+        }
+    }
+
+    /// Binds the directory `path` beneath `root`, created when missing (see
+    /// [`BindSource::Beneath`]).
+    pub fn beneath(
+        root: impl Into<PathBuf>,
+        path: impl Into<PathBuf>,
+        target: impl Into<String>,
+        writable: bool,
+    ) -> Bind {
+        Bind {
+            source: BindSource::Beneath {
+                root: root.into(),
+                path: path.into(),
+            },
+            target: target.into(),
+            writable,
+        }
+    }
+}
+
+/// The descriptor number of the first [`BindSource::Beneath`] bind in bwrap; the
+/// next ones follow in mount order.
+const FIRST_BIND_FD: RawFd = 3;
 
 impl SandboxSpec {
     /// A runtime sandbox (read-only `/app`, host network, `/app` as workdir) with
@@ -126,11 +202,29 @@ impl SandboxSpec {
             ));
         }
         for bind in &self.binds {
-            if !bind.source.is_absolute() {
-                return invalid(format!(
-                    "mount source {} is not an absolute path",
-                    bind.source.display()
-                ));
+            match &bind.source {
+                BindSource::Host(source) if !source.is_absolute() => {
+                    return invalid(format!(
+                        "mount source {} is not an absolute path",
+                        source.display()
+                    ));
+                }
+                BindSource::Beneath { root, .. } if !root.is_absolute() => {
+                    return invalid(format!(
+                        "mount root {} is not an absolute path",
+                        root.display()
+                    ));
+                }
+                BindSource::Beneath { root, path }
+                    if !path.components().all(|c| matches!(c, Component::Normal(_))) =>
+                {
+                    return invalid(format!(
+                        "mount source `{}` beneath {} must be a relative path without `..`",
+                        path.display(),
+                        root.display()
+                    ));
+                }
+                _ => {}
             }
             if !is_clean_absolute(&bind.target) || bind.target.trim_end_matches('/').is_empty() {
                 return invalid(format!(
@@ -224,9 +318,23 @@ impl SandboxSpec {
             "--ro-bind"
         };
         push(&[&app_flag, &self.app_root, &APP_DIR]);
+        let mut next_fd = FIRST_BIND_FD;
         for bind in self.binds_parents_first() {
-            let flag = if bind.writable { "--bind" } else { "--ro-bind" };
-            push(&[&flag, &bind.source, &bind.target]);
+            match &bind.source {
+                BindSource::Host(source) => {
+                    let flag = if bind.writable { "--bind" } else { "--ro-bind" };
+                    push(&[&flag, source, &bind.target]);
+                }
+                BindSource::Beneath { .. } => {
+                    let flag = if bind.writable {
+                        "--bind-fd"
+                    } else {
+                        "--ro-bind-fd"
+                    };
+                    push(&[&flag, &next_fd.to_string(), &bind.target]);
+                    next_fd += 1;
+                }
+            }
         }
         // Temp files go to one place, whichever backs /tmp.
         push(&[&"--symlink", &"../tmp", &"/var/tmp"]);
@@ -250,10 +358,14 @@ impl SandboxSpec {
         binds
     }
 
-    /// Host-side preparation: sources must exist, and mount points under a
-    /// read-only `/app` must exist in the app root beforehand because bwrap can't
-    /// create them inside a read-only mount.
-    fn prepare_host(&self) -> Result<(), RuntimeError> {
+    /// Host-side preparation: sources must exist (directories beneath a root are
+    /// opened, and created when missing), and mount points must exist beforehand
+    /// where bwrap can't or mustn't create them: under a read-only `/app`, and
+    /// inside another bind (a directory the app writes to, where bwrap would
+    /// follow the app's symlinks). Both are created without following symlinks.
+    /// Returns the descriptors of the [`BindSource::Beneath`] binds, in mount
+    /// order.
+    fn prepare_host(&self) -> Result<Vec<OwnedFd>, RuntimeError> {
         let io = |what: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| RuntimeError::Io { what, path, source }
@@ -263,29 +375,77 @@ impl SandboxSpec {
         if let Some(tmp) = &self.tmp_dir {
             std::fs::create_dir_all(tmp).map_err(io("could not create tmp dir", tmp))?;
         }
-        for bind in &self.binds {
-            let source = std::fs::metadata(&bind.source)
-                .map_err(io("mount source not accessible:", &bind.source))?;
-            let Some(rel) = below(&bind.target, APP_DIR) else {
-                continue;
-            };
-            let mount_point = safe_join(&self.app_root, rel)?;
-            if std::fs::symlink_metadata(&mount_point).is_ok() {
-                continue;
-            }
-            if source.is_dir() {
-                std::fs::create_dir_all(&mount_point)
-                    .map_err(io("could not create mount point", &mount_point))?;
-            } else {
-                if let Some(parent) = mount_point.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(io("could not create mount point", parent))?;
+        let binds = self.binds_parents_first();
+        // The directory each bind shows (opened for Beneath binds only), for the
+        // mount points of the binds nested in it.
+        let mut opened: Vec<Option<OwnedFd>> = Vec::with_capacity(binds.len());
+        for (i, bind) in binds.iter().enumerate() {
+            let is_dir = match &bind.source {
+                BindSource::Host(source) => {
+                    let meta = std::fs::metadata(source)
+                        .map_err(io("mount source not accessible:", source))?;
+                    opened.push(None);
+                    meta.is_dir()
                 }
-                std::fs::File::create(&mount_point)
-                    .map_err(io("could not create mount point", &mount_point))?;
-            }
+                BindSource::Beneath { root, path } => {
+                    let fd = beneath::open_dir(root, path, true).map_err(|error| {
+                        RuntimeError::MountSource {
+                            target: bind.target.clone(),
+                            root: root.clone(),
+                            error,
+                        }
+                    })?;
+                    opened.push(Some(fd));
+                    true
+                }
+            };
+            // The deepest bind this one is nested in (parents come first).
+            let parent = binds[..i]
+                .iter()
+                .rposition(|p| below(&bind.target, &p.target).is_some());
+            let fresh_root;
+            let (root, rel) = match parent {
+                Some(j) => {
+                    let rel = below(&bind.target, &binds[j].target).unwrap_or(Path::new(""));
+                    let root = match (&opened[j], &binds[j].source) {
+                        (Some(fd), _) => fd.as_fd(),
+                        (None, BindSource::Host(source)) => {
+                            fresh_root = beneath::open_root(source).map_err(|error| {
+                                RuntimeError::MountPoint {
+                                    target: bind.target.clone(),
+                                    error,
+                                }
+                            })?;
+                            fresh_root.as_fd()
+                        }
+                        (None, BindSource::Beneath { .. }) => continue,
+                    };
+                    (root, rel)
+                }
+                None => {
+                    let Some(rel) = below(&bind.target, APP_DIR) else {
+                        continue;
+                    };
+                    fresh_root = beneath::open_root(&self.app_root).map_err(|error| {
+                        RuntimeError::MountPoint {
+                            target: bind.target.clone(),
+                            error,
+                        }
+                    })?;
+                    (fresh_root.as_fd(), rel)
+                }
+            };
+            let created = if is_dir {
+                beneath::open_dir_at(root, rel, true).map(drop)
+            } else {
+                beneath::create_file_at(root, rel)
+            };
+            created.map_err(|error| RuntimeError::MountPoint {
+                target: bind.target.clone(),
+                error,
+            })?;
         }
-        Ok(())
+        Ok(opened.into_iter().flatten().collect())
     }
 
     /// A `bwrap` command ready to spawn: environment cleared and set (through
@@ -294,7 +454,7 @@ impl SandboxSpec {
     /// stdout/stderr.
     pub(crate) fn command(&self) -> Result<tokio::process::Command, RuntimeError> {
         self.validate()?;
-        self.prepare_host()?;
+        let fds = self.prepare_host()?;
         let bwrap = bwrap_path()?;
         let mut cmd = tokio::process::Command::new(bwrap);
         cmd.args(self.bwrap_args(&HostLayout::current()))
@@ -303,6 +463,20 @@ impl SandboxSpec {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        if !fds.is_empty() {
+            // Our descriptors are close-on-exec: only this child gets them, as the
+            // numbers `bwrap_args` gave them (bwrap closes each once mounted).
+            let mappings = fds
+                .into_iter()
+                .zip(FIRST_BIND_FD..)
+                .map(|(parent_fd, child_fd)| FdMapping {
+                    parent_fd,
+                    child_fd,
+                })
+                .collect();
+            cmd.fd_mappings(mappings)
+                .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        }
         Ok(cmd)
     }
 }
@@ -487,27 +661,6 @@ fn below<'a>(path: &'a str, dir: &str) -> Option<&'a Path> {
         .filter(|rel| !rel.as_os_str().is_empty())
 }
 
-/// `root/rel`, refusing to go through symlinks: the app controls what is in its
-/// root, and a symlink there must not make us create directories elsewhere on the
-/// host.
-fn safe_join(root: &Path, rel: &Path) -> Result<PathBuf, RuntimeError> {
-    let mut path = root.to_owned();
-    for component in rel.components() {
-        path.push(component);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "mount point {} is a symlink in the app; mounts must be real directories",
-                    path.display()
-                )));
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    Ok(root.join(rel))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,16 +691,10 @@ mod tests {
         let mut spec = SandboxSpec::new("/srv/app", "python3 -m http.server $PORT");
         spec.hostname = Some("My App".into());
         spec.binds = vec![
-            Bind {
-                source: "/data/var-cache".into(),
-                target: "/app/var/cache".into(),
-                writable: true,
-            },
-            Bind {
-                source: "/data/var".into(),
-                target: "/app/var".into(),
-                writable: true,
-            },
+            Bind::host("/data/var-cache", "/app/var/cache", true),
+            Bind::host("/data/var", "/app/var", true),
+            Bind::beneath("/volume", "apps/app/local/files", "/app/web/files", true),
+            Bind::beneath("/volume", "apps/app/local/ro", "/app/ro", false),
         ];
         assert_eq!(
             args(&spec),
@@ -557,7 +704,8 @@ mod tests {
              --ro-bind /dev/null /etc/shadow \
              --tmpfs /etc/ssl/private --remount-ro /etc/ssl/private \
              --proc /proc --dev /dev --tmpfs /tmp --ro-bind /srv/app /app \
-             --bind /data/var /app/var --bind /data/var-cache /app/var/cache \
+             --bind /data/var /app/var --ro-bind-fd 3 /app/ro \
+             --bind /data/var-cache /app/var/cache --bind-fd 4 /app/web/files \
              --symlink ../tmp /var/tmp --remount-ro / \
              --chdir /app -- /bin/dash -c python3 -m http.server $PORT"
         );
@@ -602,11 +750,7 @@ mod tests {
             let err = spec.validate().err().map(|e| e.to_string());
             assert_eq!(err.as_deref(), Some(expected));
         };
-        let bind = |target: &str| Bind {
-            source: "/data".into(),
-            target: target.into(),
-            writable: true,
-        };
+        let bind = |target: &str| Bind::host("/data", target, true);
         check(
             &|s| s.app_root = "app".into(),
             "invalid sandbox: app root app is not an absolute path",
@@ -626,6 +770,14 @@ mod tests {
         check(
             &|s| s.binds = vec![bind("/etc/ssl")],
             "invalid sandbox: mount target `/etc/ssl` is inside /etc, which the sandbox provides itself",
+        );
+        check(
+            &|s| s.binds = vec![Bind::beneath("/v", "a/../../etc", "/app/a", true)],
+            "invalid sandbox: mount source `a/../../etc` beneath /v must be a relative path without `..`",
+        );
+        check(
+            &|s| s.binds = vec![Bind::beneath("v", "a", "/app/a", true)],
+            "invalid sandbox: mount root v is not an absolute path",
         );
         check(
             &|s| s.env = vec![("A=B".into(), "x".into())],

@@ -500,7 +500,7 @@ impl Backend for LocalDeploy<'_> {
                         )
                     })?;
                     binds.push(Bind {
-                        source: dir.clone(),
+                        source: dir.clone().into(),
                         target: SOCKET_DIR.to_string(),
                         writable: true,
                     });
@@ -511,7 +511,7 @@ impl Backend for LocalDeploy<'_> {
             binds.insert(
                 0,
                 Bind {
-                    source: self.build_dir(plan).join(BUILD_LOCAL),
+                    source: self.build_dir(plan).join(BUILD_LOCAL).into(),
                     target: USR_LOCAL.to_string(),
                     writable: false,
                 },
@@ -816,12 +816,12 @@ async fn run_build_hook(
     spec.hostname = Some(app.name.clone());
     spec.tmp_dir = Some(tmp.to_path_buf());
     spec.binds.push(Bind {
-        source: cache.to_path_buf(),
+        source: cache.to_path_buf().into(),
         target: CACHE_DIR.to_string(),
         writable: true,
     });
     spec.binds.push(Bind {
-        source: work.join(BUILD_LOCAL),
+        source: work.join(BUILD_LOCAL).into(),
         target: USR_LOCAL.to_string(),
         writable: true,
     });
@@ -937,6 +937,9 @@ impl AppSandbox<'_> {
 /// The writable mounts of an app in an environment, as binds over its read-only build.
 /// `local`/`storage`/`instance`/`service` mounts live in the environment's volumes and
 /// persist across deploys; `tmp` mounts in scratch space that a deploy may wipe.
+/// Everything in a volume was written by the apps: a source is a directory beneath the
+/// volume, resolved (and created) without following symlinks, here for a clear error
+/// and again, race-free, each time a sandbox starts (`Bind::beneath`).
 async fn mount_binds(
     platform: &Platform,
     project: &ProjectRow,
@@ -946,63 +949,66 @@ async fn mount_binds(
     let settings = &platform.settings;
     let mut binds = Vec::new();
     for (path, mount) in &app.mounts {
-        let volume = match (&mount.source, &mount.service) {
-            (MountSource::Service, Some(service)) => settings
-                .volume_dir(&project.id, &env.machine_name)
-                .join("services")
-                .join(service),
-            (MountSource::Tmp, _) => settings
-                .scratch_dir(&project.id, &env.machine_name)
-                .join(&app.name),
-            (source, _) => settings
-                .volume_dir(&project.id, &env.machine_name)
-                .join("apps")
-                .join(&app.name)
-                .join(source.as_str()),
+        let (root, dir) = match (&mount.source, &mount.service) {
+            (MountSource::Service, Some(service)) => (
+                settings.volume_dir(&project.id, &env.machine_name),
+                Path::new("services").join(service),
+            ),
+            // Under `apps/`: the scratch space also holds the platform's own files
+            // (`hosts/`, `services/`), which an app named after them must not get.
+            (MountSource::Tmp, _) => (
+                settings.scratch_dir(&project.id, &env.machine_name),
+                Path::new("apps").join(&app.name),
+            ),
+            (source, _) => (
+                settings.volume_dir(&project.id, &env.machine_name),
+                Path::new("apps").join(&app.name).join(source.as_str()),
+            ),
         };
-        // Defence in depth: the config layer refuses `..`, and a mount must never
-        // reach outside its environment's volume whatever the config says.
-        let sub = std::path::Path::new(&mount.source_path);
-        if sub
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
+        let source = dir.join(&mount.source_path);
+        let resolved = {
+            let (root, source) = (root.clone(), source.clone());
+            tokio::task::spawn_blocking(move || grove_runtime::beneath::create_dir(&root, &source))
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        if let Err(error) = resolved {
+            // Named as the user knows it: relative to the mount's own directory.
+            let refused = error
+                .path
+                .strip_prefix(&dir)
+                .ok()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(&error.path);
             return Err(format!(
-                "app `{}`: mount `{path}` has source_path `{}`, which leaves its volume",
-                app.name, mount.source_path
+                "app `{}`: mount `{path}`: `{}` in the volume {}",
+                app.name,
+                refused.display(),
+                error.refusal
             ));
         }
-        let source = volume.join(sub);
-        tokio::fs::create_dir_all(&source).await.map_err(|e| {
-            format!(
-                "app `{}`: cannot create the volume of mount `{path}`: {e}",
-                app.name
-            )
-        })?;
-        binds.push(Bind {
+        binds.push(Bind::beneath(
+            root,
             source,
-            target: format!("{APP_DIR}/{path}"),
-            writable: true,
-        });
+            format!("{APP_DIR}/{path}"),
+            true,
+        ));
     }
     Ok(binds)
 }
 
 /// Mount points exist in the build (mounts are part of the build key), so that the
-/// read-only build can be mounted over at runtime without being modified.
+/// read-only build can be mounted over at runtime without being modified. The build
+/// holds what the repository and the build hook made: mount points are created
+/// without following symlinks and never outside it.
 fn create_mount_points(app: &App, build: &Path) -> std::result::Result<(), String> {
     for path in app.mounts.keys() {
-        let point = build.join(path);
-        if point.exists() && !point.is_dir() {
-            return Err(format!(
-                "app `{}`: mount `{path}` collides with a file of the same name in the build",
-                app.name
-            ));
-        }
-        std::fs::create_dir_all(&point).map_err(|e| {
+        grove_runtime::beneath::create_dir(build, Path::new(path)).map_err(|error| {
             format!(
-                "app `{}`: cannot create mount point `{path}`: {e}",
-                app.name
+                "app `{}`: mount `{path}`: `{}` in the build {}",
+                app.name,
+                error.path.display(),
+                error.refusal
             )
         })?;
     }

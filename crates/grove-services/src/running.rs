@@ -472,12 +472,12 @@ fn sandbox_spec(
     let mut sandbox = SandboxSpec::new(empty_root, command);
     sandbox.binds = vec![
         Bind {
-            source: spec.data_dir.clone(),
+            source: spec.data_dir.clone().into(),
             target: layout.data.to_owned(),
             writable: true,
         },
         Bind {
-            source: spec.run_dir.clone(),
+            source: spec.run_dir.clone().into(),
             target: layout.run.to_owned(),
             writable: true,
         },

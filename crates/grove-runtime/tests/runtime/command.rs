@@ -115,11 +115,11 @@ async fn timeout_kills_the_whole_tree() {
 async fn missing_mount_source_is_reported_before_starting() {
     let app = tempfile::tempdir().expect("tempdir");
     let mut spec = spec(app.path(), "true");
-    spec.binds = vec![grove_runtime::Bind {
-        source: app.path().join("does-not-exist"),
-        target: "/app/var".into(),
-        writable: true,
-    }];
+    spec.binds = vec![grove_runtime::Bind::host(
+        app.path().join("does-not-exist"),
+        "/app/var",
+        true,
+    )];
     let mut sink = |_: &str| {};
     let err = grove_runtime::run_command(&spec, Duration::from_secs(10), &mut sink)
         .await

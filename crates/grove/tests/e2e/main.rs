@@ -6,6 +6,7 @@ mod access;
 mod core;
 mod crash;
 mod flood;
+mod isolation;
 mod runtime;
 mod support;
 
