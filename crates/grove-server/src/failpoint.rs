@@ -14,10 +14,8 @@ pub fn hit(step: &str) {
     let configured = CONFIGURED.get_or_init(|| std::env::var(FAILPOINT_VAR).ok());
     if configured.as_deref() == Some(step) {
         tracing::error!(step, "Failpoint reached: the server dies here (SIGKILL).");
-        let _ = rustix::process::kill_process(
-            rustix::process::getpid(),
-            rustix::process::Signal::KILL,
-        );
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         // Not reached: SIGKILL cannot be caught.
         std::process::abort();
     }
