@@ -57,6 +57,9 @@ pub struct SandboxSpec {
     /// A host file shown read-only as `/etc/hosts` (relationship host names such as
     /// `database.internal`); the host's own when unset.
     pub etc_hosts: Option<PathBuf>,
+    /// A niceness for the whole sandbox (builds: 10, so that a build hook never
+    /// competes on equal terms with the apps serving requests on the same host).
+    pub niceness: Option<u8>,
 }
 
 /// An extra mount: `source` on the host appears at `target` inside the sandbox.
@@ -153,6 +156,7 @@ impl SandboxSpec {
             hostname: None,
             tmp_dir: None,
             etc_hosts: None,
+            niceness: None,
         }
     }
 
@@ -456,7 +460,15 @@ impl SandboxSpec {
         self.validate()?;
         let fds = self.prepare_host()?;
         let bwrap = bwrap_path()?;
-        let mut cmd = tokio::process::Command::new(bwrap);
+        let mut cmd = match self.niceness {
+            // `nice` execs bwrap: the same process, group and descriptors.
+            Some(niceness) => {
+                let mut cmd = tokio::process::Command::new("nice");
+                cmd.arg("-n").arg(niceness.to_string()).arg(bwrap);
+                cmd
+            }
+            None => tokio::process::Command::new(bwrap),
+        };
         cmd.args(self.bwrap_args(&HostLayout::current()))
             .env_clear()
             .envs(self.effective_env())

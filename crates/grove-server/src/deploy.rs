@@ -35,6 +35,8 @@ use crate::state::{Platform, STOP_GRACE, owner_key, short};
 const BUILD_APP: &str = "app";
 const BUILD_LOCAL: &str = "local";
 const USR_LOCAL: &str = "/usr/local";
+/// The niceness of builds (dependencies, flavor, build hook).
+const BUILD_NICENESS: u8 = 10;
 /// Where an app listening on a unix socket finds `$SOCKET`, in its sandbox.
 const SOCKET_DIR: &str = "/run/app";
 /// Debian's bundle of the host's certificate authorities (`ca-certificates`).
@@ -796,6 +798,8 @@ async fn run_build_hook(
     }
     let mut spec = SandboxSpec::new(work.join(BUILD_APP), "");
     spec.app_writable = true;
+    // Builds yield to the apps serving requests on the same host.
+    spec.niceness = Some(BUILD_NICENESS);
     spec.env = grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id);
     // Debian marks its Python "externally managed" (PEP 668); what `pip install` writes
     // here goes to the app's own /usr/local, never the host's.

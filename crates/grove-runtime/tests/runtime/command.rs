@@ -166,3 +166,15 @@ async fn sandbox_setup_errors_show_in_the_output() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn a_sandbox_runs_at_the_niceness_it_asks_for() {
+    let app = tempfile::tempdir().expect("tempdir");
+    let mut spec = spec(app.path(), "nice");
+    let (_, lines) = run(&spec).await;
+    assert_eq!(lines, ["0"], "unchanged by default");
+    spec.niceness = Some(10);
+    let (outcome, lines) = run(&spec).await;
+    assert!(outcome.success(), "{outcome}: {lines:?}");
+    assert_eq!(lines, ["10"]);
+}
