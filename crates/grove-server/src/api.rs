@@ -545,12 +545,17 @@ impl LogFollow {
         loop {
             // Read the state before the lines: once an activity is complete its log is
             // complete, so lines read after seeing `complete` are all of them.
-            let activity = self.platform.store.activity(&self.id).ok().flatten();
-            let lines = self
-                .platform
-                .store
-                .log_since(&self.id, self.after)
-                .unwrap_or_default();
+            // Read on a blocking thread: a follower of a long log reads thousands of
+            // lines at a time, and the router shares this runtime.
+            let (store, id, after) = (self.platform.store.clone(), self.id.clone(), self.after);
+            let (activity, lines) = tokio::task::spawn_blocking(move || {
+                (
+                    store.activity(&id).ok().flatten(),
+                    store.log_since(&id, after).unwrap_or_default(),
+                )
+            })
+            .await
+            .unwrap_or_default();
             let mut chunk = String::new();
             for line in &lines {
                 self.after = line.seq;
