@@ -10,6 +10,8 @@ packages=(
   mariadb-server mariadb-client postgresql redis-server rabbitmq-server memcached
   # copy-on-write volumes
   btrfs-progs
+  # PHP apps: PHP-FPM behind nginx (grove-web's generated configuration) per instance
+  nginx php8.2-fpm php8.2-cli
   # runtimes the examples and tests use, and the tests' clients
   python3 python3-pip python3-venv python-is-python3 curl amqp-tools
   python3-pymysql python3-psycopg2 python3-redis python3-pika python3-pymemcache
@@ -28,7 +30,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
   # Grove runs its own instances of these servers per environment; the distribution's
   # default instances would only take memory (and RabbitMQ's listens on every address).
-  for service in mariadb postgresql redis-server rabbitmq-server memcached; do
+  for service in mariadb postgresql redis-server rabbitmq-server memcached nginx php8.2-fpm; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       $sudo_cmd systemctl disable --now "$service" >/dev/null 2>&1 || true
     else

@@ -38,7 +38,7 @@ const USR_LOCAL: &str = "/usr/local";
 /// The niceness of builds (dependencies, flavor, build hook).
 const BUILD_NICENESS: u8 = 10;
 /// Where an app listening on a unix socket finds `$SOCKET`, in its sandbox.
-const SOCKET_DIR: &str = "/run/app";
+pub(crate) const SOCKET_DIR: &str = "/run/app";
 /// Debian's bundle of the host's certificate authorities (`ca-certificates`).
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// How long a request may be held while the deploy hook runs (Adobe Commerce Cloud
@@ -333,7 +333,9 @@ impl Backend for LocalDeploy<'_> {
                 Ok(_) => {}
                 Err(error) => return Err(format!("app `{}`: {error}", app.name)),
             }
-            if app.web.commands.start.is_none() {
+            if crate::php_fpm::runs_php_fpm(app) {
+                crate::php_fpm::check_host(app).await?;
+            } else if app.web.commands.start.is_none() {
                 return Err(format!(
                     "app `{}` ({}): `web.commands.start` is required: grove runs the command \
                      that serves the app on $PORT",
@@ -485,30 +487,45 @@ impl Backend for LocalDeploy<'_> {
             let build_dir = self.app_dir(plan);
             let mut binds = binds;
             // `socket_family: unix`: the app listens on `$SOCKET`, in a directory of this
-            // instance's own that the router reaches from the host.
-            let upstream = match app.web.upstream.socket_family {
-                grove_config::SocketFamily::Tcp => {
-                    Upstream::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                }
-                grove_config::SocketFamily::Unix => {
-                    let dir = settings
-                        .scratch_dir(&project.id, &env.machine_name)
-                        .join("run")
-                        .join(format!("{}-{port}", app.name));
-                    recreate_dir(&dir).await.map_err(|e| {
-                        format!(
-                            "app `{}`: cannot create its socket directory: {e}",
-                            app.name
-                        )
-                    })?;
-                    binds.push(Bind {
-                        source: dir.clone().into(),
-                        target: SOCKET_DIR.to_string(),
-                        writable: true,
-                    });
-                    sandbox_vars_push(&mut vars, "SOCKET", &format!("{SOCKET_DIR}/app.sock"));
-                    Upstream::Unix(dir.join("app.sock"))
-                }
+            // instance's own that the router reaches from the host. A PHP-FPM instance
+            // keeps its generated configuration and its FastCGI socket there too.
+            let php_fpm = crate::php_fpm::runs_php_fpm(app);
+            let run_dir = settings
+                .scratch_dir(&project.id, &env.machine_name)
+                .join("run")
+                .join(format!("{}-{port}", app.name));
+            let unix = app.web.upstream.socket_family == grove_config::SocketFamily::Unix;
+            if unix || php_fpm {
+                recreate_dir(&run_dir).await.map_err(|e| {
+                    format!(
+                        "app `{}`: cannot create its socket directory: {e}",
+                        app.name
+                    )
+                })?;
+                binds.push(Bind {
+                    source: run_dir.clone().into(),
+                    target: SOCKET_DIR.to_string(),
+                    writable: true,
+                });
+            }
+            let upstream = if unix {
+                sandbox_vars_push(&mut vars, "SOCKET", &format!("{SOCKET_DIR}/app.sock"));
+                Upstream::Unix(run_dir.join("app.sock"))
+            } else {
+                Upstream::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            };
+            // PHP without a start command: PHP-FPM behind nginx serving `web.locations`.
+            let start_command = if php_fpm {
+                let listen = match &upstream {
+                    Upstream::Tcp(addr) => grove_web::Listen::Tcp {
+                        host: addr.ip().to_string(),
+                        port: addr.port(),
+                    },
+                    Upstream::Unix(_) => grove_web::Listen::Unix(format!("{SOCKET_DIR}/app.sock")),
+                };
+                crate::php_fpm::prepare(app, &run_dir, listen).await?
+            } else {
+                app.web.commands.start.clone().unwrap_or_default()
             };
             binds.insert(
                 0,
@@ -526,7 +543,7 @@ impl Backend for LocalDeploy<'_> {
                 binds,
                 hosts,
             };
-            let spec = sandbox.spec(app.web.commands.start.as_deref().unwrap_or_default());
+            let spec = sandbox.spec(&start_command);
             let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
             log.line(format!("Starting app `{}` on {upstream}", app.name));
             let instance = Instance::spawn(spec, log_file)

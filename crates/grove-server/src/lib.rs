@@ -15,6 +15,7 @@ mod lifecycle;
 mod names;
 mod ndjson;
 mod owners;
+mod php_fpm;
 mod platform;
 mod running;
 mod services;

@@ -1,0 +1,127 @@
+//! PHP apps as on Platform.sh: PHP-FPM of the app's version behind nginx, which serves
+//! `web.locations` exactly (static files, front controllers, `scripts`).
+
+use std::process::Command;
+
+use crate::primary_url;
+use crate::support::{Server, Work, curl, curl_json};
+
+const APP_YAML: &str = r#"name: shop
+type: php:8.2
+build:
+  flavor: none
+variables:
+  php:
+    memory_limit: 96M
+web:
+  locations:
+    "/":
+      root: public
+      passthru: /index.php
+      index: [index.php]
+      scripts: true
+      allow: false
+      rules:
+        \.(css|js)$:
+          allow: true
+    "/static":
+      root: public/static
+      allow: true
+      scripts: false
+      expires: 1y
+      passthru: /index.php
+      rules:
+        ^/static/version\d+/(?<resource>.*)$:
+          passthru: /static/$resource
+    "/private":
+      root: public/private
+      allow: true
+      scripts: false
+      passthru: false
+"#;
+
+/// GET with curl; (status, response head, body).
+fn get(url: &str) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-D", "-", url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn a_php_app_is_served_by_php_fpm_with_its_locations() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::example();
+    work.write(".platform.app.yaml", APP_YAML);
+    work.write(
+        "public/index.php",
+        "<?php\nheader('Content-Type: application/json');\necho json_encode([\n  'uri' => $_SERVER['REQUEST_URI'],\n  'branch' => getenv('PLATFORM_BRANCH'),\n  'memory_limit' => ini_get('memory_limit'),\n  'php' => PHP_MAJOR_VERSION . '.' . PHP_MINOR_VERSION,\n]);\n",
+    );
+    work.write("public/static/style.css", "body { color: green }\n");
+    work.write(
+        "public/private/secret.php",
+        "<?php echo 'EXECUTED'; // THE SECRET SOURCE\n",
+    );
+    work.commit("a PHP app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    let url = primary_url(&server, "main");
+    let base = url.trim_end_matches('/');
+
+    // The front controller, for a path no file serves.
+    let served = curl_json(&format!("{base}/products/42?color=red"));
+    assert_eq!(served["uri"], "/products/42?color=red", "{served}");
+    assert_eq!(served["branch"], "main", "{served}");
+    assert_eq!(served["memory_limit"], "96M", "{served}");
+    assert_eq!(served["php"], "8.2", "{served}");
+
+    // A static file with its expiry; the versioned URL is the same file.
+    for path in ["/static/style.css", "/static/version17/style.css"] {
+        let (status, head, body) = get(&format!("{base}{path}"));
+        assert_eq!(status, 200, "{path}: {head}");
+        assert_eq!(body, "body { color: green }\n", "{path}");
+        assert!(
+            head.contains("cache-control: max-age=31536000"),
+            "{path}: {head}"
+        );
+    }
+
+    // `scripts: false`: secret.php is neither run nor shown.
+    for path in [
+        "/private/secret.php",
+        "/private/SECRET.PHP",
+        "/private/secret.php/x",
+    ] {
+        let (status, body) = curl(&format!("{base}{path}"));
+        assert!(
+            !body.contains("SECRET SOURCE") && !body.contains("EXECUTED"),
+            "{path}: {status} {body}"
+        );
+        assert!(status == 403 || status == 404, "{path}: {status} {body}");
+    }
+}
+
+#[test]
+fn a_missing_php_extension_fails_the_deploy_naming_its_package() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::example();
+    work.write(
+        ".platform.app.yaml",
+        "name: shop\ntype: php:8.2\nbuild:\n  flavor: none\nruntime:\n  extensions:\n    - a_missing_extension\nweb:\n  locations:\n    /:\n      root: public\n      passthru: /index.php\n",
+    );
+    work.write("public/index.php", "<?php echo 'hi';\n");
+    work.commit("an extension the host lacks");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("php8.2-a_missing_extension"), "{out}");
+}
