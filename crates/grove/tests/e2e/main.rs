@@ -9,6 +9,7 @@ mod flood;
 mod isolation;
 mod runtime;
 mod support;
+mod variables;
 
 use support::{Server, Work, alive, curl, curl_json, descendants};
 
