@@ -29,6 +29,14 @@ pub mod paths {
     /// The caller's own API tokens.
     pub const TOKENS: &str = "/api/me/tokens";
     pub const TOKEN: &str = "/api/me/tokens/{token}";
+    /// The project's variables (`variable:* --level project`).
+    pub const PROJECT_VARIABLES: &str = "/api/projects/{project}/variables";
+    pub const PROJECT_VARIABLE: &str = "/api/projects/{project}/variables/{name}";
+    /// One environment's variables, its own and those it inherits.
+    pub const ENVIRONMENT_VARIABLES: &str =
+        "/api/projects/{project}/environments/{environment}/variables";
+    pub const ENVIRONMENT_VARIABLE: &str =
+        "/api/projects/{project}/environments/{environment}/variables/{name}";
     /// Called by the git pre-receive hook that the server installs in every repository.
     pub const HOOK_PRE_RECEIVE: &str = "/internal/hooks/pre-receive";
 }
@@ -38,6 +46,81 @@ pub mod paths {
 /// a browser sends neither cross-origin without a CORS preflight, which Grove never
 /// grants, so a page elsewhere cannot make a logged-in browser change anything.
 pub const CLIENT_HEADER: &str = "x-grove-client";
+
+/// A user variable. A sensitive variable's value is never sent (`value` is `None`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Variable {
+    /// `env:NAME` (the environment variable `NAME`) or any other name (an entry of
+    /// `PLATFORM_VARIABLES`).
+    pub name: String,
+    /// `project` or `environment`.
+    pub level: String,
+    /// The environment that defines it (environment level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    pub is_json: bool,
+    pub is_sensitive: bool,
+    pub is_enabled: bool,
+    pub is_inheritable: bool,
+    pub visible_build: bool,
+    pub visible_runtime: bool,
+    /// Listed on an environment but defined by an ancestor (or the project).
+    #[serde(default)]
+    pub inherited: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `variable:create`; flags left out take Platform.sh's defaults (visible at build and
+/// at run time, inheritable, enabled, not JSON, not sensitive).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CreateVariable {
+    pub name: String,
+    pub value: String,
+    #[serde(default)]
+    pub is_json: Option<bool>,
+    #[serde(default)]
+    pub is_sensitive: Option<bool>,
+    #[serde(default)]
+    pub is_enabled: Option<bool>,
+    #[serde(default)]
+    pub is_inheritable: Option<bool>,
+    #[serde(default)]
+    pub visible_build: Option<bool>,
+    #[serde(default)]
+    pub visible_runtime: Option<bool>,
+}
+
+/// `variable:update`: what is given changes. A sensitive variable cannot become
+/// non-sensitive.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct UpdateVariable {
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub is_json: Option<bool>,
+    #[serde(default)]
+    pub is_sensitive: Option<bool>,
+    #[serde(default)]
+    pub is_enabled: Option<bool>,
+    #[serde(default)]
+    pub is_inheritable: Option<bool>,
+    #[serde(default)]
+    pub visible_build: Option<bool>,
+    #[serde(default)]
+    pub visible_runtime: Option<bool>,
+}
+
+/// The answer to a variable change: the variable (absent after a delete) and the
+/// redeploys it started, one per active environment whose variables changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariableChange {
+    #[serde(default)]
+    pub variable: Option<Variable>,
+    pub activities: Vec<Activity>,
+}
 
 /// `user:add`: gives a user (created if new) a role in the project.
 #[derive(Debug, Clone, Serialize, Deserialize)]

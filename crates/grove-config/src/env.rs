@@ -13,6 +13,16 @@ const PREFIXES: [&str; 2] = ["PLATFORM_", "MAGENTO_CLOUD_"];
 /// Top-level keys of the app config that do not affect a build (spec §2.5).
 const NON_BUILD_KEYS: [&str; 5] = ["access", "relationships", "crons", "web", "workers"];
 
+/// A project or environment variable a user set (`variable:create`) that reaches an app,
+/// precedence already applied: `env:NAME` becomes the environment variable `NAME`, any
+/// other name an entry of `PLATFORM_VARIABLES`. Both override the app config's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserVariable {
+    pub name: String,
+    /// A string, or any JSON for a variable created with `--json`.
+    pub value: Value,
+}
+
 /// Inputs of [`build_environment`].
 #[derive(Clone, Copy, Debug)]
 pub struct BuildContext<'a> {
@@ -26,6 +36,8 @@ pub struct BuildContext<'a> {
     pub output_dir: &'a str,
     /// `grove`.
     pub vendor: &'a str,
+    /// The build-visible user variables.
+    pub variables: &'a [UserVariable],
 }
 
 /// Inputs of [`runtime_environment`].
@@ -45,6 +57,8 @@ pub struct RuntimeContext<'a> {
     /// The decoded `PLATFORM_RELATIONSHIPS` (`{}` until services exist).
     pub relationships: &'a Value,
     pub port: u16,
+    /// The runtime-visible user variables.
+    pub variables: &'a [UserVariable],
 }
 
 /// Variables for the build hook. Deliberately without `PLATFORM_ENVIRONMENT` and
@@ -62,9 +76,17 @@ pub fn build_environment(ctx: &BuildContext<'_>) -> Vec<(String, String)> {
         ("CACHE_DIR", ctx.cache_dir.to_owned()),
         ("OUTPUT_DIR", ctx.output_dir.to_owned()),
         ("VENDOR", ctx.vendor.to_owned()),
-        ("VARIABLES", base64_json(&platform_variables(app))),
+        (
+            "VARIABLES",
+            base64_json(&platform_variables(app, ctx.variables)),
+        ),
     ];
-    assemble(platform, vec![("CI".into(), "true".into())], app)
+    assemble(
+        platform,
+        vec![("CI".into(), "true".into())],
+        app,
+        ctx.variables,
+    )
 }
 
 /// Variables for the running app (web, workers, hooks after build, crons, SSH).
@@ -93,7 +115,10 @@ pub fn runtime_environment(ctx: &RuntimeContext<'_>) -> Vec<(String, String)> {
         ("DOCUMENT_ROOT", document_root),
         ("ROUTES", base64_json(&ctx.routes.to_json())),
         ("RELATIONSHIPS", base64_json(ctx.relationships)),
-        ("VARIABLES", base64_json(&platform_variables(app))),
+        (
+            "VARIABLES",
+            base64_json(&platform_variables(app, ctx.variables)),
+        ),
         // Outgoing mail is off until Grove has an SMTP relay: empty means "no mail".
         ("SMTP_HOST", String::new()),
     ];
@@ -107,15 +132,21 @@ pub fn runtime_environment(ctx: &RuntimeContext<'_>) -> Vec<(String, String)> {
             platform.push((name, command.clone()));
         }
     }
-    assemble(platform, vec![("PORT".into(), ctx.port.to_string())], app)
+    assemble(
+        platform,
+        vec![("PORT".into(), ctx.port.to_string())],
+        app,
+        ctx.variables,
+    )
 }
 
-/// Platform variables under both prefixes, then `extra`, then the app's `env:`
-/// variables, which may not override anything the platform sets.
+/// Platform variables under both prefixes, then `extra`, then the `env:` variables (the
+/// user's over the app config's), which may not override anything the platform sets.
 fn assemble(
     platform: Vec<(&str, String)>,
     extra: Vec<(String, String)>,
     app: &App,
+    user: &[UserVariable],
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for prefix in PREFIXES {
@@ -124,14 +155,19 @@ fn assemble(
         }
     }
     out.extend(extra);
-    if let Some(env) = app.variables.get("env") {
-        for (name, value) in env {
-            if out.iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            out.push((name.clone(), env_value(value)));
+    let mut env: Vec<(String, String)> = Vec::new();
+    let app_env = app.variables.get("env").into_iter().flatten();
+    let user_env = user
+        .iter()
+        .filter_map(|v| Some((v.name.strip_prefix("env:")?.to_string(), &v.value)));
+    for (name, value) in app_env.map(|(n, v)| (n.clone(), v)).chain(user_env) {
+        if name.is_empty() || out.iter().any(|(n, _)| *n == name) {
+            continue;
         }
+        env.retain(|(n, _)| *n != name);
+        env.push((name, env_value(value)));
     }
+    out.extend(env);
     out
 }
 
@@ -144,8 +180,9 @@ fn env_value(value: &Value) -> String {
     }
 }
 
-/// `PLATFORM_VARIABLES`: every variable except `env:` ones, as `prefix:name`.
-fn platform_variables(app: &App) -> Value {
+/// `PLATFORM_VARIABLES`: every variable except `env:` ones, the app config's as
+/// `prefix:name`, then the user's by their name (overriding).
+fn platform_variables(app: &App, user: &[UserVariable]) -> Value {
     let mut out = Map::new();
     for (prefix, vars) in &app.variables {
         if prefix == "env" {
@@ -153,6 +190,11 @@ fn platform_variables(app: &App) -> Value {
         }
         for (name, value) in vars {
             out.insert(format!("{prefix}:{name}"), value.clone());
+        }
+    }
+    for variable in user {
+        if !variable.name.starts_with("env:") {
+            out.insert(variable.name.clone(), variable.value.clone());
         }
     }
     Value::Object(out)

@@ -34,8 +34,8 @@ mod yaml;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use env::{
-    BuildContext, RuntimeContext, base64_json, build_app_json, build_environment, canonical_json,
-    runtime_environment,
+    BuildContext, RuntimeContext, UserVariable, base64_json, build_app_json, build_environment,
+    canonical_json, runtime_environment,
 };
 pub use expand::{Route, RouteContext, RouteTable, expand_routes};
 pub use load::{NO_APP_CONFIG, load};

@@ -16,6 +16,7 @@ mod apply;
 mod build;
 mod plan;
 mod steps;
+mod variables;
 
 pub use apply::{Backend, apply};
 pub use build::{BuildCommand, build_commands};
@@ -24,3 +25,4 @@ pub use plan::{
     RouteTarget, ServicePlan, build_key, build_variables, plan,
 };
 pub use steps::{Hook, Observed, Step, steps};
+pub use variables::{Definition, Resolved, resolve};

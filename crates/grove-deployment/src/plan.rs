@@ -104,6 +104,8 @@ pub struct Inputs<'a> {
     /// The environment's routes, expanded (`grove_config::expand_routes`).
     pub routes: &'a grove_config::RouteTable,
     pub data: DataSource,
+    /// The user variables the build sees (`variables::resolve`), part of the build key.
+    pub build_variables: &'a [grove_config::UserVariable],
 }
 
 /// The deployment of `inputs`.
@@ -113,8 +115,13 @@ pub fn plan(inputs: &Inputs) -> Deployment {
         .apps
         .iter()
         .map(|app| {
-            let variables =
-                build_variables(inputs.project, inputs.project_entropy, app, inputs.tree_id);
+            let variables = build_variables(
+                inputs.project,
+                inputs.project_entropy,
+                app,
+                inputs.tree_id,
+                inputs.build_variables,
+            );
             AppPlan {
                 name: app.name.clone(),
                 runtime: app.runtime.to_string(),
@@ -186,12 +193,14 @@ pub fn plan(inputs: &Inputs) -> Deployment {
 }
 
 /// What a build of `app` sees in its environment: the same for every environment of
-/// the project (no `PLATFORM_ENVIRONMENT`), so that promotion reuses the build.
+/// the project with the same build-visible user variables (no `PLATFORM_ENVIRONMENT`),
+/// so that promotion reuses the build.
 pub fn build_variables(
     project: &str,
     project_entropy: &str,
     app: &App,
     tree_id: &str,
+    user: &[grove_config::UserVariable],
 ) -> Vec<(String, String)> {
     grove_config::build_environment(&grove_config::BuildContext {
         project,
@@ -202,6 +211,7 @@ pub fn build_variables(
         cache_dir: CACHE_DIR,
         output_dir: APP_DIR,
         vendor: "grove",
+        variables: user,
     })
 }
 
@@ -258,6 +268,7 @@ mod tests {
             config: &config,
             routes: &routes,
             data: DataSource::Keep,
+            build_variables: &[],
         })
     }
 
@@ -291,6 +302,21 @@ mod tests {
             |project: &str, kind: &str| deployment(project, kind, SHOP).apps[0].build_key.clone();
         assert_eq!(key("shop", "production"), key("shop", "development"));
         assert_ne!(key("shop", "production"), key("blog", "production"));
+    }
+
+    #[test]
+    fn a_build_visible_variable_changes_the_build_key() {
+        let config = config(SHOP);
+        let app = &config.apps[0];
+        let key = |value: &str| {
+            let user = [grove_config::UserVariable {
+                name: "env:GREETING".into(),
+                value: serde_json::json!(value),
+            }];
+            build_key("7ee", app, &build_variables("shop", "e", app, "7ee", &user))
+        };
+        assert_eq!(key("hello"), key("hello"));
+        assert_ne!(key("hello"), key("bonjour"));
     }
 
     #[test]

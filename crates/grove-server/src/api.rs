@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::access::{self, Action};
 use crate::auth;
 use crate::error::Error;
-use crate::handlers::{ApiResult, JsonBody};
+use crate::handlers::{ApiResult, JsonBody, activity_dto};
 use crate::ndjson::push_json_line;
 use crate::platform::Platform;
 
@@ -60,6 +60,26 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route(
             paths::TOKEN,
             axum::routing::delete(crate::users::delete_token),
+        )
+        .route(
+            paths::PROJECT_VARIABLES,
+            get(crate::variables::list_project).post(crate::variables::create_project),
+        )
+        .route(
+            paths::PROJECT_VARIABLE,
+            get(crate::variables::get_project)
+                .patch(crate::variables::update_project)
+                .delete(crate::variables::delete_project),
+        )
+        .route(
+            paths::ENVIRONMENT_VARIABLES,
+            get(crate::variables::list_environment).post(crate::variables::create_environment),
+        )
+        .route(
+            paths::ENVIRONMENT_VARIABLE,
+            get(crate::variables::get_environment)
+                .patch(crate::variables::update_environment)
+                .delete(crate::variables::delete_environment),
         )
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
@@ -658,21 +678,6 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
             .collect(),
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
-    }
-}
-
-fn activity_dto(row: &ActivityRow) -> grove_api::Activity {
-    grove_api::Activity {
-        id: row.id.clone(),
-        kind: row.kind.clone(),
-        project: row.project.clone(),
-        environment: row.environment.clone(),
-        state: row.state.clone(),
-        result: row.result.clone(),
-        description: row.description.clone(),
-        created_at: row.created_at.clone(),
-        started_at: row.started_at.clone(),
-        completed_at: row.completed_at.clone(),
     }
 }
 

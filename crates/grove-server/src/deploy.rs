@@ -139,6 +139,7 @@ pub async fn deploy_with_data(
         }
     };
     failpoint(mode, "configured");
+    let variables = user_variables(platform, &project.id, &env.name)?;
     let routes = grove_config::expand_routes(
         &config,
         &grove_config::RouteContext {
@@ -158,6 +159,7 @@ pub async fn deploy_with_data(
         config: &config,
         routes: &routes,
         data,
+        build_variables: &variables.build,
     });
     let generation = platform
         .store
@@ -174,6 +176,7 @@ pub async fn deploy_with_data(
         config: &config,
         routes: &routes,
         desired: &desired,
+        variables: &variables,
         mode,
         log,
         built: BTreeSet::new(),
@@ -253,6 +256,8 @@ struct LocalDeploy<'a> {
     config: &'a grove_config::Project,
     routes: &'a grove_config::RouteTable,
     desired: &'a Deployment,
+    /// The user variables the environment's builds and apps see.
+    variables: &'a grove_deployment::Resolved,
     mode: DeployMode,
     log: &'a ActivityLog,
     /// Apps built by this deploy.
@@ -383,6 +388,7 @@ impl Backend for LocalDeploy<'_> {
             self.repo,
             &self.desired.tree_id,
             &plan.build_key,
+            &self.variables.build,
             self.log,
         )
         .await?;
@@ -468,6 +474,7 @@ impl Backend for LocalDeploy<'_> {
                 routes: self.routes,
                 relationships: &relationships,
                 port,
+                variables: &self.variables.runtime,
             });
             // Upsun's flattened `<REL>_<FIELD>` variables, never over what the platform
             // set.
@@ -720,6 +727,7 @@ impl Backend for LocalDeploy<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn build_app(
     platform: &Arc<Platform>,
     project: &ProjectRow,
@@ -727,6 +735,7 @@ async fn build_app(
     repo: &Repository,
     tree_id: &str,
     key: &str,
+    variables: &[grove_config::UserVariable],
     log: &ActivityLog,
 ) -> Outcome {
     let settings = &platform.settings;
@@ -763,9 +772,11 @@ async fn build_app(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("could not check out app `{}`: {e}", app.name))?;
     }
-    let result = run_build_hook(platform, project, app, tree_id, &work, &cache, &tmp, log)
-        .await
-        .and_then(|()| create_mount_points(app, &work.join(BUILD_APP)));
+    let result = run_build_hook(
+        platform, project, app, tree_id, variables, &work, &cache, &tmp, log,
+    )
+    .await
+    .and_then(|()| create_mount_points(app, &work.join(BUILD_APP)));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     if let Err(message) = result {
         let _ = tokio::fs::remove_dir_all(&work).await;
@@ -803,6 +814,7 @@ async fn run_build_hook(
     project: &ProjectRow,
     app: &App,
     tree_id: &str,
+    variables: &[grove_config::UserVariable],
     work: &Path,
     cache: &Path,
     tmp: &Path,
@@ -817,7 +829,8 @@ async fn run_build_hook(
     spec.app_writable = true;
     // Builds yield to the apps serving requests on the same host.
     spec.niceness = Some(BUILD_NICENESS);
-    spec.env = grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id);
+    spec.env =
+        grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id, variables);
     // Debian marks its Python "externally managed" (PEP 668); what `pip install` writes
     // here goes to the app's own /usr/local, never the host's.
     spec.env
@@ -1101,8 +1114,72 @@ async fn write_file(path: &Path, contents: &str) -> std::io::Result<()> {
     tokio::fs::write(path, contents).await
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, for an app instance. Chosen below the
+/// kernel's ephemeral range (32768 and up), so that an outgoing connection cannot take
+/// it as its source port between this check and the app's own bind.
 fn free_port() -> std::io::Result<u16> {
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let mut seed = [0u8; 2];
+    let start = match getrandom::fill(&mut seed) {
+        Ok(()) => u16::from_le_bytes(seed) % SPAN,
+        Err(_) => 0,
+    };
+    for offset in 0..SPAN {
+        let port = FIRST + (start + offset) % SPAN;
+        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return Ok(listener.local_addr()?.port());
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// The user variables an environment's builds and apps see: the project's and those of
+/// the environment and its ancestors (nearest first), with Platform.sh's precedence.
+pub(crate) fn user_variables(
+    platform: &Platform,
+    project: &str,
+    env: &str,
+) -> std::result::Result<grove_deployment::Resolved, String> {
+    let store = &platform.store;
+    let definitions = |environment: Option<&str>| {
+        store
+            .variables(project, environment)
+            .map(|rows| rows.iter().map(variable_definition).collect::<Vec<_>>())
+            .map_err(|e| format!("could not read the variables: {e}"))
+    };
+    let project_level = definitions(None)?;
+    let mut levels = Vec::new();
+    let mut next = Some(env.to_string());
+    // The tree has no cycles; the bound only guards against a corrupt store.
+    while let Some(name) = next.take()
+        && levels.len() < 64
+    {
+        levels.push(definitions(Some(&name))?);
+        next = store
+            .environment(project, &name)
+            .map_err(|e| e.to_string())?
+            .and_then(|row| row.parent);
+    }
+    let levels: Vec<&[grove_deployment::Definition]> = levels.iter().map(Vec::as_slice).collect();
+    Ok(grove_deployment::resolve(&project_level, &levels))
+}
+
+/// A stored variable as the resolution sees it: a JSON variable's value decoded (a value
+/// that no longer parses is passed on as the text it is).
+pub(crate) fn variable_definition(row: &grove_store::VariableRow) -> grove_deployment::Definition {
+    let value = if row.is_json {
+        serde_json::from_str(&row.value).unwrap_or_else(|_| row.value.clone().into())
+    } else {
+        row.value.clone().into()
+    };
+    grove_deployment::Definition {
+        name: row.name.clone(),
+        value,
+        visible_build: row.visible_build,
+        visible_runtime: row.visible_runtime,
+        inheritable: row.is_inheritable,
+        enabled: row.is_enabled,
+    }
 }

@@ -1,7 +1,9 @@
-//! What the API's handlers share: their result type and the JSON body extractor.
+//! What the API's handlers share: their result type, the JSON body extractor and the
+//! activity DTO.
 
 use axum::Json;
 use axum::extract::{FromRequest, Request};
+use grove_store::ActivityRow;
 
 use crate::error::Error;
 
@@ -19,5 +21,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
             .await
             .map(|Json(body)| JsonBody(body))
             .map_err(|rejection| Error::Invalid(rejection.body_text()))
+    }
+}
+
+pub(crate) fn activity_dto(row: &ActivityRow) -> grove_api::Activity {
+    grove_api::Activity {
+        id: row.id.clone(),
+        kind: row.kind.clone(),
+        project: row.project.clone(),
+        environment: row.environment.clone(),
+        state: row.state.clone(),
+        result: row.result.clone(),
+        description: row.description.clone(),
+        created_at: row.created_at.clone(),
+        started_at: row.started_at.clone(),
+        completed_at: row.completed_at.clone(),
     }
 }

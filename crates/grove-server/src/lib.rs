@@ -22,6 +22,7 @@ mod services;
 mod state;
 mod tree;
 mod users;
+mod variables;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -14,6 +14,7 @@ mod access;
 mod logs;
 mod migrations;
 mod time;
+mod variables;
 
 use std::collections::HashMap;
 use std::fs;
@@ -31,6 +32,7 @@ pub use access::{
 };
 pub use logs::LogWriter;
 pub use time::timestamp_now;
+pub use variables::VariableRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -476,11 +478,17 @@ impl Store {
     }
 
     pub fn delete_environment(&self, project: &str, name: &str) -> Result<()> {
-        self.write().conn.execute(
-            "DELETE FROM environments WHERE project = ?1 AND name = ?2",
-            params![project, name],
-        )?;
-        Ok(())
+        self.write_transaction(|tx, _| {
+            tx.execute(
+                "DELETE FROM environments WHERE project = ?1 AND name = ?2",
+                params![project, name],
+            )?;
+            tx.execute(
+                "DELETE FROM variables WHERE project = ?1 AND environment = ?2",
+                params![project, name],
+            )?;
+            Ok(())
+        })
     }
 
     // --- activities -------------------------------------------------------------------

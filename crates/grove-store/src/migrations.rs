@@ -127,4 +127,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_tokens_with_id RENAME TO api_tokens;
     CREATE INDEX api_tokens_by_user ON api_tokens(user_id);
     "#,
+    // 6: user variables (`variable:create`), of the project (`environment` empty) or of
+    // one environment.
+    r#"
+    CREATE TABLE variables (
+        project         TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        environment     TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        value           TEXT NOT NULL,
+        is_json         INTEGER NOT NULL,
+        is_sensitive    INTEGER NOT NULL,
+        visible_build   INTEGER NOT NULL,
+        visible_runtime INTEGER NOT NULL,
+        is_inheritable  INTEGER NOT NULL,
+        is_enabled      INTEGER NOT NULL,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        PRIMARY KEY (project, environment, name)
+    );
+    "#,
 ];

@@ -489,3 +489,63 @@ fn project_roles_replace_and_go_with_their_project_access() {
             .expect("set")
     );
 }
+
+#[test]
+fn variables_are_kept_per_level() {
+    let s = store();
+    s.insert_project(&project("shop")).expect("store");
+    let row = VariableRow {
+        project: "shop".into(),
+        environment: None,
+        name: "env:GREETING".into(),
+        value: "hello".into(),
+        is_json: false,
+        is_sensitive: false,
+        visible_build: true,
+        visible_runtime: true,
+        is_inheritable: true,
+        is_enabled: true,
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    s.insert_variable(&row).expect("store");
+    assert!(matches!(
+        s.insert_variable(&row),
+        Err(StoreError::Conflict(_))
+    ));
+    let env_row = VariableRow {
+        environment: Some("main".into()),
+        value: "bonjour".into(),
+        ..row.clone()
+    };
+    s.insert_variable(&env_row).expect("store");
+    assert_eq!(s.variables("shop", None).expect("store")[0].value, "hello");
+    assert_eq!(
+        s.variables("shop", Some("main")).expect("store")[0].value,
+        "bonjour"
+    );
+    assert!(
+        s.update_variable(&VariableRow {
+            value: "hi".into(),
+            ..row.clone()
+        })
+        .expect("store")
+    );
+    assert_eq!(
+        s.variable("shop", None, "env:GREETING")
+            .expect("store")
+            .expect("store")
+            .value,
+        "hi"
+    );
+    s.delete_environment("shop", "main").expect("store");
+    assert!(s.variables("shop", Some("main")).expect("store").is_empty());
+    assert!(
+        s.delete_variable("shop", None, "env:GREETING")
+            .expect("store")
+    );
+    assert!(
+        !s.delete_variable("shop", None, "env:GREETING")
+            .expect("store")
+    );
+}

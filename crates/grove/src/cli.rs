@@ -263,6 +263,109 @@ pub enum Client {
     /// Delete one of your API tokens: it stops working at once.
     #[command(name = "auth:token-delete")]
     TokenDelete { id: String },
+    /// Create a variable of the project or of an environment; active environments it
+    /// changes are redeployed.
+    #[command(name = "variable:create")]
+    VariableCreate {
+        #[command(flatten)]
+        target: Target,
+        /// `project`, or `environment` (default when -e is given).
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        /// `env:NAME` for the environment variable NAME; any other name goes into
+        /// `PLATFORM_VARIABLES`.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        value: String,
+        #[command(flatten)]
+        flags: VariableFlags,
+        #[command(flatten)]
+        wait: Wait,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the project's variables and the environment's (own and inherited).
+    #[command(name = "variable:list", visible_aliases = ["variables", "var"])]
+    VariableList {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one variable (a sensitive value is never shown).
+    #[command(name = "variable:get")]
+    VariableGet {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        /// Print only this property (e.g. `value`).
+        #[arg(long)]
+        property: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Change a variable's value or flags.
+    #[command(name = "variable:update")]
+    VariableUpdate {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        #[arg(long)]
+        value: Option<String>,
+        #[command(flatten)]
+        flags: VariableFlags,
+        #[command(flatten)]
+        wait: Wait,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Delete a variable.
+    #[command(name = "variable:delete")]
+    VariableDelete {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Level {
+    Project,
+    Environment,
+}
+
+/// A variable's flags, each `--flag` (true) or `--flag true|false`; left out, the
+/// server's default (create) or the current value (update).
+#[derive(Args, Clone)]
+pub struct VariableFlags {
+    /// The value is JSON (decoded in `PLATFORM_VARIABLES`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    json: Option<bool>,
+    /// Never show the value again (cannot be undone).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    sensitive: Option<bool>,
+    /// Visible to the build hook (default true); a change rebuilds.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    visible_build: Option<bool>,
+    /// Visible to the running app (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    visible_runtime: Option<bool>,
+    /// Environment level: child environments inherit it (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    inheritable: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enabled: Option<bool>,
 }
 
 struct Api {
@@ -884,6 +987,157 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             .await?;
             println!("Deleted API token {id}.");
         }
+        Client::VariableCreate {
+            target,
+            level,
+            name,
+            value,
+            flags,
+            wait,
+            format,
+        } => {
+            let (project, env) = variable_scope(&api, &target, level).await?;
+            let body = grove_api::CreateVariable {
+                name,
+                value,
+                is_json: flags.json,
+                is_sensitive: flags.sensitive,
+                is_enabled: flags.enabled,
+                is_inheritable: flags.inheritable,
+                visible_build: flags.visible_build,
+                visible_runtime: flags.visible_runtime,
+            };
+            let url = variables_url(&api, &project, env.as_deref(), None);
+            let change: grove_api::VariableChange = api
+                .send(api.http.post(url).json(&body))
+                .await?
+                .json()
+                .await?;
+            return variable_changed(&api, &project, change, "Created", &wait, format).await;
+        }
+        Client::VariableList {
+            target,
+            level,
+            format,
+        } => {
+            let project = api.project(&target).await?;
+            let mut rows: Vec<grove_api::Variable> = Vec::new();
+            if level != Some(Level::Environment) {
+                rows.extend(
+                    api.get::<Vec<grove_api::Variable>>(variables_url(&api, &project, None, None))
+                        .await?,
+                );
+            }
+            if level != Some(Level::Project) {
+                let env = match &target.environment {
+                    Some(env) => Some(env.clone()),
+                    None if level == Some(Level::Environment) => {
+                        Some(api.environment(&target).await?.1)
+                    }
+                    None => {
+                        api.get::<Project>(
+                            api.url(grove_api::paths::PROJECT, &[("project", &project)]),
+                        )
+                        .await?
+                        .default_branch
+                    }
+                };
+                if let Some(env) = env {
+                    rows.extend(
+                        api.get::<Vec<grove_api::Variable>>(variables_url(
+                            &api,
+                            &project,
+                            Some(&env),
+                            None,
+                        ))
+                        .await?,
+                    );
+                }
+            }
+            print_rows(
+                &rows,
+                format,
+                &["NAME", "LEVEL", "VALUE", "ENABLED", "BUILD", "RUNTIME"],
+                |v| {
+                    vec![
+                        v.name.clone(),
+                        variable_level(v),
+                        shown_value(v),
+                        v.is_enabled.to_string(),
+                        v.visible_build.to_string(),
+                        v.visible_runtime.to_string(),
+                    ]
+                },
+            )?;
+        }
+        Client::VariableGet {
+            name,
+            target,
+            level,
+            property,
+            format,
+        } => {
+            let (project, env) = variable_scope(&api, &target, level).await?;
+            let variable: grove_api::Variable = api
+                .get(variables_url(&api, &project, env.as_deref(), Some(&name)))
+                .await?;
+            if let Some(property) = property {
+                let json = serde_json::to_value(&variable)?;
+                match json.get(&property) {
+                    Some(serde_json::Value::String(s)) => println!("{s}"),
+                    Some(serde_json::Value::Null) if property == "value" => {
+                        bail!("variable `{name}` is sensitive: its value is never shown")
+                    }
+                    Some(other) => println!("{other}"),
+                    None => bail!("variables have no property `{property}`"),
+                }
+            } else {
+                match format {
+                    Format::Table => print_variable(&variable),
+                    _ => print_value(&variable, format)?,
+                }
+            }
+        }
+        Client::VariableUpdate {
+            name,
+            target,
+            level,
+            value,
+            flags,
+            wait,
+            format,
+        } => {
+            let (project, env) = variable_scope(&api, &target, level).await?;
+            let body = grove_api::UpdateVariable {
+                value,
+                is_json: flags.json,
+                is_sensitive: flags.sensitive,
+                is_enabled: flags.enabled,
+                is_inheritable: flags.inheritable,
+                visible_build: flags.visible_build,
+                visible_runtime: flags.visible_runtime,
+            };
+            let url = variables_url(&api, &project, env.as_deref(), Some(&name));
+            let change: grove_api::VariableChange = api
+                .send(api.http.patch(url).json(&body))
+                .await?
+                .json()
+                .await?;
+            return variable_changed(&api, &project, change, "Updated", &wait, format).await;
+        }
+        Client::VariableDelete {
+            name,
+            target,
+            level,
+            wait,
+        } => {
+            let (project, env) = variable_scope(&api, &target, level).await?;
+            let url = variables_url(&api, &project, env.as_deref(), Some(&name));
+            let change: grove_api::VariableChange =
+                api.send(api.http.delete(url)).await?.json().await?;
+            println!("Deleted variable `{name}`.");
+            return variable_changed(&api, &project, change, "Deleted", &wait, Format::Table).await;
+        }
         Client::ActivityLog { target, id } => {
             let project = api.project(&target).await?;
             return Ok(if api.follow(&project, &id).await? {
@@ -912,6 +1166,120 @@ async fn env_action(
         ],
     );
     api.operate(&project, api.http.post(url), wait).await
+}
+
+/// The project and, for an environment-level variable, the environment: `--level`
+/// decides, or else whether -e was given.
+async fn variable_scope(
+    api: &Api,
+    target: &Target,
+    level: Option<Level>,
+) -> anyhow::Result<(String, Option<String>)> {
+    let level = level.unwrap_or(if target.environment.is_some() {
+        Level::Environment
+    } else {
+        Level::Project
+    });
+    match level {
+        Level::Project => Ok((api.project(target).await?, None)),
+        Level::Environment => {
+            let Some(env) = &target.environment else {
+                bail!("an environment-level variable needs its environment: give -e ENVIRONMENT");
+            };
+            Ok((api.project(target).await?, Some(env.clone())))
+        }
+    }
+}
+
+fn variables_url(api: &Api, project: &str, env: Option<&str>, name: Option<&str>) -> String {
+    match (env, name) {
+        (None, None) => api.url(grove_api::paths::PROJECT_VARIABLES, &[("project", project)]),
+        (None, Some(name)) => api.url(
+            grove_api::paths::PROJECT_VARIABLE,
+            &[("project", project), ("name", name)],
+        ),
+        (Some(env), None) => api.url(
+            grove_api::paths::ENVIRONMENT_VARIABLES,
+            &[("project", project), ("environment", env)],
+        ),
+        (Some(env), Some(name)) => api.url(
+            grove_api::paths::ENVIRONMENT_VARIABLE,
+            &[("project", project), ("environment", env), ("name", name)],
+        ),
+    }
+}
+
+/// Prints what changed and follows the redeploys it started (unless --no-wait).
+async fn variable_changed(
+    api: &Api,
+    project: &str,
+    change: grove_api::VariableChange,
+    verb: &str,
+    wait: &Wait,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    if let Some(variable) = &change.variable {
+        match format {
+            Format::Table => {
+                println!(
+                    "{verb} variable `{}` ({}).",
+                    variable.name,
+                    variable_level(variable)
+                );
+                print_variable(variable);
+            }
+            _ => print_value(&change, format)?,
+        }
+    }
+    if change.activities.is_empty() {
+        eprintln!("No active environment is affected: nothing to redeploy.");
+    }
+    let mut code = ExitCode::SUCCESS;
+    for activity in &change.activities {
+        if wait.no_wait {
+            println!("{}", activity.id);
+            continue;
+        }
+        eprintln!("Activity {} ({})", activity.id, activity.description);
+        if !api.follow(project, &activity.id).await? {
+            eprintln!(
+                "The activity failed: see `grove activity:log {}`",
+                activity.id
+            );
+            code = ExitCode::FAILURE;
+        }
+    }
+    Ok(code)
+}
+
+fn variable_level(v: &grove_api::Variable) -> String {
+    match (&v.environment, v.inherited) {
+        (Some(env), true) => format!("environment (inherited from {env})"),
+        (Some(env), false) => format!("environment ({env})"),
+        (None, _) => "project".to_string(),
+    }
+}
+
+fn shown_value(v: &grove_api::Variable) -> String {
+    v.value
+        .clone()
+        .unwrap_or_else(|| "[sensitive: not shown]".to_string())
+}
+
+fn print_variable(v: &grove_api::Variable) {
+    println!("{:<20} {}", "name", v.name);
+    println!("{:<20} {}", "level", variable_level(v));
+    println!("{:<20} {}", "value", shown_value(v));
+    for (flag, value) in [
+        ("is_json", v.is_json),
+        ("is_sensitive", v.is_sensitive),
+        ("is_enabled", v.is_enabled),
+        ("is_inheritable", v.is_inheritable),
+        ("visible_build", v.visible_build),
+        ("visible_runtime", v.visible_runtime),
+    ] {
+        println!("{flag:<20} {value}");
+    }
 }
 
 /// `--role` values: a project role (`admin`, `viewer`), or TYPE:ROLE for an environment

@@ -261,6 +261,7 @@ fn runtime_vars(
         routes: &routes,
         relationships: &relationships,
         port: 8000,
+        variables: &[],
     })
 }
 
@@ -290,6 +291,7 @@ fn official_reader_at_build_time() {
         cache_dir: "/cache",
         output_dir: "/output",
         vendor: "grove",
+        variables: &[],
     });
     let answers = read_with_library(&vars);
     for prefix in ["PLATFORM_", "MAGENTO_CLOUD_"] {

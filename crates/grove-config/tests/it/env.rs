@@ -93,6 +93,7 @@ fn build_variables() {
         cache_dir: "/cache",
         output_dir: "/output",
         vendor: "grove",
+        variables: &[],
     });
     assert!(
         !vars
@@ -131,6 +132,56 @@ fn runtime_variables() {
         routes: &routes,
         relationships: &relationships,
         port: 8000,
+        variables: &[],
     });
     check("runtime_variables", &vars);
+}
+
+#[test]
+fn user_variables_override_the_app_config() {
+    let p = project(&[(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nvariables:\n  env:\n    GREETING: app\n    KEPT: kept\n  d8config:\n    site: app\n",
+    )]);
+    let user = [
+        grove_config::UserVariable {
+            name: "env:GREETING".into(),
+            value: json!("user"),
+        },
+        grove_config::UserVariable {
+            name: "env:PLATFORM_PROJECT".into(),
+            value: json!("not allowed"),
+        },
+        grove_config::UserVariable {
+            name: "d8config:site".into(),
+            value: json!({"json": true}),
+        },
+    ];
+    let vars = build_environment(&BuildContext {
+        project: "shop",
+        app: &p.apps[0],
+        tree_id: "t",
+        project_entropy: "e",
+        app_dir: "/app",
+        cache_dir: "/cache",
+        output_dir: "/output",
+        vendor: "grove",
+        variables: &user,
+    });
+    let get = |name: &str| -> Vec<&str> {
+        vars.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(get("GREETING"), ["user"]);
+    assert_eq!(get("KEPT"), ["kept"]);
+    assert_eq!(get("PLATFORM_PROJECT"), ["shop"]);
+    for prefix in ["PLATFORM_", "MAGENTO_CLOUD_"] {
+        let encoded = get(&format!("{prefix}VARIABLES"))[0];
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+            .expect("base64");
+        let decoded: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
+        assert_eq!(decoded, json!({"d8config:site": {"json": true}}));
+    }
 }

@@ -75,7 +75,7 @@ fn expected(letter: char) -> Outcome {
 }
 
 /// The CLI with someone else's token.
-fn cli_as(server: &Server, token: &str, args: &[&str]) -> Output {
+pub(crate) fn cli_as(server: &Server, token: &str, args: &[&str]) -> Output {
     Command::new(GROVE)
         .args(args)
         .env("GROVE_URL", format!("http://127.0.0.1:{}", server.api_port))
@@ -85,7 +85,7 @@ fn cli_as(server: &Server, token: &str, args: &[&str]) -> Output {
         .expect("run grove")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -138,7 +138,7 @@ fn git_url(server: &Server, token: &str, project: &str) -> String {
 }
 
 /// `user:add` as the platform admin; the new user's token.
-fn add_user(server: &Server, project: &str, email: &str, roles: &[&str]) -> String {
+pub(crate) fn add_user(server: &Server, project: &str, email: &str, roles: &[&str]) -> String {
     let mut args = vec!["user:add", email, "-p", project, "--format", "json"];
     for role in roles {
         args.extend(["--role", role]);

@@ -10,6 +10,7 @@ mod isolation;
 mod php;
 mod runtime;
 mod support;
+mod variables;
 
 use support::{Server, Work, alive, curl, curl_json, descendants};
 
