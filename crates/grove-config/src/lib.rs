@@ -50,3 +50,4 @@ pub use relationships::{
 };
 pub use services::default_endpoint;
 pub use tree::{MemoryTree, SourceTree};
+pub use validate::parse_expires;

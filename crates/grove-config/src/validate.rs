@@ -2,7 +2,7 @@
 
 /// Parses an `expires` value to seconds: `-1` (no caching), plain seconds, or a number
 /// with a unit `ms s m h d w M y`. Returns `None` when malformed.
-pub(crate) fn parse_expires(text: &str) -> Option<i64> {
+pub fn parse_expires(text: &str) -> Option<i64> {
     let text = text.trim();
     if text == "-1" {
         return Some(-1);

@@ -6,11 +6,9 @@
 //! it returns into an instance's directory and runs the servers in the app's sandbox;
 //! every path in the output is a path inside that sandbox.
 
-mod expires;
 mod nginx;
 mod php;
 
-pub use expires::parse_expires;
 pub use nginx::{AppUpstream, Listen, ServerSpec, nginx_config};
 pub use php::{FpmSpec, MissingExtension, fpm_config, missing_extensions, requested_extensions};
 

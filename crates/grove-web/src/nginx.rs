@@ -22,7 +22,9 @@ use std::fmt::Write as _;
 
 use grove_config::{Passthru, Web, WebLocation};
 
-use crate::{WebError, parse_expires};
+use grove_config::parse_expires;
+
+use crate::WebError;
 
 /// Where a server listens, inside the sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]

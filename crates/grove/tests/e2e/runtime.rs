@@ -62,26 +62,11 @@ fn pip_installs_in_the_build_hook_as_on_platform_sh() {
         "{out}"
     );
     // It serves: the start command imported what the build installed.
-    let served = curl_json(&primary_url_of(&server, "main"));
+    let served = curl_json(&primary_url(&server, "main"));
     assert_eq!(served["app_dir"], "Read-only file system", "{served}");
     let log = std::fs::read_to_string(server.data_dir().join("logs/shop/main/app.log"))
         .unwrap_or_default();
     assert!(log.contains("pyjokes 0.6.0"), "the app imported it: {log}");
-}
-
-fn primary_url_of(server: &crate::support::Server, env: &str) -> String {
-    server
-        .cli_ok(&[
-            "environment:url",
-            "-p",
-            "shop",
-            "-e",
-            env,
-            "--primary",
-            "--pipe",
-        ])
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -116,7 +101,7 @@ fn dependencies_and_the_default_flavor_build_a_node_app_unchanged() {
     assert!(ok, "{out}");
     assert!(out.contains("Installing the nodejs dependencies"), "{out}");
     assert!(out.contains("Running the `default` build flavor"), "{out}");
-    let served = curl_json(&primary_url_of(&server, "main"));
+    let served = curl_json(&primary_url(&server, "main"));
     assert_eq!(served["ms"], 172_800_000, "{served}");
 }
 
@@ -151,7 +136,7 @@ fn an_app_on_a_unix_socket_is_served() {
     work.commit("unix socket");
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
     assert!(ok, "{out}");
-    let url = primary_url_of(&server, "main");
+    let url = primary_url(&server, "main");
     let served = curl_json(&format!("{url}hello?x=1"));
     assert_eq!(served["path"], "/hello?x=1", "{served}");
     assert!(
