@@ -273,6 +273,10 @@ pub struct ServiceStatus {
     /// `mariadb:10.11`, as services.yaml asks.
     #[serde(rename = "type")]
     pub kind: String,
+    /// What runs it when that is not the version asked for, e.g. `redis:5.0 runs
+    /// on the installed redis:7.0 (the nearest newer version installed)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<String>,
     pub address: String,
     pub healthy: bool,
     /// How often its server process was restarted since the service started.

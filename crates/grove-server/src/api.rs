@@ -667,6 +667,7 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
                     name,
                     grove_api::ServiceStatus {
                         kind: s.kind,
+                        runs_on: s.runs_on,
                         address: s.address,
                         healthy: s.healthy,
                         restarts: s.restarts,

@@ -88,20 +88,28 @@ impl Platform {
                     Arc<grove_services::RunningService>,
                     std::net::Ipv4Addr,
                     String,
+                    Option<String>,
                 )> = self.with_services(&project, &env, |services| {
                     services
                         .iter()
                         .map(|(n, e)| {
-                            (n.clone(), e.running.clone(), e.address, e.requested.clone())
+                            (
+                                n.clone(),
+                                e.running.clone(),
+                                e.address,
+                                e.requested.clone(),
+                                services::substitute(&e.spec.resolved),
+                            )
                         })
                         .collect()
                 });
                 let mut after = BTreeMap::new();
-                for (name, running, address, requested) in entries {
+                for (name, running, address, requested, runs_on) in entries {
                     let entry = services::ServiceEntryView {
                         running: &running,
                         address,
                         requested: &requested,
+                        runs_on,
                     };
                     let now = services::check(&entry, before.get(&name)).await;
                     if let Some(message) = services::health_change(&name, before.get(&name), &now) {

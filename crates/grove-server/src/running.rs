@@ -79,6 +79,9 @@ pub type EnvironmentServices = BTreeMap<String, ServiceEntry>;
 #[derive(Debug, Clone, Default)]
 pub struct ServiceHealth {
     pub kind: String,
+    /// What runs it when that is not the version asked for (see
+    /// [`crate::services::substitute`]).
+    pub runs_on: Option<String>,
     pub address: String,
     pub healthy: bool,
     pub restarts: u32,

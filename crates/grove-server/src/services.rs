@@ -156,8 +156,8 @@ async fn start_into(
         )) else {
             return Err("no free loopback address for a service".into());
         };
-        if r.via_alias {
-            log.line(format!("  Service `{}`: {r}", service.name));
+        if let Some(runs_on) = substitute(&r) {
+            log.line(format!("warning: service `{}`: {runs_on}", service.name));
         }
         log.line(format!(
             "Starting service `{}` ({requested}) on {address}",
@@ -350,6 +350,13 @@ pub struct ServiceEntryView<'a> {
     pub running: &'a RunningService,
     pub address: Ipv4Addr,
     pub requested: &'a str,
+    pub runs_on: Option<String>,
+}
+
+/// What runs a service instead of the version it asked for, said wherever the
+/// service is shown; `None` for an exact match.
+pub fn substitute(resolved: &grove_services::ResolvedService) -> Option<String> {
+    (resolved.matched != grove_services::Match::Exact).then(|| resolved.to_string())
 }
 
 /// Runs one health check of a service and returns its new state.
@@ -370,6 +377,7 @@ pub async fn check(
     };
     ServiceHealth {
         kind: entry.requested.to_string(),
+        runs_on: entry.runs_on.clone(),
         address: entry.address.to_string(),
         healthy: error.is_none(),
         restarts: entry.running.restarts(),
@@ -435,6 +443,7 @@ mod tests {
 
     fn health(failures: u32, restarts: u32) -> ServiceHealth {
         ServiceHealth {
+            runs_on: None,
             kind: "mariadb:10.11".into(),
             address: "127.64.0.1".into(),
             healthy: failures == 0,

@@ -42,8 +42,8 @@ pub struct ResolvedService {
     pub requested: String,
     /// What runs it, e.g. `mariadb:10.11`.
     pub provided: String,
-    /// `true` when an operator mapping was used rather than an exact match.
-    pub via_alias: bool,
+    /// How `provided` was chosen for `requested`.
+    pub matched: Match,
     pub full_version: String,
     pub binary: PathBuf,
 }
@@ -55,11 +55,35 @@ impl fmt::Display for ResolvedService {
             "{} runs on the installed {}",
             self.requested, self.provided
         )?;
-        if self.via_alias {
-            f.write_str(" (operator mapping)")?;
+        match self.matched {
+            Match::Exact => Ok(()),
+            Match::OperatorAlias => f.write_str(" (operator mapping)"),
+            Match::NearestNewer => f.write_str(" (the nearest newer version installed)"),
         }
-        Ok(())
     }
+}
+
+/// How a requested version was matched to an installed server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// The version asked for (major.minor; major for PostgreSQL).
+    Exact,
+    /// An operator's explicit mapping in `services.yaml` aliases.
+    OperatorAlias,
+    /// Not installed: the nearest newer version of the same server, which speaks
+    /// the same protocol to the app (a new service's data starts empty, and data
+    /// written by another version is refused, see the server's `resolve`).
+    NearestNewer,
+}
+
+/// Whether a version the host lacks may run on the nearest newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VersionPolicy {
+    /// Platform.sh-like convenience: the nearest newer version, said in the log.
+    #[default]
+    NearestNewer,
+    /// Only the version asked for (or an operator's alias).
+    Exact,
 }
 
 /// The servers of this host plus the operator's explicit aliases.
@@ -67,6 +91,7 @@ impl fmt::Display for ResolvedService {
 pub struct ServiceCatalog {
     installed: Vec<InstalledService>,
     aliases: BTreeMap<String, String>,
+    policy: VersionPolicy,
 }
 
 impl ServiceCatalog {
@@ -98,7 +123,17 @@ impl ServiceCatalog {
     ) -> ServiceCatalog {
         installed.sort_by_key(InstalledService::type_name);
         installed.dedup_by(|a, b| a.type_name() == b.type_name());
-        ServiceCatalog { installed, aliases }
+        ServiceCatalog {
+            installed,
+            aliases,
+            policy: VersionPolicy::default(),
+        }
+    }
+
+    /// The same catalog under another [`VersionPolicy`].
+    pub fn with_policy(mut self, policy: VersionPolicy) -> ServiceCatalog {
+        self.policy = policy;
+        self
     }
 
     pub fn installed(&self) -> &[InstalledService] {
@@ -142,7 +177,7 @@ impl ServiceCatalog {
         }
         let key = matching_version(family, version);
         if let Some(found) = self.find(family, &key) {
-            return Ok(resolved(kind, type_, found, false));
+            return Ok(resolved(kind, type_, found, Match::Exact));
         }
         // `mysql:10.4` is `mariadb:10.4` for the operator's aliases too.
         let alias = [
@@ -158,13 +193,31 @@ impl ServiceCatalog {
                 .filter(|(target_family, _)| *target_family == family)
                 .and_then(|(f, _)| self.find(f, &matching_version(f, target_version)));
             return match found {
-                Some(found) => Ok(resolved(kind, type_, found, true)),
+                Some(found) => Ok(resolved(kind, type_, found, Match::OperatorAlias)),
                 None => Err(unavailable(Some(format!(
                     "the operator maps it to `{target}`, which is not installed or not the same kind of service"
                 )))),
             };
         }
+        if self.policy == VersionPolicy::NearestNewer
+            && let Some(found) = self.nearest_newer(family, &key)
+        {
+            return Ok(resolved(kind, type_, found, Match::NearestNewer));
+        }
         Err(unavailable(None))
+    }
+
+    /// The lowest installed version of `family` above `version`, compared number
+    /// by number (`10.11` > `10.6`).
+    fn nearest_newer(&self, family: &str, version: &str) -> Option<&InstalledService> {
+        let wanted = version_numbers(version)?;
+        self.installed
+            .iter()
+            .filter(|s| s.family == family)
+            .filter_map(|s| Some((version_numbers(&s.version)?, s)))
+            .filter(|(numbers, _)| *numbers > wanted)
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, s)| s)
     }
 
     fn find(&self, family: &str, version: &str) -> Option<&InstalledService> {
@@ -178,7 +231,7 @@ fn resolved(
     kind: ServiceKind,
     requested: &str,
     found: &InstalledService,
-    via_alias: bool,
+    matched: Match,
 ) -> ResolvedService {
     let provided = match kind {
         ServiceKind::Redis { persistent: true } => format!("redis-persistent:{}", found.version),
@@ -188,7 +241,7 @@ fn resolved(
         kind,
         requested: requested.to_owned(),
         provided,
-        via_alias,
+        matched,
         full_version: found.full_version.clone(),
         binary: found.binary.clone(),
     }
@@ -207,6 +260,11 @@ fn family_of(name: &str) -> Option<(&'static str, ServiceKind)> {
         "memcached" => ("memcached", ServiceKind::Memcached),
         _ => return None,
     })
+}
+
+/// `10.11` as `[10, 11]`; `None` unless every part is a number.
+fn version_numbers(version: &str) -> Option<Vec<u64>> {
+    version.split('.').map(|part| part.parse().ok()).collect()
 }
 
 /// The part of a version that must match: major for PostgreSQL (`15`),

@@ -55,7 +55,7 @@ mod userns;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use catalog::{InstalledService, ResolvedService, ServiceCatalog};
+pub use catalog::{InstalledService, Match, ResolvedService, ServiceCatalog, VersionPolicy};
 pub use config::{EndpointConfig, Privilege, ServiceConfig};
 pub use running::{Endpoint, MemoryProfile, RunningService, ServiceSpec, start};
 pub use secrets::Secrets;
@@ -213,7 +213,7 @@ mod tests {
                 kind: ServiceKind::MariaDb,
                 requested: "mariadb:10.11".into(),
                 provided: "mariadb:10.11".into(),
-                via_alias: false,
+                matched: Match::Exact,
                 full_version: "10.11.0".into(),
                 binary: "/usr/sbin/mariadbd".into(),
             },

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use grove_services::{InstalledService, ServiceCatalog};
+use grove_services::{InstalledService, Match, ServiceCatalog, VersionPolicy};
 
 fn installed(family: &str, full: &str) -> InstalledService {
     InstalledService {
@@ -56,6 +56,11 @@ fn types_resolve_to_what_is_installed_or_say_why_not() {
         ("pg", "postgresql:16"),
         ("cache", "redis:6.2"),
         ("db", "mariadb"),
+        ("cache", "redis:5.0"),
+        ("db", "mariadb:10.6"),
+        ("db", "mysql:10.5"),
+        ("pg", "postgresql:11"),
+        ("mc", "memcached:1.4"),
     ];
     let table: Vec<String> = cases
         .iter()
@@ -65,6 +70,25 @@ fn types_resolve_to_what_is_installed_or_say_why_not() {
         })
         .collect();
     insta::assert_snapshot!(table.join("\n"));
+}
+
+#[test]
+fn the_exact_policy_refuses_what_the_nearest_policy_substitutes() {
+    let nearest = debian12(&[]);
+    let exact = debian12(&[]).with_policy(VersionPolicy::Exact);
+    let substituted = nearest
+        .resolve("cache", "redis:6.0")
+        .expect("nearest newer");
+    assert_eq!(substituted.provided, "redis:7.0");
+    assert_eq!(substituted.matched, Match::NearestNewer);
+    let refused = exact.resolve("cache", "redis:6.0").expect_err("exact only");
+    assert!(refused.to_string().contains("redis:7.0"), "{refused}");
+    // Older is never a substitute, whatever the policy.
+    assert!(nearest.resolve("pg", "postgresql:16").is_err());
+    assert_eq!(
+        exact.resolve("cache", "redis:7.0").expect("exact").matched,
+        Match::Exact
+    );
 }
 
 #[test]
