@@ -28,6 +28,7 @@ use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp
 use crate::activity::ActivityLog;
 use crate::running::{RunningApp, RunningEnvironment};
 use crate::state::{Platform, STOP_GRACE, owner_key, short};
+use crate::web_server::Front;
 
 /// A stored build: the app's files (mounted read-only at /app) and what the build
 /// installed globally (`pip install`, `npm install -g`: the app's own /usr/local, as in
@@ -338,8 +339,8 @@ impl Backend for LocalDeploy<'_> {
                 Ok(_) => {}
                 Err(error) => return Err(format!("app `{}`: {error}", app.name)),
             }
-            if crate::php_fpm::runs_php_fpm(app) {
-                crate::php_fpm::check_host(app).await?;
+            if crate::web_server::runs_php_fpm(app) {
+                crate::web_server::check_host(app).await?;
             } else if app.web.commands.start.is_none() {
                 return Err(format!(
                     "app `{}` ({}): `web.commands.start` is required: grove runs the command \
@@ -494,15 +495,16 @@ impl Backend for LocalDeploy<'_> {
             let build_dir = self.app_dir(plan);
             let mut binds = binds;
             // `socket_family: unix`: the app listens on `$SOCKET`, in a directory of this
-            // instance's own that the router reaches from the host. A PHP-FPM instance
-            // keeps its generated configuration and its FastCGI socket there too.
-            let php_fpm = crate::php_fpm::runs_php_fpm(app);
+            // instance's own that the router reaches from the host. A web server in
+            // front (nginx, see `web_server`) keeps its generated configuration, its
+            // own socket for the router and PHP-FPM's socket there too.
+            let front = crate::web_server::Front::of(app);
             let run_dir = settings
                 .scratch_dir(&project.id, &env.machine_name)
                 .join("run")
                 .join(format!("{}-{port}", app.name));
             let unix = app.web.upstream.socket_family == grove_config::SocketFamily::Unix;
-            if unix || php_fpm {
+            if unix || front != Front::Direct {
                 recreate_dir(&run_dir).await.map_err(|e| {
                     format!(
                         "app `{}`: cannot create its socket directory: {e}",
@@ -515,25 +517,34 @@ impl Backend for LocalDeploy<'_> {
                     writable: true,
                 });
             }
-            let upstream = if unix {
+            // Where the app's own server (or PHP-FPM's nginx) listens, and where the
+            // router reaches the instance: the same, unless nginx is in front of the
+            // app's server, on a socket of its own.
+            let app_listen = if unix {
                 sandbox_vars_push(&mut vars, "SOCKET", &format!("{SOCKET_DIR}/app.sock"));
-                Upstream::Unix(run_dir.join("app.sock"))
+                grove_web::Listen::Unix(format!("{SOCKET_DIR}/app.sock"))
             } else {
-                Upstream::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                grove_web::Listen::Tcp {
+                    host: Ipv4Addr::LOCALHOST.to_string(),
+                    port,
+                }
             };
-            // PHP without a start command: PHP-FPM behind nginx serving `web.locations`.
-            let start_command = if php_fpm {
-                let listen = match &upstream {
-                    Upstream::Tcp(addr) => grove_web::Listen::Tcp {
-                        host: addr.ip().to_string(),
-                        port: addr.port(),
-                    },
-                    Upstream::Unix(_) => grove_web::Listen::Unix(format!("{SOCKET_DIR}/app.sock")),
-                };
-                crate::php_fpm::prepare(app, &run_dir, listen).await?
+            let (upstream, listen) = if front == Front::Nginx {
+                let socket = crate::web_server::FRONT_SOCKET;
+                (
+                    Upstream::Unix(run_dir.join(socket)),
+                    grove_web::Listen::Unix(format!("{SOCKET_DIR}/{socket}")),
+                )
+            } else if unix {
+                (Upstream::Unix(run_dir.join("app.sock")), app_listen.clone())
             } else {
-                app.web.commands.start.clone().unwrap_or_default()
+                (
+                    Upstream::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+                    app_listen.clone(),
+                )
             };
+            let start_command =
+                crate::web_server::prepare(app, front, &run_dir, listen, app_listen).await?;
             binds.insert(
                 0,
                 Bind {
@@ -1087,7 +1098,7 @@ async fn stop_all(apps: &[RunningApp]) {
 }
 
 /// `s` as one single-quoted shell word.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 

@@ -15,7 +15,6 @@ mod lifecycle;
 mod names;
 mod ndjson;
 mod owners;
-mod php_fpm;
 mod platform;
 mod running;
 mod services;
@@ -23,6 +22,7 @@ mod state;
 mod tree;
 mod users;
 mod variables;
+mod web_server;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -108,6 +108,9 @@ fn a_php_app_is_served_by_php_fpm_with_its_locations() {
         );
         assert!(status == 403 || status == 404, "{path}: {status} {body}");
     }
+
+    // PHP-FPM dying takes nginx with it.
+    dying_restarts_the_instance_whole(&server, "php-fpm8.2", &url);
 }
 
 #[test]
@@ -124,4 +127,70 @@ fn a_missing_php_extension_fails_the_deploy_naming_its_package() {
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
     assert!(!ok, "{out}");
     assert!(out.contains("php8.2-a_missing_extension"), "{out}");
+}
+
+#[test]
+fn an_apps_static_locations_are_served_by_nginx_in_front_of_its_own_server() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::example();
+    // A Django-style app: `collectstatic` output under `/static`, the rest to the app.
+    work.write("static/site.css", "body { color: green; }\n");
+    let config = std::fs::read_to_string(work.path().join(".platform.app.yaml"))
+        .expect("app config")
+        + "  locations:\n    \"/\":\n      passthru: true\n    \"/static\":\n      \
+           root: static\n      expires: 1h\n      allow: true\n";
+    work.write(".platform.app.yaml", &config);
+    work.commit("static files");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    let url = primary_url(&server, "main");
+    let (status, head, body) = get(&format!("{url}static/site.css"));
+    assert_eq!(status, 200, "{head}{body}");
+    assert_eq!(body, "body { color: green; }\n");
+    assert!(head.contains("cache-control: max-age=3600"), "{head}");
+    // `/static` does not pass through: a missing file is nginx's 404, not the app's.
+    let (status, _, _) = get(&format!("{url}static/missing.css"));
+    assert_eq!(status, 404);
+    // Everything else reaches the app's own server, with the request as it came.
+    let served = curl_json(&format!("{url}write/through-nginx"));
+    assert!(
+        served["mount_files"]
+            .as_array()
+            .is_some_and(|files| files.iter().any(|f| f == "through-nginx")),
+        "{served}"
+    );
+
+    // The app's server dying takes nginx with it.
+    dying_restarts_the_instance_whole(&server, "python3", &url);
+}
+
+/// Kills the instance's `comm` process (its server behind nginx): the instance is
+/// restarted whole, nginx included, instead of nginx answering 502 in front of
+/// nothing.
+fn dying_restarts_the_instance_whole(server: &Server, comm: &str, url: &str) {
+    let servers = crate::server_processes(server, comm);
+    let nginxes = crate::server_processes(server, "nginx");
+    assert_eq!(
+        (servers.len(), nginxes.len()),
+        (1, 1),
+        "{servers:?} {nginxes:?}"
+    );
+    Command::new("kill")
+        .args(["-9", &servers[0].to_string()])
+        .status()
+        .expect("kill");
+    let mut restarted = false;
+    for _ in 0..300 {
+        let now = crate::server_processes(server, "nginx");
+        if !now.is_empty() && now != nginxes && get(url).0 == 200 {
+            restarted = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(server.data_dir().join("logs/shop/main/app.log"))
+        .unwrap_or_default();
+    assert!(restarted, "nginx was not restarted with {comm}:\n{log}");
+    assert!(!crate::support::alive(nginxes[0]), "the old nginx is gone");
 }
