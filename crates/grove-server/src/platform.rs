@@ -83,34 +83,16 @@ impl Platform {
                     continue;
                 };
                 let before = self.service_health(&project, &env);
-                let entries: Vec<(
-                    String,
-                    Arc<grove_services::RunningService>,
-                    std::net::Ipv4Addr,
-                    String,
-                    Option<String>,
-                )> = self.with_services(&project, &env, |services| {
-                    services
-                        .iter()
-                        .map(|(n, e)| {
-                            (
-                                n.clone(),
-                                e.running.clone(),
-                                e.address,
-                                e.requested.clone(),
-                                services::substitute(&e.spec.resolved),
-                            )
-                        })
-                        .collect()
-                });
+                let entries: Vec<services::ServiceEntryView> =
+                    self.with_services(&project, &env, |services| {
+                        services
+                            .iter()
+                            .map(|(n, e)| services::ServiceEntryView::of(n, e))
+                            .collect()
+                    });
                 let mut after = BTreeMap::new();
-                for (name, running, address, requested, runs_on) in entries {
-                    let entry = services::ServiceEntryView {
-                        running: &running,
-                        address,
-                        requested: &requested,
-                        runs_on,
-                    };
+                for entry in entries {
+                    let name = entry.name.clone();
                     let now = services::check(&entry, before.get(&name)).await;
                     if let Some(message) = services::health_change(&name, before.get(&name), &now) {
                         self.report_health(

@@ -346,11 +346,24 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a health check needs of a running service (taken out of the shared map so
 /// that no lock is held while checking).
-pub struct ServiceEntryView<'a> {
-    pub running: &'a RunningService,
+pub struct ServiceEntryView {
+    pub name: String,
+    pub running: Arc<RunningService>,
     pub address: Ipv4Addr,
-    pub requested: &'a str,
+    pub requested: String,
     pub runs_on: Option<String>,
+}
+
+impl ServiceEntryView {
+    pub fn of(name: &str, entry: &ServiceEntry) -> ServiceEntryView {
+        ServiceEntryView {
+            name: name.to_string(),
+            running: entry.running.clone(),
+            address: entry.address,
+            requested: entry.requested.clone(),
+            runs_on: substitute(&entry.spec.resolved),
+        }
+    }
 }
 
 /// What runs a service instead of the version it asked for, said wherever the
@@ -360,10 +373,7 @@ pub fn substitute(resolved: &grove_services::ResolvedService) -> Option<String> 
 }
 
 /// Runs one health check of a service and returns its new state.
-pub async fn check(
-    entry: &ServiceEntryView<'_>,
-    previous: Option<&ServiceHealth>,
-) -> ServiceHealth {
+pub async fn check(entry: &ServiceEntryView, previous: Option<&ServiceHealth>) -> ServiceHealth {
     let result = tokio::time::timeout(Duration::from_secs(10), entry.running.health()).await;
     let error = match result {
         Ok(Ok(())) => None,
