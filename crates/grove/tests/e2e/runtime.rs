@@ -149,3 +149,36 @@ fn an_app_on_a_unix_socket_is_served() {
     server.cli_ok(&["environment:redeploy", "-p", "shop", "-e", "main"]);
     assert_eq!(curl_json(&url)["path"], "/");
 }
+
+/// Pushes a fixture app unchanged to a new server and returns what it answers.
+fn deploy_fixture(name: &str) -> (String, serde_json::Value) {
+    let server = crate::support::Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = crate::support::Work::fixture(name);
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    let served = curl_json(&primary_url(&server, "main"));
+    (out, served)
+}
+
+#[test]
+fn a_pipenv_app_deploys_unchanged() {
+    let (out, served) = deploy_fixture("pipenv-app");
+    assert!(out.contains("Installing the python3 dependencies"), "{out}");
+    assert_eq!(served["pyjokes"], "0.6.0", "{served}");
+    // `pipenv run` runs the virtualenv the build made inside the app (HOME=/app).
+    assert!(
+        served["prefix"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/app/.local/share/virtualenvs/")),
+        "{served}"
+    );
+}
+
+#[test]
+fn a_poetry_app_deploys_unchanged() {
+    let (out, served) = deploy_fixture("poetry-app");
+    assert!(out.contains("Installing the python3 dependencies"), "{out}");
+    assert_eq!(served["pyjokes"], "0.6.0", "{served}");
+    assert_eq!(served["prefix"], "/app/.venv", "{served}");
+}

@@ -204,6 +204,17 @@ impl Work {
         work
     }
 
+    /// A work tree with the fixture app `tests/e2e/fixtures/<name>`, committed.
+    pub fn fixture(name: &str) -> Work {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_tree(&manifest.join("tests/e2e/fixtures").join(name), dir.path());
+        let work = Work { dir };
+        work.git(&["init", "-q", "-b", "main"]);
+        work.commit(name);
+        work
+    }
+
     /// A work tree with the services fixture app and the official `platformshconfig`
     /// library copied in (installed by scripts/test.sh into target/python).
     pub fn services_app() -> Work {
