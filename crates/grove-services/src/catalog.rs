@@ -247,6 +247,31 @@ fn resolved(
     }
 }
 
+/// The `services.yaml` types Grove runs: servers of these families, and
+/// `network-storage` (a volume shared by an environment's apps, no process).
+pub const SUPPORTED_TYPES: &[&str] = &[
+    "mariadb",
+    "mysql",
+    "postgresql",
+    "redis",
+    "redis-persistent",
+    "rabbitmq",
+    "memcached",
+    "network-storage",
+];
+
+/// Why Grove cannot run a service of type `name` (`opensearch`, `solr`, …) on any
+/// host; `None` for the [`SUPPORTED_TYPES`]. For `config-validate`, which has no
+/// server to ask which versions are installed.
+pub fn unsupported(name: &str) -> Option<String> {
+    (!SUPPORTED_TYPES.contains(&name)).then(|| {
+        format!(
+            "Grove cannot run `{name}` services yet (it runs {}): a push with this service fails",
+            SUPPORTED_TYPES.join(", ")
+        )
+    })
+}
+
 /// The installed family that runs a type name, and the kind it starts as.
 /// `mysql` is Platform.sh's alias of `mariadb`; `oracle-mysql` is a different
 /// server that we don't have.
@@ -397,6 +422,19 @@ pub fn parse_rabbitmq_dpkg(output: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_supported_type_is_a_family_or_a_volume() {
+        for name in SUPPORTED_TYPES {
+            assert!(
+                family_of(name).is_some() || *name == "network-storage",
+                "{name}"
+            );
+            assert_eq!(unsupported(name), None);
+        }
+        let reason = unsupported("opensearch").expect("not run");
+        assert!(reason.contains("`opensearch`"), "{reason}");
+    }
 
     #[test]
     fn version_outputs_parse() {

@@ -63,6 +63,22 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             for warning in &project.warnings {
                 eprintln!("{warning}");
             }
+            // Valid for the platforms, but not runnable by Grove: said now, not only
+            // when a push fails.
+            let unrunnable: Vec<String> = project
+                .services
+                .iter()
+                .filter_map(|service| {
+                    let reason = grove_services::catalog::unsupported(&service.service_type.name)?;
+                    Some(format!(
+                        "{}: warning: service `{}` ({}): {reason}",
+                        service.config_file, service.name, service.service_type
+                    ))
+                })
+                .collect();
+            for warning in &unrunnable {
+                eprintln!("{warning}");
+            }
             let apps: Vec<String> = project
                 .apps
                 .iter()
@@ -73,7 +89,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 project.apps.len(),
                 apps.join(", "),
                 project.services.len(),
-                project.warnings.len()
+                project.warnings.len() + unrunnable.len()
             );
             Ok(ExitCode::SUCCESS)
         }

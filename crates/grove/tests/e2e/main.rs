@@ -505,6 +505,24 @@ fn config_validate_checks_a_checkout_without_a_server() {
         text.contains("dbx"),
         "the message names the offending value: {text}"
     );
+
+    // Valid for the platforms but not runnable by Grove: a warning, not an error.
+    work.write(
+        ".platform/services.yaml",
+        "search:\n  type: opensearch:2\n  disk: 256\nfiles:\n  type: network-storage:2.0\n  disk: 256\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: python:3.11\nrelationships:\n  search: \"search:opensearch\"\nweb:\n  commands:\n    start: python3 server.py\n",
+    );
+    let warned = run(work.path());
+    assert!(warned.status.success(), "{warned:?}");
+    let text = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        text.contains(".platform/services.yaml: warning: service `search` (opensearch:2): Grove cannot run `opensearch` services yet"),
+        "{text}"
+    );
+    assert!(!text.contains("`files`"), "network-storage runs: {text}");
 }
 
 #[test]
