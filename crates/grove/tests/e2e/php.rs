@@ -194,3 +194,29 @@ fn dying_restarts_the_instance_whole(server: &Server, comm: &str, url: &str) {
     assert!(restarted, "nginx was not restarted with {comm}:\n{log}");
     assert!(!crate::support::alive(nginxes[0]), "the old nginx is gone");
 }
+
+#[test]
+fn a_php_app_with_its_own_start_command_runs_it() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::example();
+    // Platform.sh runs `web.commands.start` instead of PHP-FPM when there is one
+    // (Swoole, RoadRunner, Octane, or PHP's own server as here). PHP's upstream is a
+    // unix socket unless the app says `tcp`, as Platform.sh's docs do for this case.
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: php:8.2\nbuild:\n  flavor: none\nweb:\n  upstream:\n    \
+         socket_family: tcp\n    protocol: http\n  commands:\n    \
+         start: php -S 127.0.0.1:$PORT -t public\n",
+    );
+    work.write(
+        "public/index.php",
+        "<?php\nheader('Content-Type: application/json');\necho json_encode(['sapi' => PHP_SAPI, 'port' => getenv('PORT')]);\n",
+    );
+    work.commit("php with a start command");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    let served = curl_json(&primary_url(&server, "main"));
+    assert_eq!(served["sapi"], "cli-server", "{served}");
+    assert!(crate::server_processes(&server, "php-fpm8.2").is_empty());
+}
