@@ -12,6 +12,8 @@ packages=(
   btrfs-progs
   # PHP apps: PHP-FPM behind nginx (grove-web's generated configuration) per instance
   nginx php8.2-fpm php8.2-cli
+  # the extensions and the tool Magento-shaped projects use (the tests' PHP apps)
+  php8.2-mysql php8.2-redis composer
   # runtimes the examples and tests use, and the tests' clients
   python3 python3-pip python3-venv python-is-python3 curl amqp-tools
   python3-pymysql python3-psycopg2 python3-redis python3-pika python3-pymemcache
