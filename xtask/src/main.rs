@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod bench_php;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args
@@ -20,8 +22,9 @@ fn main() -> ExitCode {
         ["bench", "memory"] => bench_memory(),
         ["bench", "branch"] => bench_branch(),
         ["bench", "logs"] => bench_logs(),
+        ["bench", "php"] => bench_php::bench_php(),
         _ => {
-            eprintln!("usage: cargo xtask bench push [RUNS] | memory | branch | logs");
+            eprintln!("usage: cargo xtask bench push [RUNS] | memory | branch | logs | php");
             return ExitCode::from(2);
         }
     };
