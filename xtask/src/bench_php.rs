@@ -8,9 +8,12 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use super::{BenchServer, Guard, free_port, git, host_and_port, median, wait_for_200, wait_for_port};
+use super::{
+    BenchServer, Guard, free_port, git, host_and_port, median, wait_for_200, wait_for_port,
+};
 
-const PAGE: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello from PHP ', PHP_VERSION, \"\\n\";\n";
+const PAGE: &str =
+    "<?php\nheader('Content-Type: text/plain');\necho 'hello from PHP ', PHP_VERSION, \"\\n\";\n";
 /// Rounds per side, alternated so that drift of the machine hits both alike.
 const ROUNDS: usize = 3;
 const CONNECTIONS: &str = "16";
@@ -58,7 +61,10 @@ pub fn bench_php() -> anyhow::Result<()> {
         );
         println!("  nginx + php-fpm by hand:          {hand:>9.0} requests/s");
         println!("  through Grove (router+nginx+fpm): {grove:>9.0} requests/s");
-        println!("  ratio (Grove / by hand): {:.3} (goal >= 0.9)", grove / hand);
+        println!(
+            "  ratio (Grove / by hand): {:.3} (goal >= 0.9)",
+            grove / hand
+        );
         Ok(())
     })();
     server.stop();

@@ -1,5 +1,6 @@
 //! Where an app instance listens: a TCP address (`$PORT`) or a unix socket (`$SOCKET`,
-//! `web.upstream.socket_family: unix`), and the connector that reaches either.
+//! `web.upstream.socket_family: unix`), possibly inside an environment's network
+//! namespace, and the connector that reaches each.
 
 use std::fmt;
 use std::future::Future;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use grove_runtime::NetNs;
 use hyper::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -17,7 +19,11 @@ use hyper_util::rt::TokioIo;
 /// An app instance's listening address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Upstream {
+    /// A TCP address on the host's network.
     Tcp(SocketAddr),
+    /// A TCP address inside a network namespace (an environment's): connected
+    /// from inside it, so `127.0.0.1:$PORT` is that environment's.
+    InNetNs(NetNs, SocketAddr),
     /// A unix socket, by its path on this host.
     Unix(PathBuf),
 }
@@ -32,6 +38,7 @@ impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Upstream::Tcp(addr) => write!(f, "{addr}"),
+            Upstream::InNetNs(netns, addr) => write!(f, "{addr} ({netns})"),
             Upstream::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
@@ -40,6 +47,9 @@ impl fmt::Display for Upstream {
 /// The suffix of the authority that carries a unix socket's path through a `Uri`: the
 /// client's connection pool keys on the authority, so each socket gets its own.
 const UNIX_SUFFIX: &str = ".unix-socket";
+/// The same for a TCP address in a network namespace (`<id>/<address>`): two
+/// environments' `127.0.0.1:P` are different upstreams, pooled apart.
+const NETNS_SUFFIX: &str = ".netns";
 /// Hex characters per DNS-style label of that authority.
 const LABEL: usize = 60;
 
@@ -48,33 +58,54 @@ impl Upstream {
     pub(crate) fn authority(&self) -> String {
         match self {
             Upstream::Tcp(addr) => addr.to_string(),
+            Upstream::InNetNs(netns, addr) => {
+                format!(
+                    "{}{NETNS_SUFFIX}",
+                    hex_labels(format!("{}/{addr}", netns.id()).as_bytes())
+                )
+            }
             Upstream::Unix(path) => {
-                let hex: String = path
-                    .as_os_str()
-                    .as_encoded_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                let labels: Vec<&str> = hex
-                    .as_bytes()
-                    .chunks(LABEL)
-                    .filter_map(|c| std::str::from_utf8(c).ok())
-                    .collect();
-                format!("{}{UNIX_SUFFIX}", labels.join("."))
+                format!(
+                    "{}{UNIX_SUFFIX}",
+                    hex_labels(path.as_os_str().as_encoded_bytes())
+                )
             }
         }
     }
 }
 
-/// The unix socket path an authority made by [`Upstream::authority`] carries.
-fn unix_path(host: &str) -> Option<PathBuf> {
-    let hex: String = host.strip_suffix(UNIX_SUFFIX)?.replace('.', "");
+/// `bytes` in hex, as DNS-style labels.
+fn hex_labels(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let labels: Vec<&str> = hex
+        .as_bytes()
+        .chunks(LABEL)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    labels.join(".")
+}
+
+/// What [`hex_labels`] encoded, as text, if `host` ends with `suffix`.
+fn from_hex_labels(host: &str, suffix: &str) -> Option<String> {
+    let hex: String = host.strip_suffix(suffix)?.replace('.', "");
     let bytes = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()?;
-    let text = String::from_utf8(bytes).ok()?;
-    Some(PathBuf::from(text))
+    String::from_utf8(bytes).ok()
+}
+
+/// The unix socket path an authority made by [`Upstream::authority`] carries.
+fn unix_path(host: &str) -> Option<PathBuf> {
+    from_hex_labels(host, UNIX_SUFFIX).map(PathBuf::from)
+}
+
+/// The namespace id and address an authority made by [`Upstream::authority`]
+/// carries.
+fn netns_addr(host: &str) -> Option<(u64, SocketAddr)> {
+    let text = from_hex_labels(host, NETNS_SUFFIX)?;
+    let (id, addr) = text.split_once('/')?;
+    Some((id.parse().ok()?, addr.parse().ok()?))
 }
 
 /// Connects to TCP upstreams like hyper's `HttpConnector` and to unix-socket ones.
@@ -106,6 +137,9 @@ impl tower_service::Service<Uri> for UpstreamConnector {
         if let Some(path) = uri.host().and_then(unix_path) {
             return Box::pin(async move { connect_unix(&path).await });
         }
+        if let Some((id, addr)) = uri.host().and_then(netns_addr) {
+            return Box::pin(async move { connect_in_netns(id, addr).await });
+        }
         let connecting = tower_service::Service::<Uri>::call(&mut self.http, uri);
         Box::pin(async move {
             connecting
@@ -119,6 +153,15 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 async fn connect_unix(path: &Path) -> io::Result<UpstreamStream> {
     let stream = tokio::net::UnixStream::connect(path).await?;
     Ok(UpstreamStream::Unix(TokioIo::new(stream)))
+}
+
+async fn connect_in_netns(id: u64, addr: SocketAddr) -> io::Result<UpstreamStream> {
+    // The namespace ended with its environment: as if nothing listened.
+    let netns = NetNs::by_id(id).ok_or(io::ErrorKind::ConnectionRefused)?;
+    let stream = netns.connect_tcp(addr).await?;
+    // As hyper's `HttpConnector` does by default.
+    stream.set_nodelay(true)?;
+    Ok(UpstreamStream::Tcp(TokioIo::new(stream)))
 }
 
 /// A connection to an upstream, over TCP or a unix socket.
@@ -192,5 +235,16 @@ mod tests {
             assert_eq!(uri.host().and_then(unix_path), Some(PathBuf::from(path)));
         }
         assert_eq!(unix_path("127.0.0.1"), None);
+    }
+
+    #[test]
+    fn a_namespaced_address_survives_the_authority() {
+        let netns = NetNs::new().expect("a network namespace");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 20_001));
+        let authority = Upstream::InNetNs(netns.clone(), addr).authority();
+        let uri: Uri = format!("http://{authority}/a?b").parse().expect("a URI");
+        assert_eq!(uri.host().and_then(netns_addr), Some((netns.id(), addr)));
+        assert_eq!(uri.host().and_then(unix_path), None);
+        assert_eq!(netns_addr("127.0.0.1"), None);
     }
 }

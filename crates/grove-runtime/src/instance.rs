@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::command::{humanize, kill_sandbox, sandbox_inits, spawn_error, wait_gone};
 use crate::output::{LineReader, merged_output};
 use crate::procfs::{self, Signal};
-use crate::{CommandOutcome, RuntimeError, SandboxSpec};
+use crate::{CommandOutcome, Network, RuntimeError, SandboxSpec};
 
 /// How many lines of output a readiness failure shows.
 const TAIL_LINES: usize = 20;
@@ -92,6 +92,8 @@ struct Shared {
 pub struct Instance {
     shared: Arc<Shared>,
     log_file: PathBuf,
+    /// The sandbox's network: readiness is probed from inside it.
+    network: Network,
 }
 
 impl Instance {
@@ -125,11 +127,17 @@ impl Instance {
             log: Mutex::new(log),
         });
         let first = start_incarnation(&spec, &shared)?;
+        let network = spec.network.clone();
         runtime.spawn(supervise(spec, Arc::clone(&shared), first, options));
-        Ok(Instance { shared, log_file })
+        Ok(Instance {
+            shared,
+            log_file,
+            network,
+        })
     }
 
-    /// Waits until something accepts TCP connections on `addr`. Fails early,
+    /// Waits until something accepts connections on `addr` (TCP addresses as
+    /// seen from the sandbox's network). Fails early,
     /// with the last lines of the log, if the process exits first (when it is
     /// backing off, the next incarnation is the one waited for), and on timeout.
     pub async fn wait_ready(
@@ -176,7 +184,7 @@ impl Instance {
                 )));
             }
             let attempt = left.min(Duration::from_secs(1));
-            if tokio::time::timeout(attempt, addr.connect())
+            if tokio::time::timeout(attempt, addr.connect(&self.network))
                 .await
                 .is_ok_and(|connected| connected.is_ok())
             {
@@ -577,9 +585,9 @@ impl std::fmt::Display for Listen {
 }
 
 impl Listen {
-    async fn connect(&self) -> std::io::Result<()> {
+    async fn connect(&self, network: &Network) -> std::io::Result<()> {
         match self {
-            Listen::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(drop),
+            Listen::Tcp(addr) => network.connect_tcp(*addr).await.map(drop),
             Listen::Unix(path) => tokio::net::UnixStream::connect(path).await.map(drop),
         }
     }

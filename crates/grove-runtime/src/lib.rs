@@ -4,7 +4,9 @@
 //! through this crate, and this crate is the only one that knows about
 //! bubblewrap. The async daemon never forks into namespaces itself: it execs
 //! `bwrap`, which creates the mount, PID, IPC and UTS namespaces, so nothing
-//! here calls `fork`, `unshare` or `mount`.
+//! here calls `fork` or `mount`. The one `unshare` is [`netns`]'s: a thread of
+//! ours creates each environment's network namespace and stays in it, and
+//! sandboxes join it through `nsenter --net` before bwrap.
 //!
 //! Processes are only ever signalled by PID, found by walking the process tree
 //! below the `bwrap` child we spawned — never by name.
@@ -15,12 +17,14 @@
 //!   builds), opened without following symlinks, for `--bind-fd`.
 //! - [`command`]: one-shot commands with streamed output and a timeout.
 //! - [`instance`]: supervised long-running processes with restart backoff.
+//! - [`netns`]: network namespaces of our own ([`NetNs`]), and connecting into them.
 //! - [`catalog`]: which language runtimes this host really has.
 
 pub mod beneath;
 pub mod catalog;
 pub mod command;
 pub mod instance;
+pub mod netns;
 mod output;
 pub mod procfs;
 pub mod sandbox;
@@ -31,7 +35,8 @@ pub use beneath::BeneathError;
 pub use catalog::{CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog};
 pub use command::{CommandOutcome, run_command};
 pub use instance::{Instance, InstanceState, Listen};
-pub use sandbox::{Bind, BindSource, SandboxSpec};
+pub use netns::NetNs;
+pub use sandbox::{Bind, BindSource, Network, SandboxSpec};
 
 /// What went wrong while running something in a sandbox.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,9 @@
 //! The sandbox is a fresh mount namespace whose root is an empty tmpfs with
 //! read-only binds of the host's system directories, the app at `/app`, a private
 //! `/tmp`, a fresh `/proc` and a minimal `/dev`. It also gets its own PID, IPC and
-//! UTS namespaces and no capabilities. Phase 1 shares the host network namespace
-//! (apps listen on 127.0.0.1:PORT).
+//! UTS namespaces and no capabilities. Its network is the host's, none at all, or
+//! a [`NetNs`] of ours (an environment's), joined with `nsenter --net` before
+//! bwrap runs.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -18,6 +19,7 @@ use command_fds::{CommandFdExt, FdMapping};
 
 use crate::RuntimeError;
 use crate::beneath;
+use crate::netns::NetNs;
 
 /// `PATH` inside the sandbox unless the caller sets one.
 pub const DEFAULT_PATH: &str = "/app/.global/bin:/usr/local/bin:/usr/bin:/bin";
@@ -45,10 +47,8 @@ pub struct SandboxSpec {
     pub command: String,
     /// Working directory inside the sandbox, usually `/app`.
     pub workdir: String,
-    /// `true` shares the host network namespace (Phase 1: apps listen on
-    /// 127.0.0.1:PORT). `false` gives the sandbox a network namespace of its own
-    /// with only a loopback interface, i.e. no network at all.
-    pub network: bool,
+    /// Which network the sandbox is in.
+    pub network: Network,
     /// Hostname inside the sandbox (e.g. the app name); `grove` when unset.
     pub hostname: Option<String>,
     /// Host directory to use as `/tmp` (the build hook needs more room than RAM);
@@ -60,6 +60,47 @@ pub struct SandboxSpec {
     /// A niceness for the whole sandbox (builds: 10, so that a build hook never
     /// competes on equal terms with the apps serving requests on the same host).
     pub niceness: Option<u8>,
+}
+
+/// The network a sandbox sees.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The host's network namespace (builds: package registries).
+    #[default]
+    Host,
+    /// A network namespace of its own with only a loopback interface: no
+    /// network at all.
+    None,
+    /// A namespace shared with others (an environment's apps and services),
+    /// joined before bwrap runs.
+    Namespace(NetNs),
+}
+
+impl Network {
+    /// A TCP connection to `addr` from this network (`None` has nothing to
+    /// reach: the connection is refused).
+    pub async fn connect_tcp(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        match self {
+            Network::Host => tokio::net::TcpStream::connect(addr).await,
+            Network::None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+            Network::Namespace(netns) => netns.connect_tcp(addr).await,
+        }
+    }
+
+    /// Runs `f` where its sockets belong to this network: on the namespace's
+    /// thread, or here for the host's network (and for `None`).
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::io::Result<R> {
+        match self {
+            Network::Host | Network::None => Ok(f()),
+            Network::Namespace(netns) => netns.run(f).await,
+        }
+    }
 }
 
 /// An extra mount: `source` on the host appears at `target` inside the sandbox.
@@ -152,7 +193,7 @@ impl SandboxSpec {
             env: Vec::new(),
             command: command.into(),
             workdir: APP_DIR.to_owned(),
-            network: true,
+            network: Network::Host,
             hostname: None,
             tmp_dir: None,
             etc_hosts: None,
@@ -287,7 +328,8 @@ impl SandboxSpec {
             &"--hostname",
             &sanitize_hostname(self.hostname.as_deref()),
         ]);
-        if !self.network {
+        // In a `Namespace`, `nsenter` has already moved bwrap there (see `command`).
+        if self.network == Network::None {
             push(&[&"--unshare-net"]);
         }
         for (path, kind) in &host.system_dirs {
@@ -460,11 +502,24 @@ impl SandboxSpec {
         self.validate()?;
         let fds = self.prepare_host()?;
         let bwrap = bwrap_path()?;
-        let mut cmd = match self.niceness {
-            // `nice` execs bwrap: the same process, group and descriptors.
-            Some(niceness) => {
-                let mut cmd = tokio::process::Command::new("nice");
-                cmd.arg("-n").arg(niceness.to_string()).arg(bwrap);
+        // `nice` and `nsenter` exec what follows: the same process, group and
+        // descriptors, so bwrap stays our child (`--die-with-parent`).
+        let mut wrappers: Vec<OsString> = Vec::new();
+        if let Some(niceness) = self.niceness {
+            wrappers.extend(["nice".into(), "-n".into(), niceness.to_string().into()]);
+        }
+        if let Network::Namespace(netns) = &self.network {
+            // The namespace is opened through our own descriptor, which stays
+            // open while `self` (and so the handle) lives: nothing of it is
+            // passed down to bwrap or the app.
+            let mut net = OsString::from("--net=");
+            net.push(netns.path());
+            wrappers.extend(["nsenter".into(), net, "--".into()]);
+        }
+        let mut cmd = match wrappers.split_first() {
+            Some((program, args)) => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args).arg(bwrap);
                 cmd
             }
             None => tokio::process::Command::new(bwrap),
@@ -727,7 +782,7 @@ mod tests {
     fn build_sandbox_has_writable_app_and_host_tmp_and_can_drop_network() {
         let mut spec = SandboxSpec::new("/srv/app", "true");
         spec.app_writable = true;
-        spec.network = false;
+        spec.network = Network::None;
         spec.tmp_dir = Some("/srv/tmp".into());
         let args = args(&spec);
         assert!(args.contains("--bind /srv/tmp /tmp"), "{args}");

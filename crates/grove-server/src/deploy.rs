@@ -427,12 +427,21 @@ impl Backend for LocalDeploy<'_> {
                 ));
             }
         }
+        // The environment's own network: its apps listen on 127.0.0.1:$PORT there, next
+        // to its services, and see nothing of another environment's.
+        let netns = platform
+            .network(&(project.id.clone(), env.name.clone()))
+            .map_err(|e| e.to_string())?;
         // Ports are chosen first so that apps can find each other through app-to-app
-        // relationships.
+        // relationships; free in the environment's network (the previous deployment's
+        // instances listen there until the switch).
         let mut ports = BTreeMap::new();
         for plan in &desired.apps {
-            let port =
-                free_port().map_err(|e| format!("no free port for app `{}`: {e}", plan.name))?;
+            let port = netns
+                .run(free_port)
+                .await
+                .and_then(|port| port)
+                .map_err(|e| format!("no free port for app `{}`: {e}", plan.name))?;
             ports.insert(plan.name.clone(), port);
         }
         let rel_ctx = grove_config::RelationshipContext {
@@ -539,7 +548,7 @@ impl Backend for LocalDeploy<'_> {
                 (Upstream::Unix(run_dir.join("app.sock")), app_listen.clone())
             } else {
                 (
-                    Upstream::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+                    Upstream::InNetNs(netns.clone(), SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
                     app_listen.clone(),
                 )
             };
@@ -560,6 +569,7 @@ impl Backend for LocalDeploy<'_> {
                 env: vars,
                 binds,
                 hosts,
+                network: grove_runtime::Network::Namespace(netns.clone()),
             };
             let spec = sandbox.spec(&start_command);
             let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
@@ -569,7 +579,7 @@ impl Backend for LocalDeploy<'_> {
                 .map_err(|error| format!("app `{}` could not start: {error}", app.name))?;
             let waiting = Instant::now();
             let listen = match &upstream {
-                Upstream::Tcp(addr) => Listen::Tcp(*addr),
+                Upstream::Tcp(addr) | Upstream::InNetNs(_, addr) => Listen::Tcp(*addr),
                 Upstream::Unix(path) => Listen::Unix(path.clone()),
             };
             let ready = instance
@@ -921,6 +931,8 @@ struct AppSandbox<'a> {
     hosts: PathBuf,
     /// The build has a `.environment` file.
     environment_file: bool,
+    /// The environment's network namespace.
+    network: grove_runtime::Network,
 }
 
 impl AppSandbox<'_> {
@@ -931,6 +943,7 @@ impl AppSandbox<'_> {
         spec.binds = self.binds.clone();
         spec.etc_hosts = Some(self.hosts.clone());
         spec.hostname = Some(self.app.name.clone());
+        spec.network = self.network.clone();
         spec
     }
 

@@ -231,6 +231,7 @@ impl Platform {
         }
         let key = (project.to_string(), env.name.clone());
         services::stop_all(self, self.take_services(&key), Some(log)).await;
+        self.drop_network(&key);
         self.health
             .lock()
             .unwrap_or_else(|e| e.into_inner())

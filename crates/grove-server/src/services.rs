@@ -164,6 +164,12 @@ async fn start_into(
             service.name
         ));
         let started = Instant::now();
+        let network = platform
+            .network(&(project.id.clone(), env.name.clone()))
+            .map_err(|e| {
+                platform.addresses.release(address);
+                e.to_string()
+            })?;
         let spec = ServiceSpec {
             name: service.name.clone(),
             resolved: r.clone(),
@@ -180,6 +186,7 @@ async fn start_into(
                 &format!("service-{}", service.name),
             ),
             address,
+            network: grove_runtime::Network::Namespace(network),
             secrets,
             profile,
         };

@@ -101,6 +101,11 @@ pub struct Platform {
     pub(crate) services: Mutex<HashMap<EnvKey, EnvironmentServices>>,
     pub(crate) crons: Mutex<HashMap<EnvKey, EnvironmentCrons>>,
     pub(crate) health: Mutex<HashMap<EnvKey, BTreeMap<String, ServiceHealth>>>,
+    /// Each active environment's network namespace: its apps, hooks, crons and
+    /// services run in it and see nothing of another environment's. Created when
+    /// the environment first starts something, dropped when it is stopped (the
+    /// namespace ends with the last process in it).
+    pub(crate) networks: Mutex<HashMap<EnvKey, grove_runtime::NetNs>>,
     /// Serialises operations per environment (see `owners`).
     pub(crate) owners: Owners,
     /// Held while a check of the plan's limit and the activation it allows happen
@@ -171,6 +176,7 @@ impl Platform {
             services: Mutex::new(HashMap::new()),
             crons: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
+            networks: Mutex::new(HashMap::new()),
             owners: Owners::default(),
             plan_lock: Mutex::new(()),
         }
@@ -275,6 +281,32 @@ impl Platform {
     }
 
     /// Takes an environment's services out of the shared map (under its lock).
+    /// The environment's network namespace, created on first use.
+    pub(crate) fn network(&self, key: &EnvKey) -> Result<grove_runtime::NetNs> {
+        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(netns) = networks.get(key) {
+            return Ok(netns.clone());
+        }
+        let netns = grove_runtime::NetNs::new().map_err(|e| {
+            Error::Internal(format!(
+                "could not create the network namespace of `{}`: {e}",
+                key.1
+            ))
+        })?;
+        tracing::debug!(project = %key.0, env = %key.1, %netns, "created network namespace");
+        networks.insert(key.clone(), netns.clone());
+        Ok(netns)
+    }
+
+    /// Forgets the environment's network namespace (once nothing of it runs): the
+    /// next start gets a fresh one.
+    pub(crate) fn drop_network(&self, key: &EnvKey) {
+        self.networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
     pub(crate) fn take_services(&self, key: &EnvKey) -> EnvironmentServices {
         let mut all = self.services.lock().unwrap_or_else(|e| e.into_inner());
         all.remove(key).unwrap_or_default()

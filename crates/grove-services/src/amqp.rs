@@ -14,25 +14,28 @@ const FRAME_END: u8 = 0xCE;
 
 /// Connects as `user` to `vhost` and opens channel 1.
 pub async fn check(
+    network: &grove_runtime::Network,
     addr: SocketAddr,
     user: &str,
     password: &str,
     vhost: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, handshake(addr, user, password, vhost)).await {
+    match tokio::time::timeout(timeout, handshake(network, addr, user, password, vhost)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no AMQP handshake with {addr} within {timeout:?}")),
     }
 }
 
 async fn handshake(
+    network: &grove_runtime::Network,
     addr: SocketAddr,
     user: &str,
     password: &str,
     vhost: &str,
 ) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
+    let mut stream = network
+        .connect_tcp(addr)
         .await
         .map_err(|e| format!("could not connect to {addr}: {e}"))?;
     let io = |e: std::io::Error| format!("AMQP connection to {addr}: {e}");

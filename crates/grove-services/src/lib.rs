@@ -222,6 +222,7 @@ mod tests {
             run_dir: "/nonexistent".into(),
             log_file: "/nonexistent".into(),
             address: std::net::Ipv4Addr::LOCALHOST,
+            network: grove_runtime::Network::Host,
             secrets: Secrets::default(),
             profile: MemoryProfile::Small,
         };

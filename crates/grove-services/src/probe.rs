@@ -3,17 +3,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use grove_runtime::Network;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// Sends `request` and returns the first line of the answer.
 pub async fn request_line(
+    network: &Network,
     addr: SocketAddr,
     request: &[u8],
     timeout: Duration,
 ) -> Result<String, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
+        let mut stream = network
+            .connect_tcp(addr)
             .await
             .map_err(|e| format!("could not connect to {addr}: {e}"))?;
         stream
@@ -32,8 +34,12 @@ pub async fn request_line(
         .unwrap_or_else(|_| Err(format!("no answer from {addr} within {timeout:?}")))
 }
 
-pub async fn redis_ping(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let line = request_line(addr, b"PING\r\n", timeout).await?;
+pub async fn redis_ping(
+    network: &Network,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), String> {
+    let line = request_line(network, addr, b"PING\r\n", timeout).await?;
     if line == "+PONG" {
         Ok(())
     } else {
@@ -41,8 +47,12 @@ pub async fn redis_ping(addr: SocketAddr, timeout: Duration) -> Result<(), Strin
     }
 }
 
-pub async fn memcached_version(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let line = request_line(addr, b"version\r\n", timeout).await?;
+pub async fn memcached_version(
+    network: &Network,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), String> {
+    let line = request_line(network, addr, b"version\r\n", timeout).await?;
     if line.starts_with("VERSION ") {
         Ok(())
     } else {

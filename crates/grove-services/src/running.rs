@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use grove_runtime::{Bind, Instance, SandboxSpec, procfs, run_command};
+use grove_runtime::{Bind, Instance, Network, SandboxSpec, procfs, run_command};
 use serde::Serialize;
 
 use crate::config::ServiceConfig;
@@ -50,6 +50,9 @@ pub struct ServiceSpec {
     pub log_file: PathBuf,
     /// The loopback address the server listens on, at its type's port.
     pub address: Ipv4Addr,
+    /// The network it runs in (its environment's namespace): the address
+    /// exists only there, and health checks connect from there.
+    pub network: Network,
     /// Passwords by endpoint; missing ones are generated (see
     /// [`RunningService::secrets`]).
     pub secrets: Secrets,
@@ -125,7 +128,8 @@ pub async fn start(spec: ServiceSpec) -> Result<RunningService, ServiceError> {
     std::fs::create_dir_all(&empty_root).map_err(io("could not create", &empty_root))?;
 
     let listen = SocketAddr::V4(SocketAddrV4::new(spec.address, kind.port()));
-    ensure_free(&name, listen)?;
+    let free = spec.network.run(move || check_free(listen)).await;
+    ensure_free(&name, listen, free)?;
 
     let plan = kinds::plan(&kinds::Context {
         kind,
@@ -241,7 +245,7 @@ impl RunningService {
         let addr = self.listen();
         if let Some(command) = kinds::health_command(self.kind, &self.binary) {
             // Through the socket as the superuser, plus the TCP port apps use.
-            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            tokio::time::timeout(CHECK_TIMEOUT, self.sandbox.network.connect_tcp(addr))
                 .await
                 .map_err(|_| format!("{addr} did not accept a connection in time"))?
                 .map_err(|e| format!("could not connect to {addr}: {e}"))?;
@@ -253,13 +257,18 @@ impl RunningService {
             };
         }
         match self.kind {
-            ServiceKind::Redis { .. } => crate::probe::redis_ping(addr, CHECK_TIMEOUT).await,
-            ServiceKind::Memcached => crate::probe::memcached_version(addr, CHECK_TIMEOUT).await,
+            ServiceKind::Redis { .. } => {
+                crate::probe::redis_ping(&self.sandbox.network, addr, CHECK_TIMEOUT).await
+            }
+            ServiceKind::Memcached => {
+                crate::probe::memcached_version(&self.sandbox.network, addr, CHECK_TIMEOUT).await
+            }
             ServiceKind::RabbitMq => {
                 let endpoint = crate::default_endpoint(self.kind);
                 let password = self.secrets.password(endpoint).unwrap_or_default();
                 let vhost = self.config.vhosts.first().map_or("/", String::as_str);
-                crate::amqp::check(addr, endpoint, password, vhost, CHECK_TIMEOUT).await
+                let network = &self.sandbox.network;
+                crate::amqp::check(network, addr, endpoint, password, vhost, CHECK_TIMEOUT).await
             }
             ServiceKind::MariaDb | ServiceKind::PostgreSql => Ok(()),
         }
@@ -489,6 +498,7 @@ fn sandbox_spec(
     ];
     sandbox.workdir = layout.data.to_owned();
     sandbox.hostname = Some(name.to_owned());
+    sandbox.network = spec.network.clone();
     // Inside the sandbox, `grove-service` is the instance's own address: servers that
     // name themselves after a host (RabbitMQ's Erlang node) get a name that is the
     // same in every environment yet never reaches another instance.
@@ -506,9 +516,13 @@ pub(crate) const SERVICE_HOST: &str = "grove-service";
 
 /// Fails when something already listens where the instance should: it would
 /// otherwise look ready while the server itself can't bind.
-fn ensure_free(service: &str, addr: SocketAddr) -> Result<(), ServiceError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
+fn ensure_free(
+    service: &str,
+    addr: SocketAddr,
+    free: std::io::Result<std::io::Result<()>>,
+) -> Result<(), ServiceError> {
+    match free.and_then(|free| free) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ServiceError::AddressInUse {
             service: service.to_owned(),
             address: addr,
@@ -519,6 +533,11 @@ fn ensure_free(service: &str, addr: SocketAddr) -> Result<(), ServiceError> {
             log_tail: Vec::new(),
         }),
     }
+}
+
+/// Binds `addr` and lets it go again (on the namespace's thread when in one).
+fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop)
 }
 
 fn random_salt() -> [u8; 4] {

@@ -5,5 +5,6 @@ mod beneath;
 mod catalog;
 mod command;
 mod instance;
+mod netns;
 mod sandbox;
 mod support;

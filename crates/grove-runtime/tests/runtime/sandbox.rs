@@ -1,6 +1,6 @@
 //! What a sandboxed command can and cannot see or change.
 
-use grove_runtime::Bind;
+use grove_runtime::{Bind, Network};
 
 use crate::support::{run, spec};
 
@@ -149,7 +149,7 @@ async fn without_network_only_loopback_exists() {
     let app = tempfile::tempdir().expect("tempdir");
     let script = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
     let mut spec = spec(app.path(), script);
-    spec.network = false;
+    spec.network = Network::None;
     let (outcome, lines) = run(&spec).await;
     assert!(outcome.success(), "{outcome}: {lines:?}");
     assert_eq!(lines, ["lo"]);

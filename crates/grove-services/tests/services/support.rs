@@ -100,6 +100,8 @@ pub fn spec_in(
         run_dir: dir.join("run"),
         log_file: dir.join("service.log"),
         address,
+        // The host's loopback: the tests connect with their own clients.
+        network: Default::default(),
         secrets: Secrets::default(),
         profile: MemoryProfile::Small,
     }

@@ -8,6 +8,7 @@ mod crash;
 mod flood;
 mod isolation;
 mod magento;
+mod network;
 mod php;
 mod runtime;
 mod support;
