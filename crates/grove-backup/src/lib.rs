@@ -1,0 +1,3 @@
+//! Backups of environments: which backups a retention policy keeps (`retention`, pure).
+
+pub mod retention;
