@@ -91,6 +91,11 @@ pub enum StoreError {
         source: io::Error,
     },
     #[error(
+        "backup store {repo} exists but its password file {} did not: put the password file back (without it the backups cannot be read)",
+        .path.display()
+    )]
+    PasswordLost { repo: String, path: PathBuf },
+    #[error(
         "backup store password file {} can be read by others (mode {mode:04o}); it must be 0600",
         .path.display()
     )]
@@ -250,18 +255,27 @@ impl Store {
     /// `password_file`; if that file does not exist, it is created 0600 with a random
     /// password. A password file others can read is refused.
     pub fn open_or_init(repo: &str, password_file: &Path) -> Result<Store, StoreError> {
-        ensure_password_file(password_file)?;
+        let created = ensure_password_file(password_file)?;
         let store = Store {
             repo: repo.to_owned(),
             password_file: password_file.to_path_buf(),
             cache_dir: None,
         };
-        let opened = store.command(Operation::Open, ["cat", "config"])?;
+        let opened = store.command(["cat", "config"])?;
         if opened.status.success() {
             return Ok(store);
         }
         let stderr = String::from_utf8_lossy(&opened.stderr);
         if !stderr.contains("Is there a repository at the following location?") {
+            if created && stderr.contains("wrong password or no key found") {
+                // The repository is there but its password file was lost: a new random
+                // password would only hide that.
+                let _ = fs::remove_file(password_file);
+                return Err(StoreError::PasswordLost {
+                    repo: repo.to_owned(),
+                    path: password_file.to_path_buf(),
+                });
+            }
             return Err(store.failure(Operation::Open, &opened));
         }
         store.run(Operation::Init, ["init", "--repository-version=2"])?;
@@ -305,7 +319,7 @@ impl Store {
         }
         // Backing up `.` from inside the tree stores its contents at the snapshot's root.
         args.push(".".into());
-        let output = self.spawn(self.base(&args).current_dir(root), Operation::Backup)?;
+        let output = spawn(self.base(&args).current_dir(root))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary = stdout
             .lines()
@@ -390,7 +404,7 @@ impl Store {
             "--".into(),
             id.as_str().into(),
         ];
-        let output = self.spawn(&mut self.base(&args), Operation::Restore)?;
+        let output = spawn(&mut self.base(&args))?;
         if output.status.success() {
             Ok(())
         } else {
@@ -419,7 +433,7 @@ impl Store {
             }
             CheckLevel::ReadAll => args.push("--read-data".to_owned()),
         }
-        let output = self.command(Operation::Check, args)?;
+        let output = self.command(args)?;
         if output.status.success() {
             return Ok(());
         }
@@ -532,17 +546,13 @@ impl Store {
         command
     }
 
-    fn spawn(&self, command: &mut Command, _operation: Operation) -> Result<Output, StoreError> {
-        command.output().map_err(StoreError::ResticMissing)
-    }
-
     /// Runs restic; its output whatever its exit status.
-    fn command<I, S>(&self, operation: Operation, args: I) -> Result<Output, StoreError>
+    fn command<I, S>(&self, args: I) -> Result<Output, StoreError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        self.spawn(&mut self.base(args), operation)
+        spawn(&mut self.base(args))
     }
 
     /// Runs restic; an error unless it succeeds.
@@ -551,7 +561,7 @@ impl Store {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let output = self.command(operation, args)?;
+        let output = self.command(args)?;
         if output.status.success() {
             Ok(output)
         } else {
@@ -568,6 +578,10 @@ impl Store {
             stderr,
         }
     }
+}
+
+fn spawn(command: &mut Command) -> Result<Output, StoreError> {
+    command.output().map_err(StoreError::ResticMissing)
 }
 
 /// The line of restic's stderr that says why it failed: its `Fatal:` line (without the
@@ -638,9 +652,9 @@ fn tag(key: &str, value: &str) -> Result<String, StoreError> {
     Ok(format!("{key}={value}"))
 }
 
-/// Creates the password file (0600, 32 random bytes in hex) if it is missing; refuses
-/// one that others can read.
-fn ensure_password_file(path: &Path) -> Result<(), StoreError> {
+/// Creates the password file (0600, 32 random bytes in hex) if it is missing (then
+/// `true`); refuses one that others can read.
+fn ensure_password_file(path: &Path) -> Result<bool, StoreError> {
     let error = |source| StoreError::PasswordFile {
         path: path.to_path_buf(),
         source,
@@ -660,7 +674,7 @@ fn ensure_password_file(path: &Path) -> Result<(), StoreError> {
                     "the file is empty",
                 )));
             }
-            Ok(())
+            Ok(false)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let mut secret = [0u8; 32];
@@ -673,7 +687,8 @@ fn ensure_password_file(path: &Path) -> Result<(), StoreError> {
                 .map_err(error)?;
             file.write_all(hex::encode(secret).as_bytes())
                 .and_then(|()| file.sync_all())
-                .map_err(error)
+                .map_err(error)?;
+            Ok(true)
         }
         Err(e) => Err(error(e)),
     }

@@ -216,9 +216,27 @@ fn the_password_file_is_created_private_and_the_repository_reopened() {
 fn a_wrong_password_is_an_error_that_says_so() {
     let fixture = Fixture::new();
     let other = fixture.path("other-password");
+    fs::write(&other, "not the password").expect("write");
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o600)).expect("chmod");
     let error = Store::open_or_init(fixture.store.repo(), &other).expect_err("wrong password");
     assert!(error.to_string().contains("wrong password"), "{error}");
     assert_eq!(error.class(), ErrorClass::Upstream);
+}
+
+#[test]
+fn a_lost_password_file_is_not_replaced_by_a_new_password() {
+    let fixture = Fixture::new();
+    let lost = fixture.path("lost-password");
+    let error = Store::open_or_init(fixture.store.repo(), &lost).expect_err("password lost");
+    assert!(
+        matches!(error, StoreError::PasswordLost { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("put the password file back"),
+        "{error}"
+    );
+    assert!(!lost.exists(), "no new password file is left behind");
 }
 
 #[test]
