@@ -139,7 +139,7 @@ fn pruning_as_you_go_keeps_what_applying_once_keeps() {
         stored.push(backup.clone());
         let kept = keep(&policy, &stored, backup.created_at);
         stored.retain(|b| kept.contains(&b.id));
-        if backup.id % 97 == 0 {
+        if backup.id.is_multiple_of(97) {
             let from_history = keep(&policy, &all[..=backup.id as usize], backup.created_at);
             assert_eq!(kept, from_history, "at backup {}", backup.id);
         }
@@ -319,4 +319,51 @@ fn extreme_times_do_not_overflow() {
     assert!(retention.kept.contains_key(&2));
     let retention = retain(&policy, &backups, i64::MIN);
     assert_eq!(retention.kept.len(), 3);
+}
+
+#[test]
+fn pruning_as_you_go_is_exact_for_irregular_schedules_too() {
+    // Backups at irregular times (a minute to three days apart: retries, outages,
+    // manual runs mixed in), pruned after each one: the kept set is always what the
+    // policy picks from the whole history.
+    let policy = Policy::production();
+    for seed in [1u64, 0x5eed, 0xdead_beef] {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut all = Vec::new();
+        let mut stored = Vec::new();
+        let mut now = START;
+        let mut id = 0u32;
+        while now < START + 200 * DAY {
+            now += 60 + (next() % (3 * DAY as u64)) as i64 / if next() % 4 == 0 { 1 } else { 40 };
+            let trigger = if next() % 10 == 0 {
+                Trigger::Manual
+            } else {
+                Trigger::Automatic
+            };
+            let backup = Candidate {
+                id,
+                created_at: now,
+                trigger,
+            };
+            id += 1;
+            all.push(backup.clone());
+            stored.push(backup);
+            let kept = keep(&policy, &stored, now);
+            stored.retain(|b| kept.contains(&b.id));
+            if id.is_multiple_of(25) {
+                assert_eq!(kept, keep(&policy, &all, now), "seed {seed}, backup {id}");
+            }
+        }
+        assert_eq!(
+            keep(&policy, &stored, now),
+            keep(&policy, &all, now),
+            "seed {seed}"
+        );
+    }
 }
