@@ -297,6 +297,12 @@ impl Store {
     /// restoring it fills a directory with them), tagged `key=value`. A tree restic
     /// could not read completely is an error, never a snapshot: the partial snapshot
     /// is forgotten.
+    ///
+    /// restic skips re-reading files unchanged since the previous snapshot of the same
+    /// path: back up from a stable path (say `tmp/<project>/<env>/backup`, where the
+    /// volume's snapshot is mounted or cloned each time), not a new directory per run.
+    /// A repository that cannot be written fails after restic's own retries (about 45 s
+    /// for a local directory).
     pub fn backup(&self, root: &Path, tags: &[(&str, &str)]) -> Result<BackupSummary, StoreError> {
         let meta = fs::metadata(root).map_err(|source| StoreError::Source {
             path: root.to_path_buf(),

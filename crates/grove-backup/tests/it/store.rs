@@ -324,7 +324,9 @@ fn a_backup_into_a_repository_that_became_unwritable_fails_naming_the_reason() {
 
 #[test]
 fn forget_removes_a_snapshot_from_the_list() {
-    let fixture = Fixture::new();
+    let mut fixture = Fixture::new();
+    // With restic's cache this time (the server keeps one in its data directory).
+    fixture.store = fixture.store.clone().with_cache_dir(&fixture.path("cache"));
     let source = fixture.path("volume");
     fs::create_dir_all(&source).expect("mkdir");
     fs::write(source.join("a"), "one").expect("write");
@@ -370,6 +372,14 @@ fn forget_removes_a_snapshot_from_the_list() {
         .store
         .check(CheckLevel::ReadAll)
         .expect("still consistent after pruning");
+    assert!(
+        fixture.path("cache").is_dir(),
+        "the cache is where it was put"
+    );
+    fixture
+        .store
+        .unlock()
+        .expect("no stale locks to remove, and no error");
 
     let restored = fixture.path("restored");
     fixture
