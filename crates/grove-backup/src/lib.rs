@@ -6,8 +6,9 @@
 //! A backup is **one more data source an environment can be filled from**. Branching
 //! fills a new environment's volume from its parent's; restoring fills it from a
 //! backup. So the server restores by deploying with that data source: it restores the
-//! snapshot into a new, empty directory ([`Store::restore`]), checks it against its
-//! manifest ([`verify`]), and then runs the ordinary "fill this volume from that source,
+//! snapshot into a new, empty directory and checks every file against the manifest in
+//! it ([`Store::restore_verified`]; `backup:verify` is the same into a scratch
+//! directory), and then runs the ordinary "fill this volume from that source,
 //! then deploy" path (with the backup's build and commit, unless code is left out). If
 //! any step fails, the environment is as it was: nothing is swapped in before the
 //! restored tree is complete and verified.

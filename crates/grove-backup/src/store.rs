@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::manifest::{MANIFEST_FILE, Manifest, VerifyError};
+
 /// The host name recorded in every snapshot, so snapshots do not depend on the
 /// machine's name (a server moved to another host still finds its parents).
 const HOST: &str = "grove";
@@ -145,6 +147,15 @@ pub enum StoreError {
     },
     #[error("invalid snapshot id `{0}`: expected 64 hexadecimal digits")]
     InvalidSnapshotId(String),
+    #[error("snapshot {id} has no readable manifest ({MANIFEST_FILE}): {reason}")]
+    NoManifest { id: SnapshotId, reason: String },
+    #[error("snapshot {id} restored into {}: {source}", .target.display())]
+    Verify {
+        id: SnapshotId,
+        target: PathBuf,
+        #[source]
+        source: VerifyError,
+    },
 }
 
 impl StoreError {
@@ -154,6 +165,7 @@ impl StoreError {
             | StoreError::InvalidTag { .. }
             | StoreError::InvalidSnapshotId(_) => ErrorClass::User,
             StoreError::Output { .. } => ErrorClass::Internal,
+            // A snapshot whose files differ from its manifest is a damaged backup.
             _ => ErrorClass::Upstream,
         }
     }
@@ -416,6 +428,25 @@ impl Store {
         } else {
             Err(self.failure(Operation::Restore, &output))
         }
+    }
+
+    /// Restores snapshot `id` into `target` (as [`Store::restore`]), then reads the
+    /// manifest at its root and verifies every file against it: what `backup:restore`
+    /// does before swapping `target` in, and `backup:verify` into a scratch directory.
+    pub fn restore_verified(&self, id: &SnapshotId, target: &Path) -> Result<Manifest, StoreError> {
+        self.restore(id, target)?;
+        let no_manifest = |reason: String| StoreError::NoManifest {
+            id: id.clone(),
+            reason,
+        };
+        let text = fs::read(target.join(MANIFEST_FILE)).map_err(|e| no_manifest(e.to_string()))?;
+        let manifest = Manifest::from_json(&text).map_err(|e| no_manifest(e.to_string()))?;
+        crate::manifest::verify(target, &manifest).map_err(|source| StoreError::Verify {
+            id: id.clone(),
+            target: target.to_path_buf(),
+            source,
+        })?;
+        Ok(manifest)
     }
 
     /// Removes these snapshots and prunes the data no other snapshot uses. Pruning

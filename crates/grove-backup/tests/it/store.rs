@@ -154,10 +154,11 @@ fn backup_then_change_and_delete_then_restore_gives_identical_files() {
     );
 
     let restored = fixture.path("restored");
-    fixture
+    let read = fixture
         .store
-        .restore(&summary.snapshot.id, &restored)
-        .expect("restore");
+        .restore_verified(&summary.snapshot.id, &restored)
+        .expect("restored and verified");
+    assert_eq!(read, manifest);
     verify(&restored, &manifest).expect("restored tree matches its manifest");
     assert_eq!(
         FileTree::compute(&restored).expect("readable").digest,
@@ -525,4 +526,41 @@ fn a_backup_source_that_is_not_a_directory_is_refused() {
         .backup(&fixture.path("missing"), &[])
         .expect_err("missing");
     assert!(missing.to_string().contains("missing"), "{missing}");
+}
+
+#[test]
+fn a_restore_that_does_not_match_its_manifest_is_an_error_naming_the_files() {
+    let fixture = Fixture::new();
+    let source = fixture.path("volume");
+    environment_tree(&source);
+    let manifest = manifest_of(&source);
+    // The tree changes between the checksums and the upload (a caller that did not
+    // back up a frozen snapshot): the backup does not match its own manifest.
+    fs::write(source.join(MANIFEST_FILE), manifest.to_json()).expect("manifest written");
+    fs::write(
+        source.join("services/db/dump.sql"),
+        "changed after the checksums",
+    )
+    .expect("edit");
+    let backup = fixture.store.backup(&source, &[]).expect("backup");
+    let error = fixture
+        .store
+        .restore_verified(&backup.snapshot.id, &fixture.path("restored"))
+        .expect_err("mismatch");
+    assert!(matches!(error, StoreError::Verify { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("1 changed (services/db/dump.sql)"),
+        "{error}"
+    );
+
+    // A snapshot without a manifest cannot be verified.
+    fs::remove_file(source.join(MANIFEST_FILE)).expect("remove");
+    let bare = fixture.store.backup(&source, &[]).expect("backup");
+    let error = fixture
+        .store
+        .restore_verified(&bare.snapshot.id, &fixture.path("restored-bare"))
+        .expect_err("no manifest");
+    assert!(matches!(error, StoreError::NoManifest { .. }), "{error:?}");
 }
