@@ -10,6 +10,8 @@ packages=(
   mariadb-server mariadb-client postgresql redis-server rabbitmq-server memcached
   # copy-on-write volumes
   btrfs-progs
+  # the backup store (grove-backup): deduplicated, compressed, encrypted repositories
+  restic
   # PHP apps: PHP-FPM behind nginx (grove-web's generated configuration) per instance
   nginx php8.2-fpm php8.2-cli
   # the extensions and the tool Magento-shaped projects use (the tests' PHP apps)
