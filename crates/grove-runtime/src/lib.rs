@@ -43,6 +43,8 @@ pub use sandbox::{Bind, BindSource, Network, SandboxSpec};
 pub enum RuntimeError {
     #[error("bwrap not found: install the `bubblewrap` package")]
     BwrapNotFound,
+    #[error("nsenter not found: install the `util-linux` package")]
+    NsenterNotFound,
     #[error("could not start bwrap ({bwrap}): {source}")]
     Spawn {
         bwrap: PathBuf,

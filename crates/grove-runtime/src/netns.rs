@@ -40,7 +40,7 @@ struct Inner {
     /// `/proc/thread-self/ns/net` of the namespace's thread.
     fd: OwnedFd,
     /// Work for the namespace's thread; the thread ends when this is dropped.
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 /// Live namespaces by id, for whoever holds only the id (the router's
@@ -72,7 +72,7 @@ impl NetNs {
         let inner = Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             fd,
-            jobs: Mutex::new(jobs),
+            jobs,
         });
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|(_, weak)| weak.strong_count() > 0);
@@ -104,11 +104,6 @@ impl NetNs {
         ))
     }
 
-    /// The namespace's descriptor.
-    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.fd.as_fd()
-    }
-
     /// Runs `f` on a thread inside the namespace: sockets it creates belong to
     /// the namespace. `f` should be quick (it delays the namespace's other work).
     pub async fn run<R: Send + 'static>(
@@ -121,8 +116,6 @@ impl NetNs {
         });
         self.inner
             .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .send(job)
             .map_err(|_| io::Error::other("the namespace's thread is gone"))?;
         result
@@ -141,8 +134,6 @@ impl NetNs {
         });
         self.inner
             .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .send(job)
             .map_err(|_| io::Error::other("the namespace's thread is gone"))?;
         result
@@ -169,6 +160,13 @@ impl NetNs {
             .await??;
         let socket = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
         socket.connect(addr).await
+    }
+}
+
+/// The namespace's descriptor (for `setns`).
+impl AsFd for NetNs {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.fd.as_fd()
     }
 }
 

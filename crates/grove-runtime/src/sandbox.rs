@@ -514,7 +514,7 @@ impl SandboxSpec {
             // passed down to bwrap or the app.
             let mut net = OsString::from("--net=");
             net.push(netns.path());
-            wrappers.extend(["nsenter".into(), net, "--".into()]);
+            wrappers.extend([nsenter_path()?.into(), net, "--".into()]);
         }
         let mut cmd = match wrappers.split_first() {
             Some((program, args)) => {
@@ -666,6 +666,20 @@ fn find_private_entries(dir: &Path, depth: u32, files: &mut Vec<PathBuf>, dirs: 
             files.push(path);
         }
     }
+}
+
+/// Where `nsenter` (util-linux) is on this host: how a sandbox joins a [`NetNs`].
+pub fn nsenter_path() -> Result<&'static Path, RuntimeError> {
+    static NSENTER: OnceLock<Option<PathBuf>> = OnceLock::new();
+    NSENTER
+        .get_or_init(|| {
+            ["/usr/bin/nsenter", "/bin/nsenter", "/usr/local/bin/nsenter"]
+                .map(PathBuf::from)
+                .into_iter()
+                .find(|candidate| candidate.is_file())
+        })
+        .as_deref()
+        .ok_or(RuntimeError::NsenterNotFound)
 }
 
 /// Where `bwrap` is on this host.

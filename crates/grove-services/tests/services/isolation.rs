@@ -106,3 +106,37 @@ async fn a_corrupt_data_directory_fails_with_the_servers_log() {
     );
     assert!(message.contains("manifest"), "{message}");
 }
+
+/// In its environment's network namespace a service is started, checked and
+/// provisioned from inside it, and its address does not exist on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_in_a_namespace_is_healthy_and_unreachable_from_outside() {
+    let netns = grove_runtime::NetNs::new().expect("network namespace");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let address = Ipv4Addr::new(127, 77, 7, 1);
+    let mut spec = spec_in(dir.path(), "cache", "redis:7.0", json!(null), address);
+    spec.network = grove_runtime::Network::Namespace(netns.clone());
+    let running = grove_services::start(spec)
+        .await
+        .expect("started and healthy");
+    running.health().await.expect("healthy");
+    let addr = std::net::SocketAddr::from((address, 6379));
+
+    let mut inside = netns.connect_tcp(addr).await.expect("reachable inside");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    inside.write_all(b"PING\r\n").await.expect("write");
+    let mut answer = [0u8; 7];
+    inside.read_exact(&mut answer).await.expect("read");
+    assert_eq!(&answer, b"+PONG\r\n");
+
+    let other = grove_runtime::NetNs::new().expect("another namespace");
+    assert!(
+        other.connect_tcp(addr).await.is_err(),
+        "from another namespace"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "from the host"
+    );
+    running.stop().await;
+}

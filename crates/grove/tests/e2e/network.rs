@@ -156,3 +156,46 @@ fn reachability_matrix() {
         report.join("\n")
     );
 }
+
+/// The namespaces the server holds: one thread named `grove-netns` each.
+fn namespaces(server: &Server) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("tasks");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "grove-netns")
+        .count()
+}
+
+/// One namespace per active environment, whatever it runs and however often it is
+/// redeployed; a deactivated environment's is gone, a reactivated one gets a new one.
+#[test]
+fn one_namespace_per_active_environment() {
+    let (server, work, url) = crate::started_project();
+    let (ok, out) = work.push(
+        &url,
+        &["-o", "environment.activate", "main", "main:feature"],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(namespaces(&server), 2);
+    work.write("NEWS", "a new deploy\n");
+    work.commit("news");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    assert_eq!(namespaces(&server), 2, "a redeploy keeps its environment's");
+    let (status, _) = curl(&crate::primary_url(&server, "main"));
+    assert_eq!(status, 200);
+
+    server.cli_ok(&["environment:deactivate", "-p", "shop", "-e", "feature"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while namespaces(&server) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deactivated environment's namespace is still held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.cli_ok(&["environment:activate", "-p", "shop", "-e", "feature"]);
+    assert_eq!(namespaces(&server), 2);
+    let (status, _) = curl(&crate::primary_url(&server, "feature"));
+    assert_eq!(status, 200);
+}
