@@ -182,3 +182,47 @@ fn a_poetry_app_deploys_unchanged() {
     assert_eq!(served["pyjokes"], "0.6.0", "{served}");
     assert_eq!(served["prefix"], "/app/.venv", "{served}");
 }
+
+#[test]
+fn a_yarn_app_builds_and_starts_with_yarn_from_dependencies() {
+    let server = crate::support::Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = crate::support::Work::example();
+    std::fs::remove_file(work.path().join("server.py")).expect("no python here");
+    // A Next.js-style app: yarn from `dependencies`, `flavor: none`, a build script
+    // that renders pages at build time, `yarn start` at runtime.
+    work.write(
+        "package.json",
+        "{\"name\": \"pages\", \"version\": \"1.0.0\", \"private\": true,\n \
+         \"scripts\": {\"build\": \"node build.js\", \"start\": \"node server.js\"},\n \
+         \"dependencies\": {\"ms\": \"2.1.3\"}}\n",
+    );
+    work.write(
+        "build.js",
+        "const fs = require('fs');\nconst ms = require('ms');\n\
+         fs.mkdirSync('out', {recursive: true});\n\
+         fs.writeFileSync('out/index.json', JSON.stringify({rendered: ms(60000), at: 'build'}));\n",
+    );
+    work.write(
+        "server.js",
+        "const fs = require('fs');\nconst http = require('http');\n\
+         const page = fs.readFileSync('out/index.json');\n\
+         http.createServer((req, res) => {\n  \
+         res.setHeader('Content-Type', 'application/json');\n  res.end(page);\n\
+         }).listen(process.env.PORT, '127.0.0.1');\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        "name: app\ntype: nodejs:20\nbuild:\n  flavor: none\n\
+         dependencies:\n  nodejs:\n    yarn: '^1.22.0'\n\
+         hooks:\n  build: |\n    set -e\n    yarn\n    yarn build\n\
+         web:\n  commands:\n    start: yarn start\n",
+    );
+    work.commit("yarn app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Installing the nodejs dependencies"), "{out}");
+    assert!(!out.contains("Running the `default` build flavor"), "{out}");
+    let served = curl_json(&primary_url(&server, "main"));
+    assert_eq!(served["rendered"], "1m", "{served}");
+}
