@@ -273,6 +273,67 @@ struct LocalDeploy<'a> {
 }
 
 impl<'a> LocalDeploy<'a> {
+    /// Starts the `workers:` of every app: the same build and sandbox as the app's
+    /// web instance (mounts, relationships, variables, network), its own
+    /// `commands.start`, no requests, restarted by the supervisor when it exits, no
+    /// deploy hooks (Platform.sh). A worker that cannot start is reported and the
+    /// deploy goes on, as a crashing one would be restarted.
+    fn start_workers(&self) -> Vec<RunningApp> {
+        let (project, env, log) = (self.project, self.env, self.log);
+        let mut started = Vec::new();
+        for sandbox in &self.sandboxes {
+            for (name, worker) in &sandbox.app.workers {
+                let full = format!("{}--{name}", sandbox.app.name);
+                let Some(command) = worker.start.as_deref() else {
+                    continue;
+                };
+                for (what, overridden) in [
+                    ("mounts", !worker.mounts.is_empty()),
+                    ("relationships", !worker.relationships.is_empty()),
+                ] {
+                    if overridden {
+                        log.line(format!(
+                            "W: worker `{full}` overrides `{what}`: not supported yet, it gets the app's"
+                        ));
+                    }
+                }
+                let mut spec = sandbox.spec(command);
+                spec.hostname = Some(full.clone());
+                for (prefix, values) in &worker.variables {
+                    if prefix != "env" {
+                        log.line(format!(
+                            "W: worker `{full}`: `variables.{prefix}` is not supported yet, it gets the app's"
+                        ));
+                        continue;
+                    }
+                    for (variable, value) in values {
+                        let value = match value {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        sandbox_vars_push(&mut spec.env, variable, &value);
+                    }
+                }
+                let log_file =
+                    self.platform
+                        .settings
+                        .log_file(&project.id, &env.machine_name, &full);
+                match Instance::spawn(spec, log_file) {
+                    Ok(instance) => {
+                        log.line(format!("Started worker `{full}`"));
+                        started.push(RunningApp {
+                            name: full,
+                            upstream: None,
+                            instance: Arc::new(instance),
+                        });
+                    }
+                    Err(error) => log.line(format!("W: worker `{full}` could not start: {error}")),
+                }
+            }
+        }
+        started
+    }
+
     fn key(&self) -> (String, String) {
         (self.project.id.clone(), self.env.name.clone())
     }
@@ -341,7 +402,7 @@ impl Backend for LocalDeploy<'_> {
             }
             if crate::web_server::runs_php_fpm(app) {
                 crate::web_server::check_host(app).await?;
-            } else if app.web.commands.start.is_none() {
+            } else if app.web.commands.start.is_none() && app.workers.is_empty() {
                 return Err(format!(
                     "app `{}` ({}): `web.commands.start` is required: grove runs the command \
                      that serves the app on $PORT",
@@ -571,6 +632,11 @@ impl Backend for LocalDeploy<'_> {
                 hosts,
                 network: grove_runtime::Network::Namespace(netns.clone()),
             };
+            if app.web.commands.start.is_none() && front != Front::PhpFpm {
+                // Only workers run this app's build (they start at the switch).
+                self.sandboxes.push(sandbox);
+                continue;
+            }
             let spec = sandbox.spec(&start_command);
             let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);
             log.line(format!("Starting app `{}` on {upstream}", app.name));
@@ -594,7 +660,7 @@ impl Backend for LocalDeploy<'_> {
             }
             self.started.push(RunningApp {
                 name: app.name.clone(),
-                upstream,
+                upstream: Some(upstream),
                 instance,
             });
             ready.map_err(|error| format!("app `{}`: {error}", app.name))?;
@@ -654,6 +720,10 @@ impl Backend for LocalDeploy<'_> {
             self.log.line(format!("Serving {}", primary.url));
         }
         failpoint(self.mode, "routes-switched");
+        // Workers of the new code start once its deploy hook ran; the previous ones
+        // stop with the previous instances, right after.
+        let workers = self.start_workers();
+        self.started.extend(workers);
         let previous = platform.swap_running(
             &self.project.id,
             &self.env.name,
@@ -671,10 +741,13 @@ impl Backend for LocalDeploy<'_> {
     async fn stop_previous(&mut self) -> Outcome {
         if let Some(previous) = self.previous.take() {
             for app in &previous.apps {
+                let Some(upstream) = &app.upstream else {
+                    continue;
+                };
                 if !self
                     .platform
                     .router
-                    .drained(app.upstream.clone(), DRAIN_TIMEOUT)
+                    .drained(upstream.clone(), DRAIN_TIMEOUT)
                     .await
                 {
                     self.log.line(format!(
@@ -690,7 +763,7 @@ impl Backend for LocalDeploy<'_> {
             ));
             stop_all(&previous.apps).await;
             for app in &previous.apps {
-                if let Upstream::Unix(socket) = &app.upstream
+                if let Some(Upstream::Unix(socket)) = &app.upstream
                     && let Some(dir) = socket.parent()
                 {
                     let _ = tokio::fs::remove_dir_all(dir).await;
@@ -1081,10 +1154,16 @@ fn router_entries(
     let mut entries = Vec::new();
     for route in &routes.routes {
         let target = match &route.kind {
-            RouteKind::Upstream { app } => match apps.iter().find(|a| &a.name == app) {
-                Some(running) => Target::Upstream(running.upstream.clone()),
-                None => continue,
-            },
+            RouteKind::Upstream { app } => {
+                match apps
+                    .iter()
+                    .find(|a| &a.name == app)
+                    .and_then(|a| a.upstream.clone())
+                {
+                    Some(upstream) => Target::Upstream(upstream),
+                    None => continue,
+                }
+            }
             RouteKind::Redirect { to } => Target::Redirect {
                 location: to.clone(),
                 code: 301,

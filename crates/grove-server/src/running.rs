@@ -18,9 +18,11 @@ pub struct RunningEnvironment {
 }
 
 pub struct RunningApp {
+    /// The app's name; `<app>--<worker>` for a worker.
     pub name: String,
-    /// Where it accepts requests (`$PORT` or `$SOCKET`).
-    pub upstream: grove_router::Upstream,
+    /// Where it accepts requests (`$PORT` or `$SOCKET`); `None` for a worker, which
+    /// gets no requests.
+    pub upstream: Option<grove_router::Upstream>,
     pub instance: Arc<Instance>,
 }
 

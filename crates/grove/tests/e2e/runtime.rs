@@ -226,3 +226,69 @@ fn a_yarn_app_builds_and_starts_with_yarn_from_dependencies() {
     let served = curl_json(&primary_url(&server, "main"));
     assert_eq!(served["rendered"], "1m", "{served}");
 }
+
+#[test]
+fn workers_run_the_apps_build_with_their_own_command_and_are_restarted() {
+    let (server, work, url) = crate::started_project();
+    // A queue-consumer-style worker: the app's build, mounts and variables, its own
+    // command and variables; each start leaves a file in the shared `var` mount.
+    let config = std::fs::read_to_string(work.path().join(".platform.app.yaml"))
+        .expect("app config")
+        + "workers:\n  queue:\n    commands:\n      start: |\n        \
+           n=$(ls var | grep -c '^worker-')\n        \
+           touch \"var/worker-$n-$ROLE-$GREETING\"\n        \
+           exec sleep 1000\n    variables:\n      env:\n        ROLE: consumer\n";
+    work.write(".platform.app.yaml", &config);
+    work.commit("a worker");
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Started worker `app--queue`"), "{out}");
+    let app_url = crate::primary_url(&server, "main");
+    let files = |url: &str| -> Vec<String> {
+        curl_json(url)["mount_files"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .filter(|f| f.starts_with("worker-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let wait_for = |n: usize| -> Vec<String> {
+        for _ in 0..300 {
+            let now = files(&app_url);
+            if now.len() >= n {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        files(&app_url)
+    };
+    let first = wait_for(1);
+    assert_eq!(first, ["worker-0-consumer-hello from grove"], "{first:?}");
+    let sleeps = crate::server_processes(&server, "sleep");
+    assert_eq!(sleeps.len(), 1, "one worker process: {sleeps:?}");
+
+    // Killed, it is restarted by the supervisor.
+    std::process::Command::new("kill")
+        .args(["-9", &sleeps[0].to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(wait_for(2).len(), 2);
+    let restarted = crate::server_processes(&server, "sleep");
+
+    // A redeploy replaces it: one worker process again, started anew.
+    server.cli_ok(&["environment:redeploy", "-p", "shop", "-e", "main"]);
+    assert_eq!(wait_for(3).len(), 3);
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        after = crate::server_processes(&server, "sleep");
+        if after.len() == 1 && after != restarted {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(after.len(), 1, "the previous worker stopped: {after:?}");
+    assert_ne!(after, restarted, "a new worker process");
+}
