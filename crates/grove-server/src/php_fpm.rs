@@ -1,5 +1,6 @@
 //! How a PHP app without `web.commands.start` runs (Platform.sh's default,
-//! `start-php-app`): PHP-FPM of the app's version from the host, one pool per instance,
+//! `start-php-app`): PHP-FPM of the app's version from the host or its runtime image,
+//! one pool per instance,
 //! and nginx in front serving `web.locations` (`grove-web`), both in the app's sandbox
 //! as one start command.
 
@@ -18,9 +19,8 @@ pub(crate) fn runs_php_fpm(app: &App) -> bool {
 
 /// The host has PHP-FPM of the app's version, with every extension of
 /// `runtime.extensions`; a missing one is named with the Debian package that adds it.
-pub(crate) async fn check_host(app: &App) -> Result<(), String> {
-    let version = &app.runtime.version;
-    let fpm = fpm_binary(app);
+pub(crate) async fn check_host(app: &App, version: &str) -> Result<(), String> {
+    let fpm = fpm_binary(version);
     let modules = tokio::process::Command::new(&fpm)
         .arg("-m")
         .output()
@@ -51,8 +51,9 @@ pub(crate) async fn check_host(app: &App) -> Result<(), String> {
     Ok(())
 }
 
-fn fpm_binary(app: &App) -> String {
-    format!("/usr/sbin/php-fpm{}", app.runtime.version)
+/// PHP-FPM of the version that runs (the host's or the app's runtime image's).
+fn fpm_binary(version: &str) -> String {
+    format!("/usr/sbin/php-fpm{version}")
 }
 
 /// Writes the instance's `php-fpm.conf` and `nginx.conf` into `host_run_dir` (seen as
@@ -60,10 +61,11 @@ fn fpm_binary(app: &App) -> String {
 /// router reaches the instance, inside the sandbox.
 pub(crate) async fn prepare(
     app: &App,
+    version: &str,
     host_run_dir: &Path,
     listen: Listen,
 ) -> Result<String, String> {
-    let fpm = fpm_binary(app);
+    let fpm = fpm_binary(version);
     let socket = format!("{RUN_DIR}/php-fpm.sock");
     let fpm_conf = grove_web::fpm_config(
         app,

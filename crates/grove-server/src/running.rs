@@ -19,6 +19,8 @@ pub struct RunningEnvironment {
 
 pub struct RunningApp {
     pub name: String,
+    /// Said when another runtime version runs than the one asked for.
+    pub runtime_warning: Option<String>,
     /// Where it accepts requests (`$PORT` or `$SOCKET`).
     pub upstream: grove_router::Upstream,
     pub instance: Arc<Instance>,
