@@ -611,8 +611,8 @@ impl HostLayout {
 
     /// The system directories of a runtime image instead of the host's: its `/usr`,
     /// `/etc` and merged-/usr links, its private `/etc` files masked as the host's
-    /// are, and the host's name resolution (`/etc/resolv.conf`, `/etc/hosts`),
-    /// which the image was built with mount points for. Everything from the
+    /// are, and the host's name resolution (`/etc/resolv.conf`, `/etc/hosts`,
+    /// which the image was built with mount points for) and CA bundle. Everything from the
     /// image is read-only.
     pub fn image(root: &Path) -> HostLayout {
         let mut system_dirs = Vec::new();
@@ -637,13 +637,19 @@ impl HostLayout {
                 .filter_map(|p| Some(Path::new("/").join(p.strip_prefix(root).ok()?)))
                 .collect()
         };
-        let host_files = ["/etc/resolv.conf", "/etc/hosts"]
-            .into_iter()
-            .filter(|file| {
-                Path::new(file).is_file() && root.join(file.trim_start_matches('/')).is_file()
-            })
-            .map(|file| (PathBuf::from(file), PathBuf::from(file)))
-            .collect();
+        // The host's trust store too: package registries are reached through the
+        // host's certificate authorities (an operator's TLS-inspecting proxy included).
+        let host_files = [
+            "/etc/resolv.conf",
+            "/etc/hosts",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ]
+        .into_iter()
+        .filter(|file| {
+            Path::new(file).is_file() && root.join(file.trim_start_matches('/')).is_file()
+        })
+        .map(|file| (PathBuf::from(file), PathBuf::from(file)))
+        .collect();
         HostLayout {
             system_dirs,
             extra_ro_dirs: Vec::new(),

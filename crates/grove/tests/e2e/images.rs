@@ -77,6 +77,19 @@ fn an_express_app_on_nodejs_18_builds_and_runs_on_the_bookworm_image() {
         .unwrap_or_default();
     assert!(node18.contains("installed"), "{list}");
     assert!(node18.contains("image bookworm"), "{list}");
+    // Installing it again is immediate; a version no image has exactly is refused.
+    let again = server.cli_ok(&["runtime:install", "nodejs:18"]);
+    assert!(
+        again.contains("Runtime `nodejs:18` is installed."),
+        "{again}"
+    );
+    let refused = server.cli(&["runtime:install", "python:3.10"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no runtime image provides `python:3.10` exactly"),
+        "{stderr}"
+    );
 }
 
 #[test]
