@@ -494,6 +494,47 @@ mod tests {
         }
     }
 
+    /// A second push needing an image that is being built waits for that build and
+    /// uses its result instead of building it again.
+    #[tokio::test]
+    async fn a_second_build_of_the_same_image_waits_and_reuses_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ImageStore::new(dir.path(), DEFAULT_MIRROR);
+        let recipe = IMAGES[0];
+        // "Another push" holds the image's lock while it builds.
+        let lock = File::create(dir.path().join(format!(".{}.lock", recipe.name()))).expect("lock");
+        lock.lock().expect("locked");
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut lines = Vec::new();
+                let mut on_line = |line: &str| lines.push(line.to_owned());
+                let root = store.ensure(&recipe, &mut on_line).await;
+                (root.map_err(|e| e.to_string()), lines)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "it waits for the build in progress");
+        // The build completes: the image is renamed into place, the lock released.
+        let root = store.root(&recipe);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(root.join(MARKER), "image\n").expect("marker");
+        drop(lock);
+        let (result, lines) = waiter.await.expect("joined");
+        assert_eq!(result, Ok(root));
+        assert!(store.is_installed(&recipe));
+        assert_eq!(
+            lines.first().map(String::as_str),
+            Some(
+                "Waiting for image python-3.9-bullseye (Debian bullseye): another push is building it"
+            )
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("Building")),
+            "not built twice: {lines:?}"
+        );
+    }
+
     #[test]
     fn mmdebstrap_command_line() {
         let node18 = IMAGES

@@ -206,3 +206,48 @@ fn runtime_list_shows_installed_and_installable_runtimes() {
         "a clean machine has images to build: {json}"
     );
 }
+
+#[test]
+fn a_php_8_3_app_runs_on_php_fpm_8_4_of_the_trixie_image_behind_nginx() {
+    let server = server();
+    let work = empty_work();
+    work.write(
+        "public/index.php",
+        "<?php\nheader('Content-Type: application/json');\n\
+         echo json_encode(['php' => PHP_VERSION, 'sapi' => PHP_SAPI,\n  \
+         'uri' => $_SERVER['REQUEST_URI'], 'mbstring' => extension_loaded('mbstring')]);\n",
+    );
+    work.write("public/robots.txt", "User-agent: *\n");
+    work.write(
+        ".platform.app.yaml",
+        "name: site\ntype: php:8.3\nbuild:\n  flavor: none\n\
+         hooks:\n  build: php --version\n\
+         web:\n  locations:\n    \"/\":\n      root: public\n      passthru: /index.php\n      \
+         allow: true\n      scripts: true\n",
+    );
+    work.commit("php 8.3");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "W: app `site`: php:8.3 is not available: php:8.4 from image php-8.4-trixie \
+             (Debian trixie) runs instead"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("    PHP 8.4."), "the build ran PHP 8.4: {out}");
+    let url = primary_url(&server, "main");
+    let served = curl_json(&format!("{url}some/page"));
+    assert!(
+        served["php"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("8.4.")),
+        "{served}"
+    );
+    assert_eq!(served["sapi"], "fpm-fcgi", "{served}");
+    assert_eq!(served["uri"], "/some/page", "{served}");
+    assert_eq!(served["mbstring"], true, "{served}");
+    // nginx (the image's) serves the static file itself.
+    let (status, body) = crate::support::curl(&format!("{url}robots.txt"));
+    assert_eq!((status, body.as_str()), (200, "User-agent: *\n"));
+}
