@@ -150,6 +150,24 @@ pub async fn deploy_with_data(
             https_port: None,
         },
     );
+    // What runs each app where it is not the host's exact version: part of its build
+    // key (`check` refuses what cannot run at all).
+    let runtimes: BTreeMap<String, String> = config
+        .apps
+        .iter()
+        .filter_map(|app| {
+            let resolved = platform
+                .catalog
+                .resolve(&app.runtime.language, &app.runtime.version)
+                .ok()?;
+            let source = match resolved.image() {
+                Some(recipe) => format!("image {}", recipe.name()),
+                None if resolved.substituted || resolved.via_alias => "host".to_string(),
+                None => return None,
+            };
+            Some((app.name.clone(), format!("{} {source}", resolved.provided)))
+        })
+        .collect();
     let desired = grove_deployment::plan(&grove_deployment::Inputs {
         project: &project.id,
         project_entropy: &project.entropy,
@@ -160,6 +178,7 @@ pub async fn deploy_with_data(
         routes: &routes,
         data,
         build_variables: &variables.build,
+        runtimes: &runtimes,
     });
     let generation = platform
         .store
