@@ -251,3 +251,44 @@ fn a_php_8_3_app_runs_on_php_fpm_8_4_of_the_trixie_image_behind_nginx() {
     let (status, body) = crate::support::curl(&format!("{url}robots.txt"));
     assert_eq!((status, body.as_str()), (200, "User-agent: *\n"));
 }
+
+/// A Go module app (standard library only: this test must not depend on reaching
+/// the Go module proxy).
+#[test]
+fn a_go_app_asking_for_1_22_builds_and_runs_on_go_1_24_of_the_trixie_image() {
+    let server = server();
+    let work = empty_work();
+    work.write("go.mod", "module example.com/hello\n\ngo 1.22\n");
+    work.write(
+        "main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"net/http\"\n\t\"os\"\n\t\"runtime\"\n)\n\n\
+         func main() {\n\thttp.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) {\n\t\t\
+         fmt.Fprintf(w, \"{\\\"go\\\": %q, \\\"path\\\": %q}\", runtime.Version(), r.URL.Path)\n\t})\n\t\
+         http.ListenAndServe(\"127.0.0.1:\"+os.Getenv(\"PORT\"), nil)\n}\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        "name: hello\ntype: golang:1.22\n\
+         hooks:\n  build: |\n    set -e\n    go version\n    go build -o bin/hello .\n\
+         web:\n  commands:\n    start: ./bin/hello\n",
+    );
+    work.commit("a go app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "W: app `hello`: golang:1.22 is not available: golang:1.24 from image \
+             golang-1.24-trixie (Debian trixie) runs instead"
+        ),
+        "{out}"
+    );
+    let url = primary_url(&server, "main");
+    let served = curl_json(&format!("{url}hi"));
+    assert!(
+        served["go"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("go1.24")),
+        "{served}"
+    );
+    assert_eq!(served["path"], "/hi", "{served}");
+}
