@@ -376,14 +376,16 @@ impl ImageStore {
         let finish = {
             let (work, root, recipe, mirror) =
                 (work.clone(), root.clone(), *recipe, self.mirror.clone());
-            tokio::task::spawn_blocking(move || finish_image(&work, &root, &recipe, &mirror))
+            // Walking a few hundred MiB of files is no job for the async runtime.
+            tokio::task::spawn_blocking(move || {
+                finish_image(&work, &root, &recipe, &mirror).map(|()| dir_size(&root))
+            })
         };
-        finish
+        let size = finish
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
             .map_err(io("cannot store the image in", &root))?;
-        let size = dir_size(&root);
         on_line(&format!(
             "Built {recipe} in {} ({} MiB)",
             seconds(started.elapsed()),
