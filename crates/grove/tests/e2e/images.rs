@@ -92,25 +92,28 @@ fn an_express_app_on_nodejs_18_builds_and_runs_on_the_bookworm_image() {
     );
 }
 
+/// A Flask-style app asking for Python 3.10, which neither the host (3.11) nor an
+/// image (3.9, 3.11, 3.13) has: it runs on 3.11, with Flask installed by `pip`.
 #[test]
 fn python_3_10_runs_on_3_11_with_a_warning() {
     let server = server();
     let work = empty_work();
+    work.write("requirements.txt", "flask==3.0.3\n");
     work.write(
-        "serve.py",
-        "import json, os, sys\nfrom http.server import BaseHTTPRequestHandler, HTTPServer\n\n\
-         class Version(BaseHTTPRequestHandler):\n    \
-         def do_GET(self):\n        \
-         body = json.dumps({'python': '%d.%d' % sys.version_info[:2]}).encode()\n        \
-         self.send_response(200)\n        \
-         self.send_header('Content-Type', 'application/json')\n        \
-         self.end_headers()\n        \
-         self.wfile.write(body)\n\n\
-         HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Version).serve_forever()\n",
+        "app.py",
+        "import os, sys\nfrom flask import Flask, jsonify\n\n\
+         app = Flask(__name__)\n\n\
+         @app.get('/')\n\
+         def version():\n    \
+         return jsonify(python='%d.%d' % sys.version_info[:2])\n\n\
+         if __name__ == '__main__':\n    \
+         app.run(host='127.0.0.1', port=int(os.environ['PORT']))\n",
     );
     work.write(
         ".platform.app.yaml",
-        "name: app\ntype: python:3.10\nweb:\n  commands:\n    start: python serve.py\n",
+        "name: app\ntype: python:3.10\n\
+         hooks:\n  build: |\n    set -e\n    pip install -r requirements.txt\n\
+         web:\n  commands:\n    start: python app.py\n",
     );
     work.commit("python 3.10");
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
@@ -118,6 +121,7 @@ fn python_3_10_runs_on_3_11_with_a_warning() {
     let warning = "app `app`: python:3.10 is not available: python:3.11 from the host runs \
                    instead (the nearest newer minor version)";
     assert!(out.contains(&format!("W: {warning}")), "{out}");
+    assert!(out.contains("Successfully installed"), "{out}");
     assert_eq!(curl_json(&primary_url(&server, "main"))["python"], "3.11");
     let info = server.cli_ok(&[
         "environment:info",
