@@ -9,11 +9,14 @@ use crate::support::{Server, Work, curl_json};
 /// server): the first test that needs one builds it, in the target directory, so a
 /// clean machine builds it once and later runs reuse it.
 fn server() -> Server {
-    let images = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("images");
-    let images = images.to_str().expect("utf-8 path").to_string();
-    let server = Server::start_with(&[("GROVE_IMAGES_DIR", &images)]);
+    let server = Server::start_with(&[("GROVE_IMAGES_DIR", &images_dir())]);
     server.cli_ok(&["project:create", "shop"]);
     server
+}
+
+fn images_dir() -> String {
+    let images = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("images");
+    images.to_str().expect("utf-8 path").to_string()
 }
 
 /// A work tree with nothing but what the test writes.
@@ -27,7 +30,7 @@ fn empty_work() -> Work {
 
 #[test]
 fn an_express_app_on_nodejs_18_builds_and_runs_on_the_bookworm_image() {
-    let server = server();
+    let mut server = server();
     let work = empty_work();
     work.write(
         "package.json",
@@ -90,6 +93,19 @@ fn an_express_app_on_nodejs_18_builds_and_runs_on_the_bookworm_image() {
         stderr.contains("no runtime image provides `python:3.10` exactly"),
         "{stderr}"
     );
+    // After a restart the environment comes back on the same image, not rebuilt.
+    let url = primary_url(&server, "main");
+    server.stop();
+    server.spawn_with(&[("GROVE_IMAGES_DIR", &images_dir())]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let restored = loop {
+        let (status, body) = crate::support::curl(&url);
+        if status == 200 || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(restored.contains("\"node\":\"v18."), "{restored}");
 }
 
 /// A Flask-style app asking for Python 3.10, which neither the host (3.11) nor an
