@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # git serving, builds, the sandbox
   git bubblewrap tar dash util-linux ca-certificates
+  # runtime images: language versions from other Debian releases
+  mmdebstrap
   # data services run per environment
   mariadb-server mariadb-client postgresql redis-server rabbitmq-server memcached
   # copy-on-write volumes

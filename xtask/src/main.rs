@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask bench push`.
+//! Project automation: `cargo xtask bench push|memory|branch|logs|image`.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,8 +23,16 @@ fn main() -> ExitCode {
         ["bench", "branch"] => bench_branch(),
         ["bench", "logs"] => bench_logs(),
         ["bench", "php"] => bench_php::bench_php(),
+        ["bench", "image"] => bench_image("python:3.9", 2),
+        ["bench", "image", kind] => bench_image(kind, 2),
+        ["bench", "image", kind, n] => n
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|n| bench_image(kind, n)),
         _ => {
-            eprintln!("usage: cargo xtask bench push [RUNS] | memory | branch | logs | php");
+            eprintln!(
+                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | image [TYPE [RUNS]]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -39,6 +47,94 @@ fn main() -> ExitCode {
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where cargo puts what it builds (`CARGO_TARGET_DIR` when set).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The time to build one runtime image through grove (`runtime:install TYPE` on a
+/// server with an empty images directory), `runs` times, against a baseline in the
+/// same process: a bare `mmdebstrap --variant=minbase` of the same Debian release
+/// (what any image costs before its packages). Both fetch from the same mirror, so
+/// the ratio says what the runtime's packages and grove's handling add.
+fn bench_image(kind: &str, runs: usize) -> anyhow::Result<()> {
+    // The image build is mmdebstrap's work: a debug grove is as good as a release one
+    // here, and much quicker to build on a small machine.
+    let status = Command::new("cargo")
+        .args(["build", "--quiet", "-p", "grove"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let grove = target_dir().join("debug/grove");
+    let tmp = std::env::temp_dir().join(format!("grove-bench-image-{}", std::process::id()));
+    let mirror = std::env::var("GROVE_IMAGE_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".to_string());
+    let (mut builds, mut baselines) = (vec![], vec![]);
+    let mut release = String::new();
+    for run in 0..runs {
+        let dir = tmp.join(format!("run-{run}"));
+        let images = dir.join("images");
+        let images_arg = images.to_str().unwrap_or_default().to_string();
+        let mut server =
+            BenchServer::start_with(grove.clone(), dir.clone(), &["--images-dir", &images_arg])?;
+        let (list, _) = server.cli(&["runtime:list", "--format", "json"])?;
+        let list: String = list.chars().filter(|c| !c.is_whitespace()).collect();
+        release = list
+            .split('{')
+            .find(|entry| entry.contains(&format!("\"type\":\"{kind}\"")))
+            .and_then(|entry| entry.split("\"release\":\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .with_context(|| {
+                format!("`{kind}` is not a runtime image: see `grove runtime:list`")
+            })?;
+        let started = Instant::now();
+        let (_, progress) = server.cli(&["runtime:install", kind])?;
+        let build = started.elapsed().as_secs_f64();
+        server.stop();
+        let size = progress
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("Built image"))
+            .unwrap_or_default()
+            .to_string();
+
+        let bare = dir.join("baseline");
+        let started = Instant::now();
+        let status = Command::new("mmdebstrap")
+            .args(["--variant=minbase", "--quiet", &release])
+            .arg(&bare)
+            .arg(&mirror)
+            .stdout(Stdio::null())
+            .status()
+            .context("mmdebstrap (apt-get install mmdebstrap)")?;
+        let baseline = started.elapsed().as_secs_f64();
+        if !status.success() {
+            bail!("the baseline mmdebstrap failed");
+        }
+        println!(
+            "run {}: {kind} image {build:.1}s ({size}), bare minbase {release} {baseline:.1}s",
+            run + 1
+        );
+        builds.push(build);
+        baselines.push(baseline);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (build, base) = (median(&mut builds), median(&mut baselines));
+    println!("runtime image {kind} (Debian {release}), median of {runs}:");
+    println!("  runtime:install       {build:.1}s");
+    println!(
+        "  bare minbase          {base:.1}s   (baseline: mmdebstrap --variant=minbase {release})"
+    );
+    println!("  ratio image/baseline  {:.1}x", build / base);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }
 
 /// Push-to-live of a trivial app, `runs` times on fresh trees (so every run builds):
@@ -574,7 +670,10 @@ impl BenchServer {
         if !status.success() {
             bail!("cargo build failed");
         }
-        let grove = root().join("target/release/grove");
+        BenchServer::start_with(target_dir().join("release/grove"), dir, extra)
+    }
+
+    fn start_with(grove: PathBuf, dir: PathBuf, extra: &[&str]) -> anyhow::Result<BenchServer> {
         std::fs::create_dir_all(&dir)?;
         let (api, http) = (free_port()?, free_port()?);
         let child = Guard(

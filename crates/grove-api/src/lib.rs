@@ -37,6 +37,11 @@ pub mod paths {
         "/api/projects/{project}/environments/{environment}/variables";
     pub const ENVIRONMENT_VARIABLE: &str =
         "/api/projects/{project}/environments/{environment}/variables/{name}";
+    /// The language runtimes this server can run (`runtime:list`).
+    pub const RUNTIMES: &str = "/api/runtimes";
+    /// Builds a runtime's image (platform admins; `runtime:install`), streaming
+    /// `RuntimeInstallEvent`s as NDJSON.
+    pub const RUNTIMES_INSTALL: &str = "/api/runtimes/install";
     /// Called by the git pre-receive hook that the server installs in every repository.
     pub const HOOK_PRE_RECEIVE: &str = "/internal/hooks/pre-receive";
 }
@@ -264,6 +269,9 @@ pub struct Environment {
     pub health: String,
     /// The environment's running services, by name.
     pub services: std::collections::BTreeMap<String, ServiceStatus>,
+    /// Apps that run another runtime version than the one they ask for, and which.
+    #[serde(default)]
+    pub runtime_warnings: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -404,4 +412,42 @@ impl ErrorKind {
             ErrorKind::Platform => "platform",
         }
     }
+}
+
+/// One runtime of `runtime:list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Runtime {
+    /// `nodejs:18`, as a config's `type:` asks for it.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub language: String,
+    pub version: String,
+    pub full_version: String,
+    /// `installed` (runs now) or `installable` (its image is built on first use or
+    /// with `runtime:install`).
+    pub status: String,
+    /// `host` or `image`.
+    pub source: String,
+    /// The Debian release an image is built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+/// `runtime:install TYPE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallRuntime {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One line of a `runtime:install` stream: progress, then the end (`done`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeInstallEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub done: bool,
+    /// Why the install failed (with `done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -1,5 +1,7 @@
 //! An environment's deployment computed from its inputs.
 
+use std::collections::BTreeMap;
+
 use grove_config::{App, RouteKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -106,6 +108,10 @@ pub struct Inputs<'a> {
     pub data: DataSource,
     /// The user variables the build sees (`variables::resolve`), part of the build key.
     pub build_variables: &'a [grove_config::UserVariable],
+    /// What runs an app whose `type:` is not the host's exact version (by app name:
+    /// `nodejs:18 image nodejs-18-bookworm`, `python:3.11 host` for `python:3.10`),
+    /// part of its build key: a build is only reused on the runtime it was made on.
+    pub runtimes: &'a BTreeMap<String, String>,
 }
 
 /// The deployment of `inputs`.
@@ -125,7 +131,12 @@ pub fn plan(inputs: &Inputs) -> Deployment {
             AppPlan {
                 name: app.name.clone(),
                 runtime: app.runtime.to_string(),
-                build_key: build_key(inputs.tree_id, app, &variables),
+                build_key: build_key(
+                    inputs.tree_id,
+                    app,
+                    inputs.runtimes.get(&app.name).map(String::as_str),
+                    &variables,
+                ),
                 start: app.web.commands.start.clone(),
                 mounts: app
                     .mounts
@@ -218,10 +229,22 @@ pub fn build_variables(
 /// The build key: the tree, the app's build-relevant configuration and every variable
 /// the build can see (which name the project and carry its entropy, so two projects
 /// never share a build). The same key always means the same build.
-pub fn build_key(tree_id: &str, app: &App, variables: &[(String, String)]) -> String {
+pub fn build_key(
+    tree_id: &str,
+    app: &App,
+    runtime: Option<&str>,
+    variables: &[(String, String)],
+) -> String {
     let mut hasher = Sha256::new();
     for part in [BUILD_FORMAT, tree_id, &app.name, &app.build_fingerprint()] {
         hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    // Only where it is not the host's exact version, so that builds made before
+    // runtime images existed keep their keys.
+    if let Some(runtime) = runtime {
+        hasher.update(b"runtime\0");
+        hasher.update(runtime.as_bytes());
         hasher.update([0]);
     }
     let mut variables: Vec<&(String, String)> = variables.iter().collect();
@@ -269,6 +292,7 @@ mod tests {
             routes: &routes,
             data: DataSource::Keep,
             build_variables: &[],
+            runtimes: &BTreeMap::new(),
         })
     }
 
@@ -313,10 +337,29 @@ mod tests {
                 name: "env:GREETING".into(),
                 value: serde_json::json!(value),
             }];
-            build_key("7ee", app, &build_variables("shop", "e", app, "7ee", &user))
+            build_key(
+                "7ee",
+                app,
+                None,
+                &build_variables("shop", "e", app, "7ee", &user),
+            )
         };
         assert_eq!(key("hello"), key("hello"));
         assert_ne!(key("hello"), key("bonjour"));
+    }
+
+    #[test]
+    fn the_runtime_that_builds_is_part_of_the_build_key() {
+        let config = config(SHOP);
+        let app = &config.apps[0];
+        let variables = build_variables("shop", "e", app, "7ee", &[]);
+        let key = |runtime: Option<&str>| build_key("7ee", app, runtime, &variables);
+        assert_ne!(key(None), key(Some("python:3.11 host")));
+        assert_ne!(
+            key(Some("python:3.11 host")),
+            key(Some("python:3.11 image python-3.11-bookworm"))
+        );
+        assert_eq!(key(Some("python:3.11 host")), key(Some("python:3.11 host")));
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Which language runtimes this host really has, and how config runtime types
 //! (`python:3.11`, `nodejs:20`, ...) map onto them.
 //!
-//! Never pretend: a type the host can't run is an error, unless an operator
-//! mapped it explicitly to an installed one.
+//! Never pretend, never silently: a version is run exactly when the host or a
+//! runtime image ([`crate::images`]) has it; otherwise the nearest newer minor of
+//! the same major runs instead, and the resolution says so (the deploy logs it as a
+//! warning) — unless the operator asked for exact versions only, or mapped the type
+//! explicitly to an installed one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::images::ImageRecipe;
 
 /// Platform.sh language names we can run.
 pub const SUPPORTED_LANGUAGES: &[&str] = &["golang", "nodejs", "php", "python", "ruby"];
@@ -36,21 +41,74 @@ impl InstalledRuntime {
     }
 }
 
-/// A config runtime type resolved to an installed runtime.
+/// Which versions run when the exact one asked for can't be had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionPolicy {
+    /// The nearest newer minor of the same major (`python:3.10` → 3.11), with a
+    /// warning.
+    #[default]
+    NearestNewerMinor,
+    /// Only the version asked for (or an operator alias).
+    Exact,
+}
+
+/// Where a resolved runtime's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeSource {
+    /// The host's own system directories.
+    Host,
+    /// A runtime image's, instead of the host's.
+    Image(ImageRecipe),
+}
+
+/// A config runtime type resolved to a runtime that can run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedRuntime {
     /// What the config asked for, e.g. `python:3.9`.
     pub requested: String,
-    /// The installed runtime that runs it, e.g. `python:3.11`.
+    /// The runtime that runs it, e.g. `python:3.11`.
     pub provided: String,
     /// `true` when an operator mapping was used rather than an exact match.
     pub via_alias: bool,
+    /// `true` when the version asked for could not be had and the nearest newer
+    /// minor runs instead.
+    pub substituted: bool,
+    pub source: RuntimeSource,
+    /// The interpreter (inside the image when `source` is one).
     pub binary: PathBuf,
+}
+
+impl ResolvedRuntime {
+    /// The image whose system directories the app's sandboxes use, if any.
+    pub fn image(&self) -> Option<&ImageRecipe> {
+        match &self.source {
+            RuntimeSource::Host => None,
+            RuntimeSource::Image(recipe) => Some(recipe),
+        }
+    }
+
+    fn where_from(&self) -> String {
+        match &self.source {
+            RuntimeSource::Host => "the host".to_owned(),
+            RuntimeSource::Image(recipe) => recipe.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for ResolvedRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.via_alias {
+        if self.substituted {
+            write!(
+                f,
+                "{} is not available: {} from {} runs instead (the nearest newer minor version)",
+                self.requested,
+                self.provided,
+                self.where_from()
+            )
+        } else if let RuntimeSource::Image(recipe) = &self.source {
+            write!(f, "{} runs on {recipe}", self.requested)
+        } else if self.via_alias {
             write!(
                 f,
                 "{} runs on the installed {} (operator mapping)",
@@ -87,11 +145,22 @@ pub enum CatalogError {
         requested: String,
         example: &'static str,
     },
-    #[error("runtime `{requested}` is not installed on this host (installed: {}); {hint}", render_installed(.installed))]
+    #[error("runtime `{requested}` is not installed on this host (installed: {}{}); {hint}", render_installed(.installed), render_installable(.installable))]
     NotInstalled {
         requested: String,
         installed: Vec<String>,
+        /// What runtime images could provide (`python:3.13 (image, Debian trixie)`).
+        installable: Vec<String>,
         hint: String,
+    },
+    #[error(
+        "runtime `{requested}` is not available in exactly that version, and this server runs exact versions only (`versions: exact` in {config_file}); available: {}; ask for one of those",
+        render_installed(.available)
+    )]
+    NotExact {
+        requested: String,
+        available: Vec<String>,
+        config_file: String,
     },
     #[error(
         "runtime `{requested}` is mapped to `{target}` in {aliases_file}, but `{target}` is not installed on this host (installed: {})",
@@ -105,6 +174,14 @@ pub enum CatalogError {
     },
     #[error("invalid runtime aliases file: {0}")]
     AliasFile(String),
+}
+
+fn render_installable(installable: &[String]) -> String {
+    if installable.is_empty() {
+        String::new()
+    } else {
+        format!("; installable as images: {}", installable.join(", "))
+    }
 }
 
 fn render_installed(installed: &[String]) -> String {
@@ -121,6 +198,17 @@ pub struct RuntimeCatalog {
     installed: Vec<InstalledRuntime>,
     aliases: BTreeMap<String, String>,
     aliases_file: Option<PathBuf>,
+    images: Vec<ImageRecipe>,
+    policy: VersionPolicy,
+}
+
+/// One line of `runtime:list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEntry {
+    pub language: String,
+    pub version: String,
+    pub full_version: String,
+    pub source: RuntimeSource,
 }
 
 impl RuntimeCatalog {
@@ -166,7 +254,64 @@ impl RuntimeCatalog {
             installed,
             aliases,
             aliases_file: None,
+            images: Vec::new(),
+            policy: VersionPolicy::default(),
         }
+    }
+
+    /// Runtime images that can provide what the host lacks.
+    pub fn with_images(mut self, images: &[ImageRecipe]) -> RuntimeCatalog {
+        self.images = images.to_vec();
+        self
+    }
+
+    pub fn with_policy(mut self, policy: VersionPolicy) -> RuntimeCatalog {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> VersionPolicy {
+        self.policy
+    }
+
+    /// Everything that can run: the host's runtimes, then the images of versions
+    /// the host lacks, by language and version.
+    pub fn entries(&self) -> Vec<RuntimeEntry> {
+        let mut entries: Vec<RuntimeEntry> = self
+            .installed
+            .iter()
+            .map(|r| RuntimeEntry {
+                language: r.language.clone(),
+                version: r.version.clone(),
+                full_version: r.full_version.clone(),
+                source: RuntimeSource::Host,
+            })
+            .collect();
+        for recipe in &self.images {
+            if self.find(recipe.language, recipe.version).is_none() {
+                entries.push(RuntimeEntry {
+                    language: recipe.language.to_owned(),
+                    version: recipe.version.to_owned(),
+                    full_version: recipe.full_version.to_owned(),
+                    source: RuntimeSource::Image(*recipe),
+                });
+            }
+        }
+        entries.sort_by(|a, b| {
+            a.language
+                .cmp(&b.language)
+                .then_with(|| version_key(&a.version).cmp(&version_key(&b.version)))
+        });
+        entries
+    }
+
+    /// The image that provides a type exactly (`nodejs:18`), for `runtime:install`.
+    pub fn image_for(&self, runtime_type: &str) -> Option<&ImageRecipe> {
+        let (language, version) = runtime_type.split_once(':')?;
+        let key = matching_version(language, version);
+        self.images
+            .iter()
+            .find(|r| r.language == language && r.version == key)
     }
 
     /// Names the aliases file in error messages.
@@ -191,19 +336,34 @@ impl RuntimeCatalog {
         }
     }
 
-    /// Exact match (major.minor; nodejs: major), else an operator alias, else an
-    /// error naming what is installed and how to map it.
+    /// Exact match on the host (major.minor; nodejs: major), else in a runtime image,
+    /// else an operator alias, else (unless exact-only) the nearest newer minor of the
+    /// same major, from the host or an image, else an error naming what is available.
     pub fn resolve(&self, language: &str, version: &str) -> Result<ResolvedRuntime, CatalogError> {
         check_language(language, version)?;
         let requested = format!("{language}:{version}");
         let key = matching_version(language, version);
+        let exact = |source: RuntimeSource, provided: String, binary: PathBuf| ResolvedRuntime {
+            requested: requested.clone(),
+            provided,
+            via_alias: false,
+            substituted: false,
+            source,
+            binary,
+        };
         if let Some(found) = self.find(language, &key) {
-            return Ok(ResolvedRuntime {
-                requested,
-                provided: found.type_name(),
-                via_alias: false,
-                binary: found.binary.clone(),
-            });
+            return Ok(exact(
+                RuntimeSource::Host,
+                found.type_name(),
+                found.binary.clone(),
+            ));
+        }
+        if let Some(recipe) = self.find_image(language, &key) {
+            return Ok(exact(
+                RuntimeSource::Image(*recipe),
+                recipe.type_name(),
+                recipe.binary.into(),
+            ));
         }
         let normalized = format!("{language}:{key}");
         let alias = self
@@ -219,6 +379,8 @@ impl RuntimeCatalog {
                     requested,
                     provided: found.type_name(),
                     via_alias: true,
+                    substituted: false,
+                    source: RuntimeSource::Host,
                     binary: found.binary.clone(),
                 }),
                 None => Err(CatalogError::AliasTargetMissing {
@@ -228,6 +390,34 @@ impl RuntimeCatalog {
                     installed: self.installed_names(),
                 }),
             };
+        }
+        if self.policy == VersionPolicy::Exact {
+            return Err(CatalogError::NotExact {
+                requested,
+                available: self
+                    .entries()
+                    .iter()
+                    .filter(|e| e.language == language)
+                    .map(entry_name)
+                    .collect(),
+                config_file: self.aliases_file_name(),
+            });
+        }
+        if let Some(entry) = self.nearest_newer_minor(language, &key) {
+            return Ok(ResolvedRuntime {
+                requested,
+                provided: format!("{}:{}", entry.language, entry.version),
+                via_alias: false,
+                substituted: true,
+                binary: match &entry.source {
+                    RuntimeSource::Host => self
+                        .find(language, &entry.version)
+                        .map(|r| r.binary.clone())
+                        .unwrap_or_default(),
+                    RuntimeSource::Image(recipe) => recipe.binary.into(),
+                },
+                source: entry.source,
+            });
         }
         let newest_same_language = self.installed.iter().rfind(|r| r.language == language);
         let hint = match newest_same_language {
@@ -243,8 +433,43 @@ impl RuntimeCatalog {
         Err(CatalogError::NotInstalled {
             requested,
             installed: self.installed_names(),
+            installable: self
+                .entries()
+                .iter()
+                .filter(|e| e.language == language && e.source != RuntimeSource::Host)
+                .map(entry_name)
+                .collect(),
             hint,
         })
+    }
+
+    /// The smallest version above `key` with the same major (a bare major matches
+    /// nothing: there is no minor to be near to); the host's before an image's.
+    fn nearest_newer_minor(&self, language: &str, key: &str) -> Option<RuntimeEntry> {
+        let wanted = version_key(key);
+        if wanted.len() < 2 {
+            return None;
+        }
+        self.entries()
+            .into_iter()
+            .filter(|e| e.language == language)
+            .filter(|e| {
+                let have = version_key(&e.version);
+                have.first() == wanted.first() && have > wanted
+            })
+            .min_by(|a, b| {
+                version_key(&a.version)
+                    .cmp(&version_key(&b.version))
+                    .then_with(|| {
+                        (a.source != RuntimeSource::Host).cmp(&(b.source != RuntimeSource::Host))
+                    })
+            })
+    }
+
+    fn find_image(&self, language: &str, version: &str) -> Option<&ImageRecipe> {
+        self.images
+            .iter()
+            .find(|r| r.language == language && r.version == version)
     }
 
     fn find(&self, language: &str, version: &str) -> Option<&InstalledRuntime> {
@@ -270,14 +495,24 @@ impl RuntimeCatalog {
     /// Parses the operator's aliases file:
     /// `aliases: { "python:3.9": "python:3.11" }`. Empty text means no aliases.
     pub fn load_aliases(text: &str) -> Result<BTreeMap<String, String>, CatalogError> {
+        Self::load_config(text).map(|(aliases, _)| aliases)
+    }
+
+    /// Parses the operator's runtimes file: `aliases` and the version policy
+    /// (`versions: exact` or `versions: nearest-newer-minor`, the default).
+    pub fn load_config(
+        text: &str,
+    ) -> Result<(BTreeMap<String, String>, VersionPolicy), CatalogError> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct AliasFile {
             #[serde(default)]
             aliases: Option<BTreeMap<String, String>>,
+            #[serde(default)]
+            versions: Option<VersionPolicy>,
         }
         if text.trim().is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok((BTreeMap::new(), VersionPolicy::default()));
         }
         let file: AliasFile = serde_saphyr::from_str(text).map_err(|e| {
             let message = e.to_string();
@@ -304,20 +539,41 @@ impl RuntimeCatalog {
                 ));
             }
         }
-        Ok(aliases)
+        Ok((aliases, file.versions.unwrap_or_default()))
     }
 
     /// Reads the aliases file at `path`; a missing file means no aliases.
     pub fn load_aliases_file(path: &Path) -> Result<BTreeMap<String, String>, CatalogError> {
+        Self::load_config_file(path).map(|(aliases, _)| aliases)
+    }
+
+    /// Reads the runtimes file at `path`; a missing file means no aliases and the
+    /// default policy.
+    pub fn load_config_file(
+        path: &Path,
+    ) -> Result<(BTreeMap<String, String>, VersionPolicy), CatalogError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::load_aliases(&text)
+            Ok(text) => Self::load_config(&text)
                 .map_err(|e| CatalogError::AliasFile(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((BTreeMap::new(), VersionPolicy::default()))
+            }
             Err(e) => Err(CatalogError::AliasFile(format!(
                 "could not read {}: {e}",
                 path.display()
             ))),
         }
+    }
+}
+
+/// `python:3.13 (image, Debian trixie)`, `python:3.11 (host)`.
+fn entry_name(entry: &RuntimeEntry) -> String {
+    match &entry.source {
+        RuntimeSource::Host => format!("{}:{} (host)", entry.language, entry.version),
+        RuntimeSource::Image(recipe) => format!(
+            "{}:{} (image, Debian {})",
+            entry.language, entry.version, recipe.release
+        ),
     }
 }
 

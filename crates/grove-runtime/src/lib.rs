@@ -18,11 +18,14 @@
 //! - [`command`]: one-shot commands with streamed output and a timeout.
 //! - [`instance`]: supervised long-running processes with restart backoff.
 //! - [`netns`]: network namespaces of our own ([`NetNs`]), and connecting into them.
-//! - [`catalog`]: which language runtimes this host really has.
+//! - [`catalog`]: which language runtimes this host really has, which runtime
+//!   images could provide, and which version runs for a config's `type:`.
+//! - [`images`]: runtime images built from Debian's archive with `mmdebstrap`.
 
 pub mod beneath;
 pub mod catalog;
 pub mod command;
+pub mod images;
 pub mod instance;
 pub mod netns;
 mod output;
@@ -32,8 +35,12 @@ pub mod sandbox;
 use std::path::PathBuf;
 
 pub use beneath::BeneathError;
-pub use catalog::{CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog};
+pub use catalog::{
+    CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog, RuntimeEntry, RuntimeSource,
+    VersionPolicy,
+};
 pub use command::{CommandOutcome, run_command};
+pub use images::{IMAGES, ImageError, ImageRecipe, ImageStore};
 pub use instance::{Instance, InstanceState, Listen};
 pub use netns::NetNs;
 pub use sandbox::{Bind, BindSource, Network, SandboxSpec};

@@ -33,6 +33,9 @@ pub const SHELL: &str = "/bin/dash";
 pub struct SandboxSpec {
     /// Host directory mounted at `/app`.
     pub app_root: PathBuf,
+    /// The root of a runtime image whose system directories (`/usr`, `/etc`, ...)
+    /// the sandbox sees instead of the host's ([`HostLayout::image`]).
+    pub image: Option<PathBuf>,
     /// `true` for the build hook; `false` at runtime, where writes under `/app`
     /// fail with EROFS (except in writable [`Bind`]s).
     pub app_writable: bool,
@@ -188,6 +191,7 @@ impl SandboxSpec {
     pub fn new(app_root: impl Into<PathBuf>, command: impl Into<String>) -> SandboxSpec {
         SandboxSpec {
             app_root: app_root.into(),
+            image: None,
             app_writable: false,
             binds: Vec::new(),
             env: Vec::new(),
@@ -231,6 +235,11 @@ impl SandboxSpec {
             && !tmp.is_absolute()
         {
             return invalid(format!("tmp dir {} is not an absolute path", tmp.display()));
+        }
+        if let Some(image) = &self.image
+            && !image.is_absolute()
+        {
+            return invalid(format!("image {} is not an absolute path", image.display()));
         }
         if let Some(hosts) = &self.etc_hosts
             && !hosts.is_absolute()
@@ -335,11 +344,15 @@ impl SandboxSpec {
         for (path, kind) in &host.system_dirs {
             match kind {
                 HostEntry::Dir => push(&[&"--ro-bind", path, path]),
+                HostEntry::Image(source) => push(&[&"--ro-bind", source, path]),
                 HostEntry::Symlink(target) => push(&[&"--symlink", target, path]),
             }
         }
         for dir in &host.extra_ro_dirs {
             push(&[&"--ro-bind", dir, dir]);
+        }
+        for (source, target) in &host.host_files {
+            push(&[&"--ro-bind", source, target]);
         }
         // Commands run as uid 0 (without capabilities), which still owns
         // root-only files such as /etc/shadow: hide what an unprivileged host user
@@ -524,7 +537,11 @@ impl SandboxSpec {
             }
             None => tokio::process::Command::new(bwrap),
         };
-        cmd.args(self.bwrap_args(&HostLayout::current()))
+        let layout = match &self.image {
+            Some(root) => HostLayout::image(root),
+            None => HostLayout::current(),
+        };
+        cmd.args(self.bwrap_args(&layout))
             .env_clear()
             .envs(self.effective_env())
             .stdin(Stdio::null())
@@ -567,11 +584,16 @@ pub struct HostLayout {
     /// Directories under `/etc` that are not world-searchable
     /// (`/etc/ssl/private`): covered with an empty read-only tmpfs.
     pub masked_dirs: Vec<PathBuf>,
+    /// Host files shown over an image's (`/etc/resolv.conf`, `/etc/hosts`):
+    /// (host path, path in the sandbox).
+    pub host_files: Vec<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEntry {
     Dir,
+    /// A directory of a runtime image, shown read-only at the host's path.
+    Image(PathBuf),
     /// A merged-/usr symlink such as `/bin -> usr/bin`, recreated as is.
     Symlink(PathBuf),
 }
@@ -607,7 +629,7 @@ impl HostLayout {
 
     pub fn probe() -> HostLayout {
         let mut system_dirs = Vec::new();
-        for dir in ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"] {
+        for dir in SYSTEM_DIRS {
             let path = PathBuf::from(dir);
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue;
@@ -638,9 +660,63 @@ impl HostLayout {
             extra_ro_dirs,
             masked_files,
             masked_dirs,
+            host_files: Vec::new(),
+        }
+    }
+
+    /// The system directories of a runtime image instead of the host's: its `/usr`,
+    /// `/etc` and merged-/usr links, its private `/etc` files masked as the host's
+    /// are, and the host's name resolution (`/etc/resolv.conf`, `/etc/hosts`,
+    /// which the image was built with mount points for) and CA bundle. Everything from the
+    /// image is read-only.
+    pub fn image(root: &Path) -> HostLayout {
+        let mut system_dirs = Vec::new();
+        for dir in SYSTEM_DIRS {
+            let source = root.join(dir.trim_start_matches('/'));
+            let Ok(meta) = std::fs::symlink_metadata(&source) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(&source) {
+                    system_dirs.push((PathBuf::from(dir), HostEntry::Symlink(target)));
+                }
+            } else if meta.is_dir() {
+                system_dirs.push((PathBuf::from(dir), HostEntry::Image(source)));
+            }
+        }
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        find_private_entries(&root.join("etc"), 8, &mut files, &mut dirs);
+        let in_sandbox = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
+            paths
+                .into_iter()
+                .filter_map(|p| Some(Path::new("/").join(p.strip_prefix(root).ok()?)))
+                .collect()
+        };
+        // The host's trust store too: package registries are reached through the
+        // host's certificate authorities (an operator's TLS-inspecting proxy included).
+        let host_files = [
+            "/etc/resolv.conf",
+            "/etc/hosts",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ]
+        .into_iter()
+        .filter(|file| {
+            Path::new(file).is_file() && root.join(file.trim_start_matches('/')).is_file()
+        })
+        .map(|file| (PathBuf::from(file), PathBuf::from(file)))
+        .collect();
+        HostLayout {
+            system_dirs,
+            extra_ro_dirs: Vec::new(),
+            masked_files: in_sandbox(files),
+            masked_dirs: in_sandbox(dirs),
+            host_files,
         }
     }
 }
+
+/// The system directories a sandbox shows, from the host or an image.
+const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"];
 
 /// Collects what below `dir` an unprivileged user couldn't read: regular files
 /// without o+r and directories without o+x (not descended into).
@@ -756,6 +832,7 @@ mod tests {
             extra_ro_dirs: vec![],
             masked_files: vec!["/etc/shadow".into()],
             masked_dirs: vec!["/etc/ssl/private".into()],
+            host_files: vec![],
         }
     }
 
@@ -868,6 +945,78 @@ mod tests {
             &|s| s.workdir = "app".into(),
             "invalid sandbox: working directory `app` must be an absolute path without `..`",
         );
+    }
+
+    #[test]
+    fn image_layout_shows_the_images_system_directories_and_the_hosts_resolver() {
+        use std::os::unix::fs::PermissionsExt;
+        let image = tempfile::tempdir().expect("tempdir");
+        let root = image.path();
+        for dir in ["usr/bin", "usr/lib", "etc/ssl/private"] {
+            std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).expect("symlink");
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).expect("symlink");
+        std::fs::write(root.join("etc/resolv.conf"), "").expect("write");
+        std::fs::write(root.join("etc/shadow"), "").expect("write");
+        std::fs::set_permissions(
+            root.join("etc/shadow"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .expect("chmod");
+        std::fs::set_permissions(
+            root.join("etc/ssl/private"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .expect("chmod");
+        let layout = HostLayout::image(root);
+        assert_eq!(
+            layout.system_dirs,
+            vec![
+                ("/usr".into(), HostEntry::Image(root.join("usr"))),
+                ("/bin".into(), HostEntry::Symlink("usr/bin".into())),
+                ("/lib".into(), HostEntry::Symlink("usr/lib".into())),
+                ("/etc".into(), HostEntry::Image(root.join("etc"))),
+            ]
+        );
+        assert_eq!(layout.masked_files, vec![PathBuf::from("/etc/shadow")]);
+        assert_eq!(layout.masked_dirs, vec![PathBuf::from("/etc/ssl/private")]);
+        // The host's resolver, where the image has a mount point for it (it has no
+        // /etc/hosts here, so the host's isn't shown).
+        let expected: Vec<(PathBuf, PathBuf)> = if Path::new("/etc/resolv.conf").is_file() {
+            vec![("/etc/resolv.conf".into(), "/etc/resolv.conf".into())]
+        } else {
+            vec![]
+        };
+        assert_eq!(layout.host_files, expected);
+
+        let mut spec = SandboxSpec::new("/srv/app", "node server.js");
+        spec.image = Some(root.to_owned());
+        spec.binds = vec![Bind::host("/builds/k/local", "/usr/local", false)];
+        let args = spec
+            .bwrap_args(&layout)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let root = root.display();
+        assert!(
+            args.contains(&format!(
+                "--ro-bind {root}/usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
+                 --ro-bind {root}/etc /etc"
+            )),
+            "{args}"
+        );
+        assert!(
+            args.contains("--ro-bind /dev/null /etc/shadow --tmpfs /etc/ssl/private"),
+            "{args}"
+        );
+        // The app's own /usr/local still goes over the image's.
+        assert!(
+            args.contains("--ro-bind /builds/k/local /usr/local"),
+            "{args}"
+        );
+        assert!(!args.contains("--ro-bind /usr /usr"), "{args}");
     }
 
     #[test]

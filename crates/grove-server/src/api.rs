@@ -81,6 +81,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .patch(crate::variables::update_environment)
                 .delete(crate::variables::delete_environment),
         )
+        .route(paths::RUNTIMES, get(crate::runtimes::list))
+        .route(paths::RUNTIMES_INSTALL, post(crate::runtimes::install))
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
             platform.clone(),
@@ -660,6 +662,7 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         } else {
             "ok".into()
         },
+        runtime_warnings: p.runtime_warnings(&row.project, &row.name),
         services: services
             .into_iter()
             .map(|(name, s)| {

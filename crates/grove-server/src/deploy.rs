@@ -151,6 +151,24 @@ pub async fn deploy_with_data(
             https_port: None,
         },
     );
+    // What runs each app where it is not the host's exact version: part of its build
+    // key (`check` refuses what cannot run at all).
+    let runtimes: BTreeMap<String, String> = config
+        .apps
+        .iter()
+        .filter_map(|app| {
+            let resolved = platform
+                .catalog
+                .resolve(&app.runtime.language, &app.runtime.version)
+                .ok()?;
+            let source = match resolved.image() {
+                Some(recipe) => format!("image {}", recipe.name()),
+                None if resolved.substituted || resolved.via_alias => "host".to_string(),
+                None => return None,
+            };
+            Some((app.name.clone(), format!("{} {source}", resolved.provided)))
+        })
+        .collect();
     let desired = grove_deployment::plan(&grove_deployment::Inputs {
         project: &project.id,
         project_entropy: &project.entropy,
@@ -161,6 +179,7 @@ pub async fn deploy_with_data(
         routes: &routes,
         data,
         build_variables: &variables.build,
+        runtimes: &runtimes,
     });
     let generation = platform
         .store
@@ -185,6 +204,7 @@ pub async fn deploy_with_data(
         sandboxes: Vec::new(),
         hold: None,
         previous: None,
+        runtimes: BTreeMap::new(),
     };
     let applied = grove_deployment::apply(&mut backend, &desired, mode == DeployMode::Deploy).await;
     platform
@@ -270,6 +290,26 @@ struct LocalDeploy<'a> {
     hold: Option<HoldGuard>,
     /// What served before the switch, until it is stopped.
     previous: Option<RunningEnvironment>,
+    /// How each app's `type:` resolved (`check`): the version that runs and the
+    /// runtime image its sandboxes use, if any.
+    runtimes: BTreeMap<String, AppRuntime>,
+}
+
+/// What runs an app: the resolved runtime and, for an image, its root.
+#[derive(Clone)]
+struct AppRuntime {
+    resolved: grove_runtime::ResolvedRuntime,
+    image: Option<PathBuf>,
+}
+
+impl AppRuntime {
+    /// The warning shown in the push log and `environment:info` when another version
+    /// runs than the one asked for.
+    fn warning(&self, app: &str) -> Option<String> {
+        self.resolved
+            .substituted
+            .then(|| format!("app `{app}`: {}", self.resolved))
+    }
 }
 
 impl<'a> LocalDeploy<'a> {
@@ -323,6 +363,7 @@ impl<'a> LocalDeploy<'a> {
                         log.line(format!("Started worker `{full}`"));
                         started.push(RunningApp {
                             name: full,
+                            runtime_warning: None,
                             upstream: None,
                             instance: Arc::new(instance),
                         });
@@ -352,6 +393,12 @@ impl<'a> LocalDeploy<'a> {
     /// The app's files in a stored build.
     fn app_dir(&self, app: &AppPlan) -> PathBuf {
         self.build_dir(app).join(BUILD_APP)
+    }
+
+    fn runtime(&self, app: &str) -> std::result::Result<&AppRuntime, String> {
+        self.runtimes
+            .get(app)
+            .ok_or_else(|| format!("app `{app}`: its runtime was not checked"))
     }
 
     fn build_exists(&self, app: &AppPlan) -> std::result::Result<bool, String> {
@@ -389,19 +436,12 @@ impl Backend for LocalDeploy<'_> {
     /// version asked for.
     async fn check(&mut self, _: &Deployment) -> Outcome {
         for app in &self.config.apps {
-            match self
-                .platform
-                .catalog
-                .resolve(&app.runtime.language, &app.runtime.version)
-            {
-                Ok(resolved) if resolved.via_alias => {
-                    self.log.line(format!("  App `{}`: {resolved}", app.name))
-                }
-                Ok(_) => {}
-                Err(error) => return Err(format!("app `{}`: {error}", app.name)),
-            }
+            let runtime = app_runtime(self.platform, app, self.log).await?;
             if crate::web_server::runs_php_fpm(app) {
-                crate::web_server::check_host(app).await?;
+                // An image's PHP has the image's extensions; the host's is checked.
+                if runtime.image.is_none() {
+                    crate::web_server::check_host(app, php_version(&runtime)).await?;
+                }
             } else if app.web.commands.start.is_none() && app.workers.is_empty() {
                 return Err(format!(
                     "app `{}` ({}): `web.commands.start` is required: grove runs the command \
@@ -409,6 +449,7 @@ impl Backend for LocalDeploy<'_> {
                     app.name, app.config_file
                 ));
             }
+            self.runtimes.insert(app.name.clone(), runtime);
         }
         crate::services::check_requested(self.platform, self.project, self.env, self.config)
     }
@@ -443,10 +484,12 @@ impl Backend for LocalDeploy<'_> {
 
     async fn build(&mut self, plan: &AppPlan) -> Outcome {
         let app = self.app(&plan.name)?;
+        let image = self.runtime(&app.name)?.image.clone();
         build_app(
             self.platform,
             self.project,
             app,
+            image.as_deref(),
             self.repo,
             &self.desired.tree_id,
             &plan.build_key,
@@ -511,6 +554,7 @@ impl Backend for LocalDeploy<'_> {
         };
         for plan in &desired.apps {
             let app = self.app(&plan.name)?;
+            let runtime = self.runtime(&app.name)?;
             let port = ports[&app.name];
             let relationships = platform.with_services(&project.id, &env.name, |services| {
                 grove_config::relationships_json(
@@ -613,8 +657,15 @@ impl Backend for LocalDeploy<'_> {
                     app_listen.clone(),
                 )
             };
-            let start_command =
-                crate::web_server::prepare(app, front, &run_dir, listen, app_listen).await?;
+            let start_command = crate::web_server::prepare(
+                app,
+                front,
+                php_version(runtime),
+                &run_dir,
+                listen,
+                app_listen,
+            )
+            .await?;
             binds.insert(
                 0,
                 Bind {
@@ -625,6 +676,7 @@ impl Backend for LocalDeploy<'_> {
             );
             let sandbox = AppSandbox {
                 app,
+                image: runtime.image.clone(),
                 environment_file: std::fs::symlink_metadata(build_dir.join(".environment")).is_ok(),
                 build_dir,
                 env: vars,
@@ -660,6 +712,7 @@ impl Backend for LocalDeploy<'_> {
             }
             self.started.push(RunningApp {
                 name: app.name.clone(),
+                runtime_warning: runtime.warning(&app.name),
                 upstream: Some(upstream),
                 instance,
             });
@@ -821,11 +874,54 @@ impl Backend for LocalDeploy<'_> {
     }
 }
 
+/// How an app's `type:` resolves on this server, said in the log when it is not the
+/// host's exact version (a warning when another version runs), with the runtime
+/// image built first when it needs one (its progress in the log).
+async fn app_runtime(
+    platform: &Platform,
+    app: &App,
+    log: &ActivityLog,
+) -> std::result::Result<AppRuntime, String> {
+    let resolved = platform
+        .catalog
+        .resolve(&app.runtime.language, &app.runtime.version)
+        .map_err(|error| format!("app `{}`: {error}", app.name))?;
+    let mut runtime = AppRuntime {
+        resolved,
+        image: None,
+    };
+    if let Some(warning) = runtime.warning(&app.name) {
+        log.line(format!("W: {warning}"));
+    } else if runtime.resolved.via_alias || runtime.resolved.image().is_some() {
+        log.line(format!("  App `{}`: {}", app.name, runtime.resolved));
+    }
+    if let Some(recipe) = runtime.resolved.image().copied() {
+        let mut on_line = |line: &str| log.line(format!("  {line}"));
+        let root = platform
+            .images
+            .ensure(&recipe, &mut on_line)
+            .await
+            .map_err(|error| format!("app `{}`: {error}", app.name))?;
+        runtime.image = Some(root);
+    }
+    Ok(runtime)
+}
+
+/// The PHP version that runs an app (`8.4` where `php:8.3` was asked for).
+fn php_version(runtime: &AppRuntime) -> &str {
+    runtime
+        .resolved
+        .provided
+        .split_once(':')
+        .map_or("", |(_, version)| version)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn build_app(
     platform: &Arc<Platform>,
     project: &ProjectRow,
     app: &App,
+    image: Option<&Path>,
     repo: &Repository,
     tree_id: &str,
     key: &str,
@@ -867,7 +963,7 @@ async fn build_app(
         .map_err(|e| format!("could not check out app `{}`: {e}", app.name))?;
     }
     let result = run_build_hook(
-        platform, project, app, tree_id, variables, &work, &cache, &tmp, log,
+        platform, project, app, image, tree_id, variables, &work, &cache, &tmp, log,
     )
     .await
     .and_then(|()| create_mount_points(app, &work.join(BUILD_APP)));
@@ -907,6 +1003,7 @@ async fn run_build_hook(
     platform: &Arc<Platform>,
     project: &ProjectRow,
     app: &App,
+    image: Option<&Path>,
     tree_id: &str,
     variables: &[grove_config::UserVariable],
     work: &Path,
@@ -920,6 +1017,8 @@ async fn run_build_hook(
         return Ok(());
     }
     let mut spec = SandboxSpec::new(work.join(BUILD_APP), "");
+    // Builds run on the same runtime image as the app.
+    spec.image = image.map(Path::to_path_buf);
     spec.app_writable = true;
     // Builds yield to the apps serving requests on the same host.
     spec.niceness = Some(BUILD_NICENESS);
@@ -997,6 +1096,8 @@ async fn run_build_hook(
 /// and the runtime hooks get the same sandbox.
 struct AppSandbox<'a> {
     app: &'a App,
+    /// The runtime image whose system directories the app sees, if any.
+    image: Option<PathBuf>,
     build_dir: PathBuf,
     env: Vec<(String, String)>,
     binds: Vec<Bind>,
@@ -1012,6 +1113,7 @@ impl AppSandbox<'_> {
     /// A sandbox running `command` (start commands, hooks, crons: the runtime).
     fn spec(&self, command: &str) -> SandboxSpec {
         let mut spec = SandboxSpec::new(&self.build_dir, self.with_environment(command));
+        spec.image = self.image.clone();
         spec.env = self.env.clone();
         spec.binds = self.binds.clone();
         spec.etc_hosts = Some(self.hosts.clone());

@@ -17,6 +17,7 @@ mod ndjson;
 mod owners;
 mod platform;
 mod running;
+mod runtimes;
 mod services;
 mod state;
 mod tree;
@@ -37,10 +38,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
 pub use grove_deployment::build_key;
+pub use grove_runtime::images::DEFAULT_MIRROR as DEFAULT_IMAGE_MIRROR;
 pub use names::machine_name;
 pub use state::{Settings, connectable};
 
-/// The operator's runtime mappings, e.g. `aliases: {"python:3.9": "python:3.11"}`.
+/// The operator's runtime mappings, e.g. `aliases: {"python:3.9": "python:3.11"}`,
+/// and version policy (`versions: exact`).
 pub const RUNTIMES_FILE: &str = "runtimes.yaml";
 /// The operator's service mappings, e.g. `aliases: {"mariadb:10.4": "mariadb:10.11"}`.
 pub const SERVICE_CATALOG_FILE: &str = "service-catalog.yaml";
@@ -81,9 +84,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let aliases_file = data_dir.join(RUNTIMES_FILE);
     let catalog = tokio::task::spawn_blocking(move || -> Result<RuntimeCatalog, StartError> {
-        let aliases = RuntimeCatalog::load_aliases_file(&aliases_file)
+        let (aliases, policy) = RuntimeCatalog::load_config_file(&aliases_file)
             .map_err(|e| StartError::Runtimes(e.to_string()))?;
-        Ok(RuntimeCatalog::probe(aliases).with_aliases_file(aliases_file))
+        Ok(RuntimeCatalog::probe(aliases)
+            .with_aliases_file(aliases_file)
+            .with_images(grove_runtime::IMAGES)
+            .with_policy(policy))
     })
     .await
     .map_err(|e| StartError::Runtimes(e.to_string()))??;

@@ -20,6 +20,8 @@ pub struct RunningEnvironment {
 pub struct RunningApp {
     /// The app's name; `<app>--<worker>` for a worker.
     pub name: String,
+    /// Said when another runtime version runs than the one asked for.
+    pub runtime_warning: Option<String>,
     /// Where it accepts requests (`$PORT` or `$SOCKET`); `None` for a worker, which
     /// gets no requests.
     pub upstream: Option<grove_router::Upstream>,

@@ -39,11 +39,21 @@ pub struct Settings {
     pub grove_exe: PathBuf,
     /// How environments' data is stored (`auto`, `plain`, `btrfs`, `btrfs-loop:SIZE`).
     pub storage: grove_volumes::StorageSpec,
+    /// Where runtime images live (`DATA_DIR/images` unless the operator shares one
+    /// directory between servers).
+    pub images_dir: Option<PathBuf>,
+    /// The Debian mirror runtime images are built from.
+    pub image_mirror: String,
 }
 
 impl Settings {
     pub fn repository(&self, project: &str) -> Repository {
         Repository::at(self.data_dir.join("git").join(format!("{project}.git")))
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.images_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("images"))
     }
     pub fn builds_dir(&self) -> PathBuf {
         self.data_dir.join("builds")
@@ -91,6 +101,8 @@ pub struct Platform {
     pub logs: LogWriter,
     pub router: grove_router::RouteTable,
     pub catalog: RuntimeCatalog,
+    /// Runtime images: built once, read-only, shared by every project.
+    pub images: grove_runtime::ImageStore,
     pub service_catalog: ServiceCatalog,
     /// Where environments keep their data; clones are copy-on-write where possible.
     pub volumes: Arc<grove_volumes::VolumeStore>,
@@ -163,6 +175,10 @@ impl Platform {
         logs: LogWriter,
     ) -> Platform {
         Platform {
+            images: grove_runtime::ImageStore::new(
+                settings.images_dir(),
+                settings.image_mirror.clone(),
+            ),
             settings,
             store,
             logs,
@@ -211,6 +227,20 @@ impl Platform {
         running
             .get(&(project.to_string(), name.to_string()))
             .map(|r| r.commit.clone())
+    }
+
+    /// What the environment's apps run instead of the runtime versions they ask for.
+    pub fn runtime_warnings(&self, project: &str, name: &str) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .get(&(project.to_string(), name.to_string()))
+            .map(|r| {
+                r.apps
+                    .iter()
+                    .filter_map(|a| a.runtime_warning.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Replaces what an environment runs and returns what it ran before.

@@ -1,7 +1,7 @@
 //! The web server of an instance, as on Platform.sh where nginx sits in front of
 //! every app: for a PHP app without `web.commands.start` (Platform.sh's default,
-//! `start-php-app`) nginx serves `web.locations` in front of PHP-FPM of the app's
-//! version, one pool per instance; for an app with its own start command whose
+//! `start-php-app`) nginx serves `web.locations` in front of PHP-FPM of the version
+//! that runs (the host's or the app's runtime image's), one pool per instance; for an app with its own start command whose
 //! locations serve files (a `root`), nginx serves those files and passes the rest
 //! to the app's server. Both processes run in the app's sandbox under one start
 //! script that ends (so the instance is restarted whole) when either ends.
@@ -46,9 +46,8 @@ pub(crate) fn runs_php_fpm(app: &App) -> bool {
 
 /// The host has PHP-FPM of the app's version, with every extension of
 /// `runtime.extensions`; a missing one is named with the Debian package that adds it.
-pub(crate) async fn check_host(app: &App) -> Result<(), String> {
-    let version = &app.runtime.version;
-    let fpm = fpm_binary(app);
+pub(crate) async fn check_host(app: &App, version: &str) -> Result<(), String> {
+    let fpm = fpm_binary(version);
     let modules = tokio::process::Command::new(&fpm)
         .arg("-m")
         .output()
@@ -79,8 +78,9 @@ pub(crate) async fn check_host(app: &App) -> Result<(), String> {
     Ok(())
 }
 
-fn fpm_binary(app: &App) -> String {
-    format!("/usr/sbin/php-fpm{}", app.runtime.version)
+/// PHP-FPM of the version that runs (the host's or the app's runtime image's).
+fn fpm_binary(version: &str) -> String {
+    format!("/usr/sbin/php-fpm{version}")
 }
 
 /// Where nginx listens for the router when it is in front of the app's own server
@@ -94,6 +94,7 @@ pub(crate) const FRONT_SOCKET: &str = "web.sock";
 pub(crate) async fn prepare(
     app: &App,
     front: Front,
+    php_version: &str,
     host_run_dir: &Path,
     listen: Listen,
     app_listen: Listen,
@@ -115,7 +116,7 @@ pub(crate) async fn prepare(
             // As root, php-fpm refuses to start without being told.
             let first = format!(
                 "{} --nodaemonize --fpm-config {RUN_DIR}/php-fpm.conf ${{root:+--allow-to-run-as-root}}",
-                fpm_binary(app)
+                fpm_binary(php_version)
             );
             (
                 AppUpstream::FastCgi {

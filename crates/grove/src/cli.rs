@@ -63,6 +63,22 @@ pub enum Client {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// List the language runtimes apps can ask for: the host's (installed) and those
+    /// built from Debian's archive as runtime images (installed once built, else
+    /// installable).
+    #[command(name = "runtime:list", visible_alias = "runtimes")]
+    RuntimeList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Build the runtime image of a type such as `nodejs:18` now rather than at the
+    /// first push that needs it (platform admins).
+    #[command(name = "runtime:install")]
+    RuntimeInstall {
+        /// `language:version`, as in an app's `type:`.
+        #[arg(value_name = "TYPE")]
+        kind: String,
+    },
     /// List a project's environments.
     #[command(name = "environment:list", visible_aliases = ["environments", "env"])]
     EnvironmentList {
@@ -584,6 +600,61 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     ]
                 },
             )?;
+        }
+        Client::RuntimeList { format } => {
+            let runtimes: Vec<grove_api::Runtime> =
+                api.get(api.url(grove_api::paths::RUNTIMES, &[])).await?;
+            print_rows(
+                &runtimes,
+                format,
+                &["TYPE", "VERSION", "STATUS", "SOURCE"],
+                |r| {
+                    vec![
+                        r.kind.clone(),
+                        r.full_version.clone(),
+                        r.status.clone(),
+                        match &r.release {
+                            Some(release) => format!("{} {release}", r.source),
+                            None => r.source.clone(),
+                        },
+                    ]
+                },
+            )?;
+        }
+        Client::RuntimeInstall { kind } => {
+            let response = api
+                .send(
+                    api.http
+                        .post(api.url(grove_api::paths::RUNTIMES_INSTALL, &[]))
+                        .json(&grove_api::InstallRuntime { kind: kind.clone() }),
+                )
+                .await?;
+            let mut stream = response.bytes_stream();
+            let mut buffer = Vec::new();
+            let mut stderr = std::io::stderr();
+            while let Some(chunk) = stream.next().await {
+                buffer.extend_from_slice(&chunk?);
+                while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let Ok(event) = serde_json::from_slice::<grove_api::RuntimeInstallEvent>(&line)
+                    else {
+                        continue;
+                    };
+                    if let Some(message) = &event.message {
+                        writeln!(stderr, "{message}")?;
+                    }
+                    if event.done {
+                        return match event.error {
+                            None => {
+                                println!("Runtime `{kind}` is installed.");
+                                Ok(ExitCode::SUCCESS)
+                            }
+                            Some(error) => bail!("{error}"),
+                        };
+                    }
+                }
+            }
+            bail!("the server stopped answering before `{kind}` was installed");
         }
         Client::EnvironmentList { target, format } => {
             let project = api.project(&target).await?;

@@ -40,6 +40,12 @@ pub struct ServerArgs {
     /// Seconds a build hook may run.
     #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
     build_timeout: u64,
+    /// Where runtime images are kept (default: DATA_DIR/images).
+    #[arg(long, env = "GROVE_IMAGES_DIR")]
+    images_dir: Option<PathBuf>,
+    /// The Debian mirror runtime images are built from.
+    #[arg(long, env = "GROVE_IMAGE_MIRROR", default_value = grove_server::DEFAULT_IMAGE_MIRROR)]
+    image_mirror: String,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -81,6 +87,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         build_timeout: Duration::from_secs(args.build_timeout),
         grove_exe: std::env::current_exe().context("cannot find the grove binary's own path")?,
         storage: args.storage,
+        images_dir: args.images_dir,
+        image_mirror: args.image_mirror,
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();

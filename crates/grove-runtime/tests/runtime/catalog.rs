@@ -155,3 +155,133 @@ fn probe_finds_the_hosts_python_and_only_what_the_sandbox_sees() {
         .expect("the probed version resolves");
     assert!(!resolved.via_alias);
 }
+
+/// The host of the test machines (Debian 12 with a newer Node.js) plus the images.
+fn catalog_with_images(policy: grove_runtime::VersionPolicy) -> RuntimeCatalog {
+    RuntimeCatalog::from_parts(
+        vec![
+            installed("python", "3.11", "/usr/bin/python3"),
+            installed("nodejs", "20", "/usr/bin/node"),
+            installed("php", "8.2", "/usr/bin/php8.2"),
+        ],
+        BTreeMap::from([("php:8.1".to_owned(), "php:8.2".to_owned())]),
+    )
+    .with_aliases_file("/data/runtimes.yaml")
+    .with_images(grove_runtime::IMAGES)
+    .with_policy(policy)
+}
+
+fn resolutions(catalog: &RuntimeCatalog, types: &[&str]) -> String {
+    let mut out = String::new();
+    for requested in types {
+        let result = match catalog.resolve_type(requested) {
+            Ok(resolved) => format!(
+                "ok: {resolved} [{}{}]",
+                resolved.binary.display(),
+                resolved
+                    .image()
+                    .map(|i| format!(" in {}", i.name()))
+                    .unwrap_or_default()
+            ),
+            Err(e) => format!("error: {e}"),
+        };
+        writeln!(out, "{requested}\n  {result}").expect("write");
+    }
+    out
+}
+
+#[test]
+fn version_policy_nearest_newer_minor() {
+    let catalog = catalog_with_images(grove_runtime::VersionPolicy::NearestNewerMinor);
+    insta::assert_snapshot!(resolutions(
+        &catalog,
+        &[
+            // Exact, from the host first.
+            "python:3.11",
+            "nodejs:20",
+            // Exact, from an image.
+            "nodejs:18",
+            "python:3.9",
+            "php:8.4",
+            "golang:1.19",
+            // The operator's mapping wins over the policy.
+            "php:8.1",
+            // Nearest newer minor: the host's, then an image's.
+            "python:3.10",
+            "python:3.12",
+            "php:8.3",
+            "golang:1.22",
+            // Nothing newer with the same major.
+            "python:3.14",
+            "nodejs:16",
+            "php:5.6",
+            // A bare major has no minor to be near to.
+            "python:3",
+            // Unknown types.
+            "cobol:1",
+            "node:18",
+        ]
+    ));
+}
+
+#[test]
+fn version_policy_exact_only_refuses_with_what_is_installable() {
+    let catalog = catalog_with_images(grove_runtime::VersionPolicy::Exact);
+    insta::assert_snapshot!(resolutions(
+        &catalog,
+        &[
+            "python:3.11",
+            "nodejs:18",
+            "php:8.1",
+            "python:3.10",
+            "golang:1.22"
+        ]
+    ));
+}
+
+#[test]
+fn entries_list_the_host_and_the_images_it_lacks() {
+    let catalog = catalog_with_images(grove_runtime::VersionPolicy::default());
+    let names: Vec<String> = catalog
+        .entries()
+        .iter()
+        .map(|e| match &e.source {
+            grove_runtime::RuntimeSource::Host => format!("{}:{} host", e.language, e.version),
+            grove_runtime::RuntimeSource::Image(r) => {
+                format!("{}:{} {}", e.language, e.version, r.release)
+            }
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "golang:1.15 bullseye",
+            "golang:1.19 bookworm",
+            "golang:1.24 trixie",
+            "nodejs:12 bullseye",
+            "nodejs:18 bookworm",
+            "nodejs:20 host",
+            "php:7.4 bullseye",
+            "php:8.2 host",
+            "php:8.4 trixie",
+            "python:3.9 bullseye",
+            "python:3.11 host",
+            "python:3.13 trixie",
+        ]
+    );
+}
+
+#[test]
+fn runtimes_file_sets_the_version_policy() {
+    let (aliases, policy) =
+        RuntimeCatalog::load_config("versions: exact\naliases:\n  php:8.1: php:8.2\n")
+            .expect("valid");
+    assert_eq!(policy, grove_runtime::VersionPolicy::Exact);
+    assert_eq!(aliases.len(), 1);
+    let (_, policy) =
+        RuntimeCatalog::load_config("versions: nearest-newer-minor\n").expect("valid");
+    assert_eq!(policy, grove_runtime::VersionPolicy::NearestNewerMinor);
+    let (_, policy) = RuntimeCatalog::load_config("").expect("empty");
+    assert_eq!(policy, grove_runtime::VersionPolicy::NearestNewerMinor);
+    assert!(RuntimeCatalog::load_config("versions: newest\n").is_err());
+}

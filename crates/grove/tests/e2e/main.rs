@@ -6,6 +6,7 @@ mod access;
 mod core;
 mod crash;
 mod flood;
+mod images;
 mod isolation;
 mod magento;
 mod network;
