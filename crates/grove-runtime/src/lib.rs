@@ -15,10 +15,13 @@
 //!   builds), opened without following symlinks, for `--bind-fd`.
 //! - [`command`]: one-shot commands with streamed output and a timeout.
 //! - [`instance`]: supervised long-running processes with restart backoff.
+//! - [`cgroup`]: per-environment and per-build resource limits (cgroup v1
+//!   and v2), joined by sandboxes before they exec.
 //! - [`catalog`]: which language runtimes this host really has.
 
 pub mod beneath;
 pub mod catalog;
+pub mod cgroup;
 pub mod command;
 pub mod instance;
 mod output;
@@ -29,6 +32,7 @@ use std::path::PathBuf;
 
 pub use beneath::BeneathError;
 pub use catalog::{CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog};
+pub use cgroup::{CgroupError, CgroupJoin, Cgroups, Limits};
 pub use command::{CommandOutcome, run_command};
 pub use instance::{Instance, InstanceState, Listen};
 pub use sandbox::{Bind, BindSource, SandboxSpec};

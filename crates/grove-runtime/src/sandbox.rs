@@ -18,6 +18,7 @@ use command_fds::{CommandFdExt, FdMapping};
 
 use crate::RuntimeError;
 use crate::beneath;
+use crate::cgroup::CgroupJoin;
 
 /// `PATH` inside the sandbox unless the caller sets one.
 pub const DEFAULT_PATH: &str = "/app/.global/bin:/usr/local/bin:/usr/bin:/bin";
@@ -60,6 +61,9 @@ pub struct SandboxSpec {
     /// A niceness for the whole sandbox (builds: 10, so that a build hook never
     /// competes on equal terms with the apps serving requests on the same host).
     pub niceness: Option<u8>,
+    /// The cgroup (an environment's, a build's) the sandbox runs in: the child
+    /// joins it before it execs, so nothing it runs escapes the limits.
+    pub cgroup: Option<CgroupJoin>,
 }
 
 /// An extra mount: `source` on the host appears at `target` inside the sandbox.
@@ -157,6 +161,7 @@ impl SandboxSpec {
             tmp_dir: None,
             etc_hosts: None,
             niceness: None,
+            cgroup: None,
         }
     }
 
@@ -460,15 +465,24 @@ impl SandboxSpec {
         self.validate()?;
         let fds = self.prepare_host()?;
         let bwrap = bwrap_path()?;
-        let mut cmd = match self.niceness {
-            // `nice` execs bwrap: the same process, group and descriptors.
-            Some(niceness) => {
-                let mut cmd = tokio::process::Command::new("nice");
-                cmd.arg("-n").arg(niceness.to_string()).arg(bwrap);
-                cmd
-            }
-            None => tokio::process::Command::new(bwrap),
-        };
+        // Each wrapper execs the next: one process, group and set of descriptors.
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(join) = &self.cgroup {
+            // The process joins its cgroup before bwrap runs, so nothing the
+            // sandbox starts escapes the limits. (A shell rather than a pre_exec
+            // hook: our crates deny unsafe code.)
+            argv.extend(["/bin/sh", "-c"].map(OsString::from));
+            argv.push(crate::cgroup::join_script(join.procs_files.len()).into());
+            argv.push("grove-cgroup-join".into());
+            argv.extend(join.procs_files.iter().map(|p| p.as_os_str().to_owned()));
+        }
+        if let Some(niceness) = self.niceness {
+            argv.extend(["nice", "-n"].map(OsString::from));
+            argv.push(niceness.to_string().into());
+        }
+        argv.push(bwrap.as_os_str().to_owned());
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd.args(self.bwrap_args(&HostLayout::current()))
             .env_clear()
             .envs(self.effective_env())
