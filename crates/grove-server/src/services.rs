@@ -182,6 +182,7 @@ async fn start_into(
             address,
             secrets,
             profile,
+            cgroup: platform.env_cgroup(&project.id, &env.machine_name),
         };
         let running = match grove_services::start(spec.clone()).await {
             Ok(running) => running,

@@ -39,6 +39,9 @@ pub struct Settings {
     pub grove_exe: PathBuf,
     /// How environments' data is stored (`auto`, `plain`, `btrfs`, `btrfs-loop:SIZE`).
     pub storage: grove_volumes::StorageSpec,
+    /// cgroup limits per environment and build (memory, CPU, processes);
+    /// `false` runs everything unlimited (`--no-resource-limits`).
+    pub resource_limits: bool,
 }
 
 impl Settings {
@@ -106,6 +109,8 @@ pub struct Platform {
     /// Held while a check of the plan's limit and the activation it allows happen
     /// together, so that concurrent activations cannot both take the last slot.
     pub(crate) plan_lock: Mutex<()>,
+    /// This server's cgroups (`None`: limits off or unavailable on this host).
+    pub cgroups: Option<grove_runtime::Cgroups>,
 }
 
 /// What an activity is about and which environments it owns while it runs.
@@ -144,6 +149,12 @@ impl ActivitySpec {
     }
 }
 
+/// The name of an environment's cgroup (project and machine names are both
+/// lowercase letters, digits and dashes).
+pub(crate) fn env_cgroup_name(project: &str, machine_name: &str) -> String {
+    format!("{project}.{machine_name}")
+}
+
 /// Environment types (Platform.sh's).
 pub const ENVIRONMENT_TYPES: &[&str] = &["production", "staging", "development"];
 
@@ -173,7 +184,27 @@ impl Platform {
             health: Mutex::new(HashMap::new()),
             owners: Owners::default(),
             plan_lock: Mutex::new(()),
+            cgroups: None,
         }
+    }
+
+    /// Runs environments and builds in `cgroups`.
+    pub fn with_cgroups(mut self, cgroups: Option<grove_runtime::Cgroups>) -> Platform {
+        self.cgroups = cgroups;
+        self
+    }
+
+    /// The cgroup of an environment: its sandboxes join it (created with its
+    /// limits by a deploy's check).
+    pub(crate) fn env_cgroup(
+        &self,
+        project: &str,
+        machine_name: &str,
+    ) -> Option<grove_runtime::CgroupJoin> {
+        self.cgroups.as_ref().map(|c| {
+            c.hierarchy()
+                .join_of(&env_cgroup_name(project, machine_name))
+        })
     }
 
     pub fn project(&self, name: &str) -> Result<ProjectRow> {

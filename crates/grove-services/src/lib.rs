@@ -223,6 +223,7 @@ mod tests {
             log_file: "/nonexistent".into(),
             address: std::net::Ipv4Addr::LOCALHOST,
             secrets: Secrets::default(),
+            cgroup: None,
             profile: MemoryProfile::Small,
         };
         send(&start(spec));

@@ -40,6 +40,10 @@ pub struct ServerArgs {
     /// Seconds a build hook may run.
     #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
     build_timeout: u64,
+    /// Run environments and builds without cgroup limits on memory, CPU and
+    /// processes (limits are on wherever the host has cgroups).
+    #[arg(long, env = "GROVE_NO_RESOURCE_LIMITS")]
+    no_resource_limits: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -81,6 +85,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         build_timeout: Duration::from_secs(args.build_timeout),
         grove_exe: std::env::current_exe().context("cannot find the grove binary's own path")?,
         storage: args.storage,
+        resource_limits: !args.no_resource_limits,
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();

@@ -102,6 +102,7 @@ pub fn spec_in(
         address,
         secrets: Secrets::default(),
         profile: MemoryProfile::Small,
+        cgroup: None,
     }
 }
 

@@ -7,6 +7,7 @@ mod core;
 mod crash;
 mod flood;
 mod isolation;
+mod limits;
 mod php;
 mod runtime;
 mod support;

@@ -22,6 +22,11 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server started with extra environment variables (`GROVE_STORAGE`, ...).
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Server {
             dir,
@@ -29,7 +34,7 @@ impl Server {
             http_port: free_port(),
             child: None,
         };
-        server.spawn();
+        server.spawn_with(env);
         server
     }
 
