@@ -410,7 +410,14 @@ impl Cgroups {
         let writes = self.hierarchy.limit_writes(name, limits);
         let write_all = |writes: &mut dyn Iterator<Item = &(PathBuf, String)>| {
             for (path, value) in writes {
-                std::fs::write(path, value).map_err(io(path))?;
+                match std::fs::write(path, value) {
+                    Ok(()) => {}
+                    // No swap accounting on this kernel: RAM alone is limited.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && path.ends_with("memory.swap.max") => {}
+                    Err(e) => return Err(io(path)(e)),
+                }
             }
             Ok::<(), CgroupError>(())
         };
