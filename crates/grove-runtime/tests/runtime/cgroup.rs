@@ -67,3 +67,43 @@ async fn memory_past_the_limit_is_killed() {
     cgroups.remove("small").expect("removed once empty");
     cgroups.close();
 }
+
+/// A redeploy with bigger, then smaller sizes: on v1 the memory+swap limit has to
+/// move first when raising and last when lowering.
+#[test]
+fn limits_can_be_raised_and_lowered() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cgroups = Cgroups::open(data.path()).expect("cgroups on this host");
+    let read = |file: &str| -> Option<String> {
+        let dir = cgroups
+            .hierarchy()
+            .dirs("resized")
+            .into_iter()
+            .find(|d| d.join(file).exists())?;
+        Some(
+            std::fs::read_to_string(dir.join(file))
+                .expect("read")
+                .trim()
+                .to_owned(),
+        )
+    };
+    for mb in [64u64, 1024, 128] {
+        cgroups.apply("resized", &limits_mb(mb)).expect("apply");
+        let bytes = (mb << 20).to_string();
+        let memory = read("memory.limit_in_bytes").or_else(|| read("memory.max"));
+        assert_eq!(memory.as_deref(), Some(bytes.as_str()));
+        if let Some(memsw) = read("memory.memsw.limit_in_bytes") {
+            assert_eq!(memsw, bytes);
+        }
+    }
+    cgroups.remove("resized").expect("remove");
+    cgroups.close();
+}
+
+fn limits_mb(mb: u64) -> Limits {
+    Limits {
+        memory_bytes: mb << 20,
+        cpu_millis: None,
+        pids: 50,
+    }
+}
