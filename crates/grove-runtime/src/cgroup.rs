@@ -470,6 +470,15 @@ impl Cgroups {
             .unwrap_or(0)
     }
 
+    /// The memory limit of the group `name` in bytes, as the kernel holds it.
+    pub fn memory_limit(&self, name: &str) -> Option<u64> {
+        let file = match &self.hierarchy {
+            Hierarchy::V1 { memory, .. } => memory.join(name).join("memory.limit_in_bytes"),
+            Hierarchy::V2 { base } => base.join(name).join("memory.max"),
+        };
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
     /// Removes every group of this server that is left (at start: a previous run
     /// crashed; its sandboxes died with it).
     pub fn remove_stale(&self) {

@@ -138,6 +138,10 @@ impl Platform {
         let Some(cgroups) = self.cgroups.clone() else {
             return;
         };
+        self.oom_reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(project.to_string(), env.name.clone()));
         let name = crate::state::env_cgroup_name(project, &env.machine_name);
         let removed = tokio::task::spawn_blocking(move || cgroups.remove(&name)).await;
         if let Ok(Err(error)) = removed {

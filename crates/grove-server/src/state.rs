@@ -111,6 +111,8 @@ pub struct Platform {
     pub(crate) plan_lock: Mutex<()>,
     /// This server's cgroups (`None`: limits off or unavailable on this host).
     pub cgroups: Option<grove_runtime::Cgroups>,
+    /// The OOM kills of each environment's cgroup already reported.
+    pub(crate) oom_reported: Mutex<HashMap<EnvKey, u64>>,
 }
 
 /// What an activity is about and which environments it owns while it runs.
@@ -185,6 +187,7 @@ impl Platform {
             owners: Owners::default(),
             plan_lock: Mutex::new(()),
             cgroups: None,
+            oom_reported: Mutex::new(HashMap::new()),
         }
     }
 

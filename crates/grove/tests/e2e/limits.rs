@@ -110,6 +110,43 @@ fn an_app_past_its_memory_limit_is_killed_and_the_others_keep_answering() {
     // Well below the limit is fine.
     let small = curl_json(&format!("{main}alloc?n=32"));
     assert_eq!(small["returncode"], 0, "{small}");
+
+    // The health watch says so in the environment's activities.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list = server.cli_ok(&[
+            "activity:list",
+            "-p",
+            "shop",
+            "-e",
+            "main",
+            "-a",
+            "--format",
+            "json",
+        ]);
+        if list.contains("Out of memory: the kernel killed 1 process(es) of `main`, which was at its memory limit of 384 MB") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no out-of-memory activity:\n{list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let list = server.cli_ok(&["activity:list", "-p", "shop", "-a", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let oom_elsewhere: Vec<&serde_json::Value> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|a| {
+            a["environment"] != "main"
+                && a["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("Out of memory"))
+        })
+        .collect();
+    assert!(oom_elsewhere.is_empty(), "{oom_elsewhere:?}");
 }
 
 #[test]
