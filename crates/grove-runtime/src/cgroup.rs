@@ -397,9 +397,16 @@ impl Cgroups {
     }
 
     /// Creates the group `name` (a directory name: an environment's or a
-    /// build's) when missing and sets its limits; the returned join goes into
+    /// build's, or `<parent>/<child>` inside one applied before) when missing and sets its limits; the returned join goes into
     /// the sandboxes that run in it.
     pub fn apply(&self, name: &str, limits: &Limits) -> Result<CgroupJoin, CgroupError> {
+        // A nested group (`shop.main/app-web`): on v2 its parent hands the
+        // controllers down (the parent never holds processes itself).
+        if let (Hierarchy::V2 { base }, Some((parent, _))) =
+            (&self.hierarchy, name.rsplit_once('/'))
+        {
+            enable_controllers(&base.join(parent))?;
+        }
         for dir in self.hierarchy.dirs(name) {
             match std::fs::create_dir(&dir) {
                 Ok(()) => {}
@@ -433,43 +440,87 @@ impl Cgroups {
     /// exiting: a few retries, for up to about a second). Blocking.
     pub fn remove(&self, name: &str) -> Result<(), CgroupError> {
         for dir in self.hierarchy.dirs(name) {
-            let mut tries = 0;
-            loop {
-                match std::fs::remove_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if tries < 20 => {
-                        tracing::debug!(dir = %dir.display(), error = %e, "cgroup busy");
-                        tries += 1;
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(e) => return Err(io(&dir)(e)),
-                }
-            }
+            remove_group(&dir)?;
         }
         Ok(())
     }
 
-    /// Whether the group `name` had processes killed for lack of memory
-    /// (`memory.oom_control`'s `oom_kill` on v1, `memory.events` on v2).
+    /// Whether the group `name` had processes killed for lack of memory, its
+    /// nested groups' included (`memory.oom_control`'s `oom_kill` on v1, which
+    /// counts per group, `memory.events` on v2, which counts the subtree).
     pub fn oom_kills(&self, name: &str) -> u64 {
-        let (file, key) = match &self.hierarchy {
+        match &self.hierarchy {
             Hierarchy::V1 { memory, .. } => {
-                (memory.join(name).join("memory.oom_control"), "oom_kill")
+                let dir = memory.join(name);
+                let mut total = read_key(&dir.join("memory.oom_control"), "oom_kill");
+                for child in subgroups(&dir) {
+                    total += read_key(&child.join("memory.oom_control"), "oom_kill");
+                }
+                total
             }
-            Hierarchy::V2 { base } => (base.join(name).join("memory.events"), "oom_kill"),
-        };
-        std::fs::read_to_string(file)
-            .ok()
-            .and_then(|text| {
-                text.lines().find_map(|line| {
-                    let (k, v) = line.split_once(' ')?;
-                    (k == key).then(|| v.trim().parse().ok()).flatten()
-                })
-            })
-            .unwrap_or(0)
+            Hierarchy::V2 { base } => read_key(&base.join(name).join("memory.events"), "oom_kill"),
+        }
     }
+}
 
+/// The group directories directly below `dir`.
+fn subgroups(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a group left by a previous run and its nested groups, without
+/// waiting.
+fn remove_stale_group(dir: &Path) -> std::io::Result<()> {
+    for child in subgroups(dir) {
+        remove_stale_group(&child)?;
+    }
+    std::fs::remove_dir(dir)
+}
+
+/// `key value` lines: the value of `key`, 0 when missing.
+fn read_key(file: &Path, key: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let (k, v) = line.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok()).flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Removes a group directory and the groups nested in it, deepest first, once
+/// their processes are gone (they may still be exiting: a few retries, for up
+/// to about a second each).
+fn remove_group(dir: &Path) -> Result<(), CgroupError> {
+    for child in subgroups(dir) {
+        remove_group(&child)?;
+    }
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if tries < 20 => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cgroup busy");
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(io(dir)(e)),
+        }
+    }
+}
+
+impl Cgroups {
     /// The memory limit of the group `name` in bytes, as the kernel holds it.
     pub fn memory_limit(&self, name: &str) -> Option<u64> {
         let file = match &self.hierarchy {
@@ -488,7 +539,7 @@ impl Cgroups {
             };
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir())
-                    && let Err(e) = std::fs::remove_dir(entry.path())
+                    && let Err(e) = remove_stale_group(&entry.path())
                 {
                     tracing::warn!(group = %entry.path().display(), error = %e, "could not remove a stale cgroup");
                 }

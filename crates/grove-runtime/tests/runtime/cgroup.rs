@@ -107,3 +107,37 @@ fn limits_mb(mb: u64) -> Limits {
         pids: 50,
     }
 }
+
+/// An app's group inside its environment's: its own limits hold, and removing the
+/// environment's group removes it too.
+#[tokio::test]
+async fn nested_groups_have_their_own_limits_and_go_with_their_parent() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cgroups = Cgroups::open(data.path()).expect("cgroups on this host");
+    cgroups.apply("env", &limits(200)).expect("parent");
+    let join = cgroups.apply("env/app-web", &limits(20)).expect("child");
+    let app = tempfile::tempdir().expect("tempdir");
+    let mut spec = spec(
+        app.path(),
+        "n=0; while [ $n -lt 200 ]; do sleep 30 & n=$((n+1)); echo started $n; done",
+    );
+    spec.cgroup = Some(join);
+    let (outcome, lines) = run(&spec).await;
+    assert!(!outcome.success(), "{outcome}: {lines:?}");
+    let started: u64 = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("started "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        started < 20,
+        "started {started} under the child's 20: {lines:?}"
+    );
+    cgroups.remove("env").expect("removed with its child");
+    assert!(
+        cgroups.hierarchy().dirs("env").iter().all(|d| !d.exists()),
+        "gone"
+    );
+    cgroups.close();
+}
