@@ -39,9 +39,17 @@ pub const PIDS_OVERHEAD: u64 = 256;
 /// What a service without `disk` (Redis, Memcached) may still write.
 pub const SERVICE_DISK_WITHOUT_DISK_MB: u64 = 128;
 
+/// An app or a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    App,
+    Service,
+}
+
 /// One app or service and what it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
+    pub kind: ContainerKind,
     pub name: String,
     /// The size used (never `AUTO`).
     pub size: Size,
@@ -86,6 +94,22 @@ impl fmt::Display for Resources {
     }
 }
 
+impl Container {
+    /// The name of its cgroup inside its environment's (`app-web`, `service-db`):
+    /// apps and services may share a name.
+    pub fn group(&self) -> String {
+        container_group(self.kind, &self.name)
+    }
+}
+
+/// See [`Container::group`].
+pub fn container_group(kind: ContainerKind, name: &str) -> String {
+    match kind {
+        ContainerKind::App => format!("app-{name}"),
+        ContainerKind::Service => format!("service-{name}"),
+    }
+}
+
 fn size_of(size: Size) -> (u64, u64) {
     SIZES
         .iter()
@@ -100,10 +124,11 @@ fn size_of(size: Size) -> (u64, u64) {
 pub fn resources(config: &Project, development: bool) -> Resources {
     let auto = if development { Size::S } else { Size::M };
     let mut containers = Vec::new();
-    let mut container = |name: &str, size: Size, floor_mb: u64| {
+    let mut container = |kind: ContainerKind, name: &str, size: Size, floor_mb: u64| {
         let size = if size == Size::Auto { auto } else { size };
         let (cpu, memory) = size_of(size);
         containers.push(Container {
+            kind,
             name: name.to_owned(),
             size,
             cpu_millis: cpu.max(CPU_FLOOR_MILLIS),
@@ -111,13 +136,23 @@ pub fn resources(config: &Project, development: bool) -> Resources {
         });
     };
     for app in &config.apps {
-        container(&app.name, app.size, MEMORY_FLOOR_MB);
+        container(ContainerKind::App, &app.name, app.size, MEMORY_FLOOR_MB);
     }
     for service in &config.services {
         if development {
-            container(&service.name, Size::S, MEMORY_FLOOR_MB);
+            container(
+                ContainerKind::Service,
+                &service.name,
+                Size::S,
+                MEMORY_FLOOR_MB,
+            );
         } else {
-            container(&service.name, service.size, PRODUCTION_SERVICE_FLOOR_MB);
+            container(
+                ContainerKind::Service,
+                &service.name,
+                service.size,
+                PRODUCTION_SERVICE_FLOOR_MB,
+            );
         }
     }
     let on_volume = |source: MountSource| {

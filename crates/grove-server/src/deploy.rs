@@ -598,7 +598,12 @@ impl Backend for LocalDeploy<'_> {
                 env: vars,
                 binds,
                 hosts,
-                cgroup: platform.env_cgroup(&project.id, &env.machine_name),
+                cgroup: platform.container_cgroup(
+                    &project.id,
+                    &env.machine_name,
+                    grove_deployment::resources::ContainerKind::App,
+                    &app.name,
+                ),
             };
             let spec = sandbox.spec(&start_command);
             let log_file = settings.log_file(&project.id, &env.machine_name, &app.name);

@@ -86,10 +86,34 @@ impl Platform {
             pids: resources.pids,
         };
         let name = crate::state::env_cgroup_name(project, &env.machine_name);
-        tokio::task::spawn_blocking(move || cgroups.apply(&name, &limits))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("could not set the resource limits of `{}`: {e}", env.name))?;
+        // The environment's group caps the sum; each app's and service's own group
+        // inside it caps the memory and processes that one may take. CPU is capped
+        // for the environment only: its apps and services share the sum, so that a
+        // server starting (RabbitMQ's Erlang VM) may use what the others leave.
+        let containers: Vec<(String, grove_runtime::Limits)> = resources
+            .containers
+            .iter()
+            .map(|c| {
+                (
+                    format!("{name}/{}", c.group()),
+                    grove_runtime::Limits {
+                        memory_bytes: c.memory_mb << 20,
+                        cpu_millis: None,
+                        pids: grove_deployment::resources::PIDS_PER_CONTAINER,
+                    },
+                )
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            cgroups.apply(&name, &limits)?;
+            for (group, limits) in &containers {
+                cgroups.apply(group, limits)?;
+            }
+            Ok::<(), grove_runtime::CgroupError>(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("could not set the resource limits of `{}`: {e}", env.name))?;
         log.line(format!("  Resources: {resources}"));
         Ok(())
     }

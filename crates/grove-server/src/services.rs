@@ -182,7 +182,12 @@ async fn start_into(
             address,
             secrets,
             profile,
-            cgroup: platform.env_cgroup(&project.id, &env.machine_name),
+            cgroup: platform.container_cgroup(
+                &project.id,
+                &env.machine_name,
+                grove_deployment::resources::ContainerKind::Service,
+                &service.name,
+            ),
         };
         let running = match grove_services::start(spec.clone()).await {
             Ok(running) => running,

@@ -197,16 +197,22 @@ impl Platform {
         self
     }
 
-    /// The cgroup of an environment: its sandboxes join it (created with its
-    /// limits by a deploy's check).
-    pub(crate) fn env_cgroup(
+    /// The cgroup of one app or service of an environment (`app-web`,
+    /// `service-db`), inside the environment's: its sandboxes join it (created
+    /// with its limits by a deploy's check).
+    pub(crate) fn container_cgroup(
         &self,
         project: &str,
         machine_name: &str,
+        kind: grove_deployment::resources::ContainerKind,
+        name: &str,
     ) -> Option<grove_runtime::CgroupJoin> {
         self.cgroups.as_ref().map(|c| {
-            c.hierarchy()
-                .join_of(&env_cgroup_name(project, machine_name))
+            c.hierarchy().join_of(&format!(
+                "{}/{}",
+                env_cgroup_name(project, machine_name),
+                grove_deployment::resources::container_group(kind, name)
+            ))
         })
     }
 
