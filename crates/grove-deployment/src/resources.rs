@@ -222,6 +222,17 @@ mod tests {
     }
 
     #[test]
+    fn apps_and_services_get_groups_of_their_own_kind() {
+        let config = project(APP, "app:\n  type: redis:7.2\n");
+        let groups: Vec<String> = resources(&config, false)
+            .containers
+            .iter()
+            .map(Container::group)
+            .collect();
+        assert_eq!(groups, ["app-app", "service-app"]);
+    }
+
+    #[test]
     fn sizes_types_floors_and_disks() {
         // AUTO: M on production, S on development; memory floored at 256 MB.
         check(
