@@ -547,11 +547,27 @@ impl Cgroups {
         }
     }
 
-    /// Removes every group and the server's directory (at a graceful stop).
+    /// Removes every group and the server's directory (at a graceful stop, once
+    /// the sandboxes were stopped: their last processes may still be exiting).
+    /// Bounded (about a second in all), so that a stop never waits long on a
+    /// group that stays busy; what is left goes at the next start on this data
+    /// directory.
     pub fn close(&self) {
-        self.remove_stale();
-        for base in self.hierarchy.bases() {
-            let _ = std::fs::remove_dir(base);
+        for attempt in 0..10 {
+            let left: Vec<PathBuf> = self
+                .hierarchy
+                .bases()
+                .into_iter()
+                .filter(|base| remove_stale_group(base).is_err() && base.exists())
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            if attempt == 9 {
+                tracing::warn!(groups = ?left, "could not remove this server's cgroups: still busy");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
