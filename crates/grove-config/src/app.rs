@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    App, Cron, Hooks, Mount, MountSource, Passthru, Relationship, RuntimeType, SocketFamily,
+    App, Cron, Hooks, Mount, MountSource, Passthru, Relationship, RuntimeType, Size, SocketFamily,
     Upstream, UpstreamProtocol, Web, WebCommands, WebLocation, Worker,
 };
 use crate::read::{KeyUse, Keys, Reader};
@@ -32,7 +32,7 @@ const APP_KEYS: Keys = &[
     ("runtime", Later),
     ("firewall", Later),
     ("additional_hosts", Later),
-    ("size", Later),
+    ("size", Yes),
     ("container_profile", Later),
     ("operations", Later),
     ("resources", Later),
@@ -99,6 +99,7 @@ pub(crate) fn read_app(r: &mut Reader<'_, '_>, node: &Node, origin: &AppOrigin<'
         relationships: BTreeMap::new(),
         build_flavor: None,
         disk: None,
+        size: Size::Auto,
         crons: BTreeMap::new(),
         workers: BTreeMap::new(),
         dependencies: BTreeMap::new(),
@@ -118,6 +119,7 @@ pub(crate) fn read_app(r: &mut Reader<'_, '_>, node: &Node, origin: &AppOrigin<'
             "mounts" => app.mounts = read_mounts(r, value, "mounts"),
             "relationships" => app.relationships = read_relationships(r, value, "relationships"),
             "disk" => app.disk = read_disk(r, value, "disk"),
+            "size" => app.size = read_size(r, value),
             "crons" => app.crons = read_crons(r, value),
             "workers" => app.workers = read_workers(r, value),
             "access" => app.ssh_access = read_access(r, value, "access"),
@@ -950,6 +952,28 @@ pub(crate) fn read_relationships(
         out.insert(name, rel);
     }
     out
+}
+
+/// `size: S` (case-insensitive, as Platform.sh accepts it).
+pub(crate) fn read_size(r: &mut Reader<'_, '_>, node: &Node) -> Size {
+    let Some(text) = r.opt_string(node, "size") else {
+        return Size::Auto;
+    };
+    match Size::NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text.trim()))
+    {
+        Some((_, size)) => *size,
+        None => {
+            let names: Vec<&str> = Size::NAMES.iter().map(|(n, _)| *n).collect();
+            r.error(
+                node,
+                format!("unknown size `{text}`"),
+                Some(format!("use one of {}", names.join(", "))),
+            );
+            Size::Auto
+        }
+    }
 }
 
 pub(crate) fn read_disk(r: &mut Reader<'_, '_>, node: &Node, what: &str) -> Option<u64> {

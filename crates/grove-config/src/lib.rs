@@ -41,8 +41,8 @@ pub use expand::{Route, RouteContext, RouteTable, expand_routes};
 pub use load::{NO_APP_CONFIG, load};
 pub use model::{
     App, Cron, Hooks, Mount, MountSource, Passthru, Project, Relationship, RouteKind, RouteSpec,
-    RuntimeType, Service, ServiceType, SocketFamily, Upstream, UpstreamProtocol, Web, WebCommands,
-    WebLocation, Worker,
+    RuntimeType, Service, ServiceType, Size, SocketFamily, Upstream, UpstreamProtocol, Web,
+    WebCommands, WebLocation, Worker,
 };
 pub use relationships::{
     EndpointAccess, RelationshipContext, endpoint_scheme_and_port, relationship_endpoint,

@@ -67,6 +67,8 @@ pub struct App {
     pub build_flavor: Option<String>,
     /// Persistent disk in MB.
     pub disk: Option<u64>,
+    /// `size`: how much CPU and memory the app gets.
+    pub size: Size,
     pub crons: BTreeMap<String, Cron>,
     pub workers: BTreeMap<String, Worker>,
     /// `dependencies`: package manager -> package -> version constraint.
@@ -229,6 +231,43 @@ pub struct Worker {
     pub disk: Option<u64>,
 }
 
+/// `size` of an app or a service (Platform.sh Fixed): `AUTO` lets the platform
+/// choose from the environment's type and plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Size {
+    #[default]
+    Auto,
+    S,
+    M,
+    L,
+    XL,
+    XXL,
+    XXXXL,
+}
+
+impl Size {
+    /// The spellings of the YAML, in order.
+    pub const NAMES: [(&'static str, Size); 7] = [
+        ("AUTO", Size::Auto),
+        ("S", Size::S),
+        ("M", Size::M),
+        ("L", Size::L),
+        ("XL", Size::XL),
+        ("2XL", Size::XXL),
+        ("4XL", Size::XXXXL),
+    ];
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = Size::NAMES
+            .iter()
+            .find(|(_, s)| s == self)
+            .map_or("AUTO", |(n, _)| n);
+        f.write_str(name)
+    }
+}
+
 /// `mariadb:11.8`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceType {
@@ -249,6 +288,8 @@ pub struct Service {
     pub service_type: ServiceType,
     /// MB.
     pub disk: Option<u64>,
+    /// `size`: how much CPU and memory the service gets.
+    pub size: Size,
     pub configuration: serde_json::Value,
     /// Services such as varnish have relationships to apps.
     pub relationships: BTreeMap<String, Relationship>,

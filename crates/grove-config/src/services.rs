@@ -1,7 +1,7 @@
 //! Reading services.yaml (spec §3).
 
-use crate::app::{is_valid_name, read_disk, read_relationships};
-use crate::model::{Service, ServiceType};
+use crate::app::{is_valid_name, read_disk, read_relationships, read_size};
+use crate::model::{Service, ServiceType, Size};
 use crate::read::{KeyUse, Keys, Reader};
 use crate::suggest::did_you_mean;
 use crate::yaml::{Kind, Node};
@@ -13,7 +13,7 @@ const SERVICE_KEYS: Keys = &[
     ("disk", Yes),
     ("configuration", Yes),
     ("relationships", Yes),
-    ("size", Later),
+    ("size", Yes),
     ("resources", Later),
     ("container_profile", Later),
 ];
@@ -94,6 +94,7 @@ fn read_service(r: &mut Reader<'_, '_>, name_node: &Node, spec: &Node) -> Option
         check_configuration(r, &name, &service_type.name, configuration);
     }
     let disk = spec.get("disk").and_then(|d| read_disk(r, d, "disk"));
+    let size = spec.get("size").map_or(Size::Auto, |s| read_size(r, s));
     let relationships = spec
         .get("relationships")
         .map(|rels| read_relationships(r, rels, "relationships"))
@@ -102,6 +103,7 @@ fn read_service(r: &mut Reader<'_, '_>, name_node: &Node, spec: &Node) -> Option
         name,
         service_type,
         disk,
+        size,
         configuration: spec
             .get("configuration")
             .map_or_else(|| serde_json::json!({}), Node::to_json),

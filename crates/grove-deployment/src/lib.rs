@@ -8,6 +8,9 @@
 //!   and the network are; on a failure before the switch it abandons what it started,
 //!   so the previous deployment keeps serving.
 //!
+//! - [`resources`] says what an environment may use (cgroup limits, its volume's
+//!   disk cap) from the configuration's `size` and `disk` and its type.
+//!
 //! This crate never touches the filesystem, the network or processes: the server
 //! persists a deployment before acting and implements the backend (the local one runs
 //! bubblewrap sandboxes; a Kubernetes one would create pods), tests use a fake.
@@ -15,6 +18,7 @@
 mod apply;
 mod build;
 mod plan;
+pub mod resources;
 mod steps;
 mod variables;
 

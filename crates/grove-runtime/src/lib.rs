@@ -18,12 +18,15 @@
 //! - [`command`]: one-shot commands with streamed output and a timeout.
 //! - [`instance`]: supervised long-running processes with restart backoff.
 //! - [`netns`]: network namespaces of our own ([`NetNs`]), and connecting into them.
+//! - [`cgroup`]: per-environment and per-build resource limits (cgroup v1
+//!   and v2), joined by sandboxes before they exec.
 //! - [`catalog`]: which language runtimes this host really has, which runtime
 //!   images could provide, and which version runs for a config's `type:`.
 //! - [`images`]: runtime images built from Debian's archive with `mmdebstrap`.
 
 pub mod beneath;
 pub mod catalog;
+pub mod cgroup;
 pub mod command;
 pub mod images;
 pub mod instance;
@@ -39,6 +42,7 @@ pub use catalog::{
     CatalogError, InstalledRuntime, ResolvedRuntime, RuntimeCatalog, RuntimeEntry, RuntimeSource,
     VersionPolicy,
 };
+pub use cgroup::{CgroupError, CgroupJoin, Cgroups, Limits};
 pub use command::{CommandOutcome, run_command};
 pub use images::{IMAGES, ImageError, ImageRecipe, ImageStore};
 pub use instance::{Instance, InstanceState, Listen};

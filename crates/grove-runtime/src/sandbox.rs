@@ -19,6 +19,7 @@ use command_fds::{CommandFdExt, FdMapping};
 
 use crate::RuntimeError;
 use crate::beneath;
+use crate::cgroup::CgroupJoin;
 use crate::netns::NetNs;
 
 /// `PATH` inside the sandbox unless the caller sets one.
@@ -63,6 +64,9 @@ pub struct SandboxSpec {
     /// A niceness for the whole sandbox (builds: 10, so that a build hook never
     /// competes on equal terms with the apps serving requests on the same host).
     pub niceness: Option<u8>,
+    /// The cgroup (an environment's, a build's) the sandbox runs in: the child
+    /// joins it before it execs, so nothing it runs escapes the limits.
+    pub cgroup: Option<CgroupJoin>,
 }
 
 /// The network a sandbox sees.
@@ -202,6 +206,7 @@ impl SandboxSpec {
             tmp_dir: None,
             etc_hosts: None,
             niceness: None,
+            cgroup: None,
         }
     }
 
@@ -515,11 +520,22 @@ impl SandboxSpec {
         self.validate()?;
         let fds = self.prepare_host()?;
         let bwrap = bwrap_path()?;
-        // `nice` and `nsenter` exec what follows: the same process, group and
-        // descriptors, so bwrap stays our child (`--die-with-parent`).
-        let mut wrappers: Vec<OsString> = Vec::new();
+        // Each wrapper execs the next (`sh` for the cgroup, `nice`, `nsenter`): one
+        // process, group and set of descriptors, so bwrap stays our child
+        // (`--die-with-parent`).
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(join) = &self.cgroup {
+            // The process joins its cgroup before bwrap runs, so nothing the
+            // sandbox starts escapes the limits. (A shell rather than a pre_exec
+            // hook: our crates deny unsafe code.)
+            argv.extend(["/bin/sh", "-c"].map(OsString::from));
+            argv.push(crate::cgroup::join_script(join.procs_files.len()).into());
+            argv.push("grove-cgroup-join".into());
+            argv.extend(join.procs_files.iter().map(|p| p.as_os_str().to_owned()));
+        }
         if let Some(niceness) = self.niceness {
-            wrappers.extend(["nice".into(), "-n".into(), niceness.to_string().into()]);
+            argv.extend(["nice", "-n"].map(OsString::from));
+            argv.push(niceness.to_string().into());
         }
         if let Network::Namespace(netns) = &self.network {
             // The namespace is opened through our own descriptor, which stays
@@ -527,16 +543,11 @@ impl SandboxSpec {
             // passed down to bwrap or the app.
             let mut net = OsString::from("--net=");
             net.push(netns.path());
-            wrappers.extend([nsenter_path()?.into(), net, "--".into()]);
+            argv.extend([nsenter_path()?.into(), net, "--".into()]);
         }
-        let mut cmd = match wrappers.split_first() {
-            Some((program, args)) => {
-                let mut cmd = tokio::process::Command::new(program);
-                cmd.args(args).arg(bwrap);
-                cmd
-            }
-            None => tokio::process::Command::new(bwrap),
-        };
+        argv.push(bwrap.as_os_str().to_owned());
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let layout = match &self.image {
             Some(root) => HostLayout::image(root),
             None => HostLayout::current(),

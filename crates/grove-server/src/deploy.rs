@@ -205,6 +205,7 @@ pub async fn deploy_with_data(
         hold: None,
         previous: None,
         runtimes: BTreeMap::new(),
+        resources: None,
     };
     let applied = grove_deployment::apply(&mut backend, &desired, mode == DeployMode::Deploy).await;
     platform
@@ -293,6 +294,8 @@ struct LocalDeploy<'a> {
     /// How each app's `type:` resolved (`check`): the version that runs and the
     /// runtime image its sandboxes use, if any.
     runtimes: BTreeMap<String, AppRuntime>,
+    /// What the environment may use (set by `check`).
+    resources: Option<grove_deployment::resources::Resources>,
 }
 
 /// What runs an app: the resolved runtime and, for an image, its root.
@@ -401,6 +404,43 @@ impl<'a> LocalDeploy<'a> {
             .ok_or_else(|| format!("app `{app}`: its runtime was not checked"))
     }
 
+    /// Caps the environment's volume at the sum of its apps' and services' `disk`
+    /// (again after every fill: a copy of the parent's data starts uncapped).
+    async fn cap_volume(&self) -> Outcome {
+        let Some(resources) = &self.resources else {
+            return Ok(());
+        };
+        let disks: Vec<String> = self
+            .config
+            .apps
+            .iter()
+            .filter_map(|a| a.disk.map(|d| format!("app `{}` {d} MB", a.name)))
+            .chain(
+                self.config
+                    .services
+                    .iter()
+                    .filter_map(|s| s.disk.map(|d| format!("service `{}` {d} MB", s.name))),
+            )
+            .collect();
+        let capped = self
+            .platform
+            .cap_volume(&self.project.id, self.env, resources.disk_mb)
+            .await?;
+        match (capped, resources.disk_mb) {
+            (true, Some(mb)) => self.log.line(format!(
+                "  Disk: the data of `{}` is capped at {mb} MB ({}); writes past it fail with \
+                 \"Disk quota exceeded\"",
+                self.env.name,
+                disks.join(", ")
+            )),
+            (false, Some(mb)) => self.log.line(format!(
+                "  W: disk: {mb} MB is not enforced: this storage cannot cap volumes (use btrfs)"
+            )),
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn build_exists(&self, app: &AppPlan) -> std::result::Result<bool, String> {
         Ok(self
             .platform
@@ -451,14 +491,22 @@ impl Backend for LocalDeploy<'_> {
             }
             self.runtimes.insert(app.name.clone(), runtime);
         }
-        crate::services::check_requested(self.platform, self.project, self.env, self.config)
+        crate::services::check_requested(self.platform, self.project, self.env, self.config)?;
+        let resources =
+            grove_deployment::resources::resources(self.config, self.env.kind == "development");
+        self.platform
+            .apply_env_limits(&self.project.id, self.env, &resources, self.log)
+            .await?;
+        self.resources = Some(resources);
+        Ok(())
     }
 
     async fn ensure_volume(&mut self) -> Outcome {
         self.platform
             .ensure_volume(&self.project.id, self.env)
             .await
-            .map_err(|e| format!("the data volume of `{}`: {e}", self.env.name))
+            .map_err(|e| format!("the data volume of `{}`: {e}", self.env.name))?;
+        self.cap_volume().await
     }
 
     async fn stop_services(&mut self) -> Outcome {
@@ -477,7 +525,8 @@ impl Backend for LocalDeploy<'_> {
                     .map_err(|e| e.to_string())?;
                 self.platform
                     .fill_from_parent(&self.project.id, &parent, self.env, self.log)
-                    .await
+                    .await?;
+                self.cap_volume().await
             }
         }
     }
@@ -683,6 +732,12 @@ impl Backend for LocalDeploy<'_> {
                 binds,
                 hosts,
                 network: grove_runtime::Network::Namespace(netns.clone()),
+                cgroup: platform.container_cgroup(
+                    &project.id,
+                    &env.machine_name,
+                    grove_deployment::resources::ContainerKind::App,
+                    &app.name,
+                ),
             };
             if app.web.commands.start.is_none() && front != Front::PhpFpm {
                 // Only workers run this app's build (they start at the switch).
@@ -962,11 +1017,30 @@ async fn build_app(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("could not check out app `{}`: {e}", app.name))?;
     }
+    // A build gets a cgroup of its own, so that a build hook cannot take the host down.
+    let group = format!("build-{}", short(key));
+    let cgroup = platform.apply_build_limits(&group).await?;
     let result = run_build_hook(
-        platform, project, app, image, tree_id, variables, &work, &cache, &tmp, log,
+        platform,
+        project,
+        app,
+        image,
+        tree_id,
+        variables,
+        (&work, &cache, &tmp),
+        cgroup,
+        log,
     )
-    .await
-    .and_then(|()| create_mount_points(app, &work.join(BUILD_APP)));
+    .await;
+    let result = match result {
+        Err(message) if platform.cgroup_oom_kills(&group) > 0 => Err(format!(
+            "{message}: out of memory (a build may use {} MB)",
+            crate::lifecycle::BUILD_MEMORY_MB
+        )),
+        other => other,
+    };
+    platform.remove_cgroup(&group).await;
+    let result = result.and_then(|()| create_mount_points(app, &work.join(BUILD_APP)));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     if let Err(message) = result {
         let _ = tokio::fs::remove_dir_all(&work).await;
@@ -1006,9 +1080,8 @@ async fn run_build_hook(
     image: Option<&Path>,
     tree_id: &str,
     variables: &[grove_config::UserVariable],
-    work: &Path,
-    cache: &Path,
-    tmp: &Path,
+    (work, cache, tmp): (&Path, &Path, &Path),
+    cgroup: Option<grove_runtime::CgroupJoin>,
     log: &ActivityLog,
 ) -> Outcome {
     let before_hook = grove_deployment::build_commands(app);
@@ -1022,6 +1095,7 @@ async fn run_build_hook(
     spec.app_writable = true;
     // Builds yield to the apps serving requests on the same host.
     spec.niceness = Some(BUILD_NICENESS);
+    spec.cgroup = cgroup;
     spec.env =
         grove_deployment::build_variables(&project.id, &project.entropy, app, tree_id, variables);
     // Debian marks its Python "externally managed" (PEP 668); what `pip install` writes
@@ -1107,6 +1181,8 @@ struct AppSandbox<'a> {
     environment_file: bool,
     /// The environment's network namespace.
     network: grove_runtime::Network,
+    /// The environment's cgroup.
+    cgroup: Option<grove_runtime::CgroupJoin>,
 }
 
 impl AppSandbox<'_> {
@@ -1119,6 +1195,7 @@ impl AppSandbox<'_> {
         spec.etc_hosts = Some(self.hosts.clone());
         spec.hostname = Some(self.app.name.clone());
         spec.network = self.network.clone();
+        spec.cgroup = self.cgroup.clone();
         spec
     }
 

@@ -119,18 +119,42 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     tracing::info!(storage = %volumes.kind(), "Opened the volume store.");
     let volumes = Arc::new(volumes);
 
+    let cgroups = if settings.resource_limits {
+        let data_dir = data_dir.clone();
+        match tokio::task::spawn_blocking(move || grove_runtime::Cgroups::open(&data_dir)).await {
+            Ok(Ok(cgroups)) => {
+                tracing::info!(hierarchy = ?cgroups.hierarchy(), "Resource limits on: one cgroup per environment and build.");
+                Some(cgroups)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "Resource limits are off: no usable cgroups on this host.");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Resource limits are off.");
+                None
+            }
+        }
+    } else {
+        tracing::warn!("Resource limits are off (--no-resource-limits).");
+        None
+    };
+
     let api_listener = bind(settings.api_listen, "API").await?;
     let http_listener = bind(settings.http_listen, "HTTP").await?;
     let router = grove_router::RouteTable::new();
-    let platform = Arc::new(platform::Platform::new(
-        settings.clone(),
-        store,
-        catalog,
-        service_catalog,
-        volumes,
-        router.clone(),
-        logs.clone(),
-    ));
+    let platform = Arc::new(
+        platform::Platform::new(
+            settings.clone(),
+            store,
+            catalog,
+            service_catalog,
+            volumes,
+            router.clone(),
+            logs.clone(),
+        )
+        .with_cgroups(cgroups),
+    );
     tracing::info!(
         api = %settings.api_listen,
         http = %settings.http_listen,
@@ -157,6 +181,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     shutdown.cancelled().await;
     tracing::info!("Shutting down: stopping app instances.");
     platform.shutdown().await;
+    if let Some(cgroups) = platform.cgroups.clone() {
+        let _ = tokio::task::spawn_blocking(move || cgroups.close()).await;
+    }
     if let Err(error) = logs.flush().await {
         tracing::error!(%error, "Could not store the last activity log lines.");
     }

@@ -37,6 +37,11 @@ pub fn env_volume(project: &str, machine_name: &str) -> Result<VolumeId> {
         .map_err(|e| Error::Internal(format!("volume of {project}/{machine_name}: {e}")))
 }
 
+/// The memory of one build (its hook, dependencies and flavor).
+pub(crate) const BUILD_MEMORY_MB: u64 = 4096;
+/// The processes and threads of one build.
+pub(crate) const BUILD_PIDS: u64 = 4096;
+
 impl Platform {
     /// Creates the environment's volume if it has none yet.
     pub(crate) async fn ensure_volume(&self, project: &str, env: &EnvironmentRow) -> Result<()> {
@@ -45,6 +50,127 @@ impl Platform {
         tokio::task::spawn_blocking(move || volumes.create(&id).map(|_| ()))
             .await?
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Caps the environment's volume at `disk_mb` (`None`: no cap). `false` where
+    /// the storage cannot cap.
+    pub(crate) async fn cap_volume(
+        &self,
+        project: &str,
+        env: &EnvironmentRow,
+        disk_mb: Option<u64>,
+    ) -> std::result::Result<bool, String> {
+        let id = env_volume(project, &env.machine_name).map_err(|e| e.to_string())?;
+        let volumes = self.volumes.clone();
+        tokio::task::spawn_blocking(move || volumes.set_cap(&id, disk_mb.map(|mb| mb << 20)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("could not cap the data of `{}`: {e}", env.name))
+    }
+
+    /// Creates the environment's cgroup, or updates its limits, from what its
+    /// deployment needs; logged in the activity.
+    pub(crate) async fn apply_env_limits(
+        &self,
+        project: &str,
+        env: &EnvironmentRow,
+        resources: &grove_deployment::resources::Resources,
+        log: &ActivityLog,
+    ) -> std::result::Result<(), String> {
+        let Some(cgroups) = self.cgroups.clone() else {
+            return Ok(());
+        };
+        let limits = grove_runtime::Limits {
+            memory_bytes: resources.memory_mb << 20,
+            cpu_millis: Some(resources.cpu_millis),
+            pids: resources.pids,
+        };
+        let name = crate::state::env_cgroup_name(project, &env.machine_name);
+        // The environment's group caps the sum; each app's and service's own group
+        // inside it caps the memory and processes that one may take. CPU is capped
+        // for the environment only: its apps and services share the sum, so that a
+        // server starting (RabbitMQ's Erlang VM) may use what the others leave.
+        let containers: Vec<(String, grove_runtime::Limits)> = resources
+            .containers
+            .iter()
+            .map(|c| {
+                (
+                    format!("{name}/{}", c.group()),
+                    grove_runtime::Limits {
+                        memory_bytes: c.memory_mb << 20,
+                        cpu_millis: None,
+                        pids: grove_deployment::resources::PIDS_PER_CONTAINER,
+                    },
+                )
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            cgroups.apply(&name, &limits)?;
+            for (group, limits) in &containers {
+                cgroups.apply(group, limits)?;
+            }
+            Ok::<(), grove_runtime::CgroupError>(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("could not set the resource limits of `{}`: {e}", env.name))?;
+        log.line(format!("  Resources: {resources}"));
+        Ok(())
+    }
+
+    /// Creates the cgroup of one build (memory and processes; its CPU yields
+    /// through its niceness).
+    pub(crate) async fn apply_build_limits(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<grove_runtime::CgroupJoin>, String> {
+        let Some(cgroups) = self.cgroups.clone() else {
+            return Ok(None);
+        };
+        let limits = grove_runtime::Limits {
+            memory_bytes: BUILD_MEMORY_MB << 20,
+            cpu_millis: None,
+            pids: BUILD_PIDS,
+        };
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || cgroups.apply(&name, &limits))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(Some)
+            .map_err(|e| format!("could not set the resource limits of the build: {e}"))
+    }
+
+    /// How many processes of the cgroup `name` the kernel killed for lack of memory.
+    pub(crate) fn cgroup_oom_kills(&self, name: &str) -> u64 {
+        self.cgroups.as_ref().map_or(0, |c| c.oom_kills(name))
+    }
+
+    /// Removes the cgroup `name` once nothing runs in it.
+    pub(crate) async fn remove_cgroup(&self, name: &str) {
+        let Some(cgroups) = self.cgroups.clone() else {
+            return;
+        };
+        let group = name.to_owned();
+        let removed = tokio::task::spawn_blocking(move || cgroups.remove(&group)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(group = name, %error, "could not remove a cgroup");
+        }
+    }
+
+    /// Removes the environment's cgroup once nothing runs in it.
+    pub(crate) async fn remove_env_cgroup(&self, project: &str, env: &EnvironmentRow) {
+        let Some(cgroups) = self.cgroups.clone() else {
+            return;
+        };
+        self.oom_reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(project.to_string(), env.name.clone()));
+        let name = crate::state::env_cgroup_name(project, &env.machine_name);
+        let removed = tokio::task::spawn_blocking(move || cgroups.remove(&name)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(env = %env.name, %error, "could not remove the environment's cgroup");
+        }
     }
 
     /// Keeps a copy of an environment's data aside (a snapshot on btrfs), so that an
@@ -232,6 +358,7 @@ impl Platform {
         let key = (project.to_string(), env.name.clone());
         services::stop_all(self, self.take_services(&key), Some(log)).await;
         self.drop_network(&key);
+        self.remove_env_cgroup(project, env).await;
         self.health
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -115,6 +115,45 @@ impl Platform {
                     health.remove(&(project, env));
                 }
             }
+            self.report_oom_kills().await;
+        }
+    }
+
+    /// Says in an activity when the kernel killed a process of a running
+    /// environment because the environment was at its memory limit.
+    async fn report_oom_kills(&self) {
+        if self.cgroups.is_none() {
+            return;
+        }
+        let keys: Vec<EnvKey> = {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.keys().cloned().collect()
+        };
+        for (project, env) in keys {
+            let Ok(row) = self.environment(&project, &env) else {
+                continue;
+            };
+            let group = crate::state::env_cgroup_name(&project, &row.machine_name);
+            let kills = self.cgroup_oom_kills(&group);
+            let reported = self
+                .oom_reported
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((project.clone(), env.clone()), kills)
+                .unwrap_or(0);
+            if kills > reported {
+                let limit = self
+                    .cgroups
+                    .as_ref()
+                    .and_then(|c| c.memory_limit(&group))
+                    .map_or_else(String::new, |bytes| format!(" of {} MB", bytes >> 20));
+                let message = format!(
+                    "Out of memory: the kernel killed {} process(es) of `{env}`, which was at its \
+                     memory limit{limit} (set by its apps' and services' `size`)",
+                    kills - reported
+                );
+                self.report_health(&project, &env, &message, false).await;
+            }
         }
     }
 

@@ -189,6 +189,12 @@ async fn start_into(
             network: grove_runtime::Network::Namespace(network),
             secrets,
             profile,
+            cgroup: platform.container_cgroup(
+                &project.id,
+                &env.machine_name,
+                grove_deployment::resources::ContainerKind::Service,
+                &service.name,
+            ),
         };
         let running = match grove_services::start(spec.clone()).await {
             Ok(running) => running,

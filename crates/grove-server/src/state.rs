@@ -44,6 +44,9 @@ pub struct Settings {
     pub images_dir: Option<PathBuf>,
     /// The Debian mirror runtime images are built from.
     pub image_mirror: String,
+    /// cgroup limits per environment and build (memory, CPU, processes);
+    /// `false` runs everything unlimited (`--no-resource-limits`).
+    pub resource_limits: bool,
 }
 
 impl Settings {
@@ -123,6 +126,10 @@ pub struct Platform {
     /// Held while a check of the plan's limit and the activation it allows happen
     /// together, so that concurrent activations cannot both take the last slot.
     pub(crate) plan_lock: Mutex<()>,
+    /// This server's cgroups (`None`: limits off or unavailable on this host).
+    pub cgroups: Option<grove_runtime::Cgroups>,
+    /// The OOM kills of each environment's cgroup already reported.
+    pub(crate) oom_reported: Mutex<HashMap<EnvKey, u64>>,
 }
 
 /// What an activity is about and which environments it owns while it runs.
@@ -161,6 +168,12 @@ impl ActivitySpec {
     }
 }
 
+/// The name of an environment's cgroup (project and machine names are both
+/// lowercase letters, digits and dashes).
+pub(crate) fn env_cgroup_name(project: &str, machine_name: &str) -> String {
+    format!("{project}.{machine_name}")
+}
+
 /// Environment types (Platform.sh's).
 pub const ENVIRONMENT_TYPES: &[&str] = &["production", "staging", "development"];
 
@@ -195,7 +208,34 @@ impl Platform {
             networks: Mutex::new(HashMap::new()),
             owners: Owners::default(),
             plan_lock: Mutex::new(()),
+            cgroups: None,
+            oom_reported: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs environments and builds in `cgroups`.
+    pub fn with_cgroups(mut self, cgroups: Option<grove_runtime::Cgroups>) -> Platform {
+        self.cgroups = cgroups;
+        self
+    }
+
+    /// The cgroup of one app or service of an environment (`app-web`,
+    /// `service-db`), inside the environment's: its sandboxes join it (created
+    /// with its limits by a deploy's check).
+    pub(crate) fn container_cgroup(
+        &self,
+        project: &str,
+        machine_name: &str,
+        kind: grove_deployment::resources::ContainerKind,
+        name: &str,
+    ) -> Option<grove_runtime::CgroupJoin> {
+        self.cgroups.as_ref().map(|c| {
+            c.hierarchy().join_of(&format!(
+                "{}/{}",
+                env_cgroup_name(project, machine_name),
+                grove_deployment::resources::container_group(kind, name)
+            ))
+        })
     }
 
     pub fn project(&self, name: &str) -> Result<ProjectRow> {

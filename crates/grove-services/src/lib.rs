@@ -224,6 +224,7 @@ mod tests {
             address: std::net::Ipv4Addr::LOCALHOST,
             network: grove_runtime::Network::Host,
             secrets: Secrets::default(),
+            cgroup: None,
             profile: MemoryProfile::Small,
         };
         send(&start(spec));

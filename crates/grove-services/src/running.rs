@@ -57,6 +57,8 @@ pub struct ServiceSpec {
     /// [`RunningService::secrets`]).
     pub secrets: Secrets,
     pub profile: MemoryProfile,
+    /// The cgroup (its environment's) the server and its clients run in.
+    pub cgroup: Option<grove_runtime::CgroupJoin>,
 }
 
 /// What an app's relationship to a service endpoint contains (Platform.sh's
@@ -503,6 +505,7 @@ fn sandbox_spec(
     // name themselves after a host (RabbitMQ's Erlang node) get a name that is the
     // same in every environment yet never reaches another instance.
     sandbox.etc_hosts = Some(spec.run_dir.join("hosts"));
+    sandbox.cgroup = spec.cgroup.clone();
     sandbox
 }
 

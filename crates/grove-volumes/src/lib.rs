@@ -15,6 +15,9 @@
 //!   copies every byte elsewhere. The kind's `Display` says which, for the
 //!   activity log.
 //!
+//! On btrfs a volume can be capped ([`VolumeStore::set_cap`]): a qgroup limit
+//! on its subvolume, past which writes fail with EDQUOT.
+//!
 //! Guarantees:
 //!
 //! - A clone is built under `<root>/.tmp` and renamed into place

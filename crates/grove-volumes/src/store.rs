@@ -41,6 +41,8 @@ pub struct VolumeStore {
     /// directories); copies and snapshots run outside it.
     namespace: Mutex<()>,
     temp_counter: AtomicU64,
+    /// `btrfs quota enable` ran (once per open store, before the first cap).
+    quotas_enabled: std::sync::atomic::AtomicBool,
 }
 
 impl VolumeStore {
@@ -109,6 +111,7 @@ impl VolumeStore {
             lock_file: Some(lock_file),
             namespace: Mutex::new(()),
             temp_counter: AtomicU64::new(0),
+            quotas_enabled: std::sync::atomic::AtomicBool::new(false),
         };
         store.kind = match (spec, loop_image) {
             (_, Some(image)) if on_btrfs => StorageKind::Btrfs {
@@ -179,6 +182,49 @@ impl VolumeStore {
             id: id.clone(),
             path,
         })
+    }
+
+    /// Caps what the volume holds at `bytes` (`None` lifts the cap): a btrfs
+    /// qgroup limit on its subvolume, so that a write past it fails with
+    /// EDQUOT ("Disk quota exceeded"). The limit counts what the volume
+    /// references, shared extents of a snapshot included, so a clone's cap
+    /// means the same as its source's; a clone starts without one (set it
+    /// again). Quotas are enabled on the filesystem before the first cap.
+    /// Returns `false` where volumes are plain directories, which cannot be
+    /// capped.
+    pub fn set_cap(&self, id: &VolumeId, bytes: Option<u64>) -> Result<bool, VolumeError> {
+        if !matches!(self.kind, StorageKind::Btrfs { .. }) {
+            return Ok(false);
+        }
+        let path = self.path_of(id);
+        let action = format!("capping volume {id}");
+        if !self.is_volume(id) {
+            return Err(VolumeError::NotFound { id: id.clone() });
+        }
+        if !self
+            .quotas_enabled
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            cmd::run(
+                &action,
+                "btrfs",
+                ["quota".as_ref(), "enable".as_ref(), self.root.as_os_str()],
+            )?;
+            self.quotas_enabled
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let limit = bytes.map_or_else(|| "none".to_owned(), |b| b.to_string());
+        cmd::run(
+            &action,
+            "btrfs",
+            [
+                "qgroup".as_ref(),
+                "limit".as_ref(),
+                limit.as_ref(),
+                path.as_os_str(),
+            ],
+        )?;
+        Ok(true)
     }
 
     /// The volume, if it exists.

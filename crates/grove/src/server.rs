@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// The Debian mirror runtime images are built from.
     #[arg(long, env = "GROVE_IMAGE_MIRROR", default_value = grove_server::DEFAULT_IMAGE_MIRROR)]
     image_mirror: String,
+    /// Run environments and builds without cgroup limits on memory, CPU and
+    /// processes (limits are on wherever the host has cgroups).
+    #[arg(long, env = "GROVE_NO_RESOURCE_LIMITS")]
+    no_resource_limits: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -89,6 +93,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         storage: args.storage,
         images_dir: args.images_dir,
         image_mirror: args.image_mirror,
+        resource_limits: !args.no_resource_limits,
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();

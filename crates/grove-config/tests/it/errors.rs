@@ -88,6 +88,13 @@ fn rendered_errors() {
             )],
         ),
         (
+            "unknown_size",
+            &[(
+                ".platform.app.yaml",
+                "name: app\ntype: php:8.3\nsize: XXL\n",
+            )],
+        ),
+        (
             "disk_too_small",
             &[(".platform.app.yaml", "name: app\ntype: php:8.3\ndisk: 64\n")],
         ),

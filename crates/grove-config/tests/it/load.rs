@@ -579,3 +579,23 @@ fn mounts_sort_outer_before_nested() {
         }
     }
 }
+
+#[test]
+fn sizes_of_apps_and_services_are_read_auto_by_default() {
+    use grove_config::Size;
+    let p = crate::project(&[
+        (
+            ".platform.app.yaml",
+            "name: app\ntype: python:3.12\nsize: l\nweb:\n  commands:\n    start: python app.py\n",
+        ),
+        (
+            ".platform/services.yaml",
+            "db:\n  type: mariadb:11.8\n  disk: 512\n  size: 2XL\ncache:\n  type: redis:7.2\n",
+        ),
+    ]);
+    assert_eq!(p.apps[0].size, Size::L);
+    let size = |name: &str| p.services.iter().find(|s| s.name == name).map(|s| s.size);
+    assert_eq!(size("db"), Some(Size::XXL));
+    assert_eq!(size("cache"), Some(Size::Auto));
+    assert_eq!(Size::XXL.to_string(), "2XL");
+}

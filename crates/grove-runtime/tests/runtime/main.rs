@@ -3,6 +3,7 @@
 
 mod beneath;
 mod catalog;
+mod cgroup;
 mod command;
 mod instance;
 mod netns;

@@ -104,6 +104,7 @@ pub fn spec_in(
         network: Default::default(),
         secrets: Secrets::default(),
         profile: MemoryProfile::Small,
+        cgroup: None,
     }
 }
 

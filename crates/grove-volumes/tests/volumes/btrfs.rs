@@ -293,3 +293,39 @@ fn data_dir_already_on_btrfs_uses_snapshots_or_reflinks() {
         .expect("clone");
     assert_eq!(report.method, CloneMethod::BtrfsSnapshot);
 }
+
+#[test]
+fn a_capped_volume_refuses_writes_past_its_cap_and_its_snapshot_gets_one_again() {
+    let scratch = Scratch::new();
+    let store = loop_store(&scratch, 600);
+    let main = store.create(&id("shop/main")).expect("create");
+    assert!(store.set_cap(&main.id, Some(64 * MIB)).expect("cap"));
+    write_file(&main.path.join("a"), 40 << 20, 1).expect("40 MB fit under 64 MB");
+    run("sync", &[]);
+    let err = write_file(&main.path.join("b"), 80 << 20, 2).expect_err("past the cap");
+    assert_eq!(err.raw_os_error(), Some(libc_edquot()), "{err}");
+
+    // A snapshot shares the parent's extents: capped again, it holds the same.
+    fs::remove_file(main.path.join("b")).expect("rm");
+    run("sync", &[]);
+    store
+        .clone_volume(&main.id, &id("shop/feature"))
+        .expect("snapshot");
+    let child = store.get(&id("shop/feature")).expect("the clone");
+    assert!(store.set_cap(&child.id, Some(64 * MIB)).expect("cap"));
+    assert_eq!(
+        fs::metadata(child.path.join("a")).expect("a").len(),
+        40 << 20
+    );
+    let err = write_file(&child.path.join("b"), 80 << 20, 3).expect_err("past the cap");
+    assert_eq!(err.raw_os_error(), Some(libc_edquot()), "{err}");
+    // Lifted: the write goes through.
+    fs::remove_file(child.path.join("b")).expect("rm");
+    assert!(store.set_cap(&child.id, None).expect("uncap"));
+    write_file(&child.path.join("b"), 80 << 20, 3).expect("no cap");
+}
+
+/// EDQUOT on Linux.
+fn libc_edquot() -> i32 {
+    122
+}

@@ -8,6 +8,7 @@ mod crash;
 mod flood;
 mod images;
 mod isolation;
+mod limits;
 mod magento;
 mod network;
 mod php;

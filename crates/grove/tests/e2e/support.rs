@@ -25,7 +25,8 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// Starts a server with extra environment variables (e.g. `GROVE_IMAGES_DIR`).
+    /// Starts a server with extra environment variables (`GROVE_STORAGE`,
+    /// `GROVE_IMAGES_DIR`, ...).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Server {
