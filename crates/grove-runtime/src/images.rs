@@ -73,25 +73,31 @@ macro_rules! php {
             concat!("php", $v, "-mysql"),
             concat!("php", $v, "-opcache"),
             concat!("php", $v, "-pgsql"),
+            // phpredis (a virtual package of `php-redis` in bullseye).
+            concat!("php", $v, "-redis"),
             concat!("php", $v, "-sqlite3"),
             concat!("php", $v, "-xml"),
             concat!("php", $v, "-zip"),
             // PHP apps are served by nginx in their sandbox (`grove-web`).
             "nginx",
+            // The `composer` build flavor, PHP's default.
+            "composer",
             "ca-certificates",
         ]
     };
 }
 
+// nginx in every image: it serves the static `web.locations` of any app (`grove-web`).
 const PYTHON: &[&str] = &[
     "python3",
     "python3-pip",
     "python3-venv",
     "python-is-python3",
+    "nginx",
     "ca-certificates",
 ];
-const NODEJS: &[&str] = &["nodejs", "npm", "ca-certificates"];
-const GOLANG: &[&str] = &["golang-go", "git", "ca-certificates"];
+const NODEJS: &[&str] = &["nodejs", "npm", "nginx", "ca-certificates"];
+const GOLANG: &[&str] = &["golang-go", "git", "nginx", "ca-certificates"];
 
 /// What each Debian release ships (main, amd64), from the archive's `Packages.xz`
 /// of bullseye, bookworm and trixie (December 2026).
@@ -546,7 +552,7 @@ mod tests {
         assert_eq!(node18.name(), "nodejs-18-bookworm");
         let args = mmdebstrap_args(node18, Path::new("/d/.tmp-x"), DEFAULT_MIRROR);
         assert_eq!(args[0], "--variant=minbase");
-        assert_eq!(args[2], "--include=nodejs,npm,ca-certificates");
+        assert_eq!(args[2], "--include=nodejs,npm,nginx,ca-certificates");
         assert_eq!(
             &args[args.len() - 3..],
             ["bookworm", "/d/.tmp-x", "http://deb.debian.org/debian"]

@@ -533,12 +533,14 @@ impl Backend for LocalDeploy<'_> {
 
     async fn build(&mut self, plan: &AppPlan) -> Outcome {
         let app = self.app(&plan.name)?;
-        let image = self.runtime(&app.name)?.image.clone();
+        let runtime = self.runtime(&app.name)?;
+        let image = runtime.image.clone();
+        let commands = compat_commands(&runtime.resolved);
         build_app(
             self.platform,
             self.project,
             app,
-            image.as_deref(),
+            (image.as_deref(), &commands),
             self.repo,
             &self.desired.tree_id,
             &plan.build_key,
@@ -963,6 +965,24 @@ async fn app_runtime(
 }
 
 /// The PHP version that runs an app (`8.4` where `php:8.3` was asked for).
+/// The commands a substituted runtime still answers to, in the app's own
+/// `/usr/local/bin` (a link to the version that runs): Platform.sh's Python templates
+/// call their version by name (`python3.10 -m pip install --upgrade pip`), and the
+/// substitution was said in the push log.
+fn compat_commands(resolved: &grove_runtime::ResolvedRuntime) -> Vec<(String, String)> {
+    let version = |t: &str| t.split_once(':').map(|(_, v)| v.to_string());
+    match (
+        resolved.requested.split_once(':').map(|(l, _)| l),
+        version(&resolved.requested),
+        version(&resolved.provided),
+    ) {
+        (Some("python"), Some(asked), Some(runs)) if asked != runs && asked.contains('.') => {
+            vec![(format!("python{asked}"), format!("/usr/bin/python{runs}"))]
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn php_version(runtime: &AppRuntime) -> &str {
     runtime
         .resolved
@@ -976,7 +996,7 @@ async fn build_app(
     platform: &Arc<Platform>,
     project: &ProjectRow,
     app: &App,
-    image: Option<&Path>,
+    (image, commands): (Option<&Path>, &[(String, String)]),
     repo: &Repository,
     tree_id: &str,
     key: &str,
@@ -998,6 +1018,7 @@ async fn build_app(
     let tmp = builds.join(format!(".tmp-{key}-tmp"));
     {
         let (work, tmp, cache, repo) = (work.clone(), tmp.clone(), cache.clone(), repo.clone());
+        let commands = commands.to_vec();
         let tree = tree_id.to_string();
         let root = app.source_root.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -1009,6 +1030,13 @@ async fn build_app(
             }
             std::fs::create_dir_all(work.join(BUILD_APP))?;
             std::fs::create_dir_all(work.join(BUILD_LOCAL))?;
+            if !commands.is_empty() {
+                let bin = work.join(BUILD_LOCAL).join("bin");
+                std::fs::create_dir_all(&bin)?;
+                for (name, target) in &commands {
+                    std::os::unix::fs::symlink(target, bin.join(name))?;
+                }
+            }
             std::fs::create_dir_all(&cache)?;
             repo.export(&tree, &root, &work.join(BUILD_APP))
                 .map_err(std::io::Error::other)

@@ -14,7 +14,7 @@ fn server() -> Server {
     server
 }
 
-fn images_dir() -> String {
+pub(crate) fn images_dir() -> String {
     let images = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("images");
     images.to_str().expect("utf-8 path").to_string()
 }
@@ -128,8 +128,9 @@ fn python_3_10_runs_on_3_11_with_a_warning() {
     work.write(
         ".platform.app.yaml",
         "name: app\ntype: python:3.10\n\
-         hooks:\n  build: |\n    set -e\n    pip install -r requirements.txt\n\
-         web:\n  commands:\n    start: python app.py\n",
+         hooks:\n  build: |\n    set -e\n    python3.10 -m pip --version\n    \
+         pip install -r requirements.txt\n\
+         web:\n  commands:\n    start: python3.10 app.py\n",
     );
     work.commit("python 3.10");
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
@@ -138,6 +139,9 @@ fn python_3_10_runs_on_3_11_with_a_warning() {
                    instead (the nearest newer minor version)";
     assert!(out.contains(&format!("W: {warning}")), "{out}");
     assert!(out.contains("Successfully installed"), "{out}");
+    // The version asked for still answers by name (the official templates call
+    // `python3.10 -m pip install --upgrade pip`): it is the one that runs.
+    assert!(out.contains("(python 3.11)"), "pip of 3.11 under `python3.10`: {out}");
     assert_eq!(curl_json(&primary_url(&server, "main"))["python"], "3.11");
     let info = server.cli_ok(&[
         "environment:info",

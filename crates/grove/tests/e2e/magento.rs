@@ -26,10 +26,26 @@ fn get(url: &str) -> (u16, String, String) {
 }
 
 #[test]
-fn a_magento_shaped_project_deploys_unchanged() {
-    let server = Server::start();
+fn a_magento_shaped_project_deploys_unchanged_on_php_8_2() {
+    magento_shaped_project_deploys_unchanged("8.2");
+}
+
+/// PHP 8.4 comes from the runtime image of Debian trixie (built by the first test that
+/// needs it, shared with the `images` tests).
+#[test]
+fn a_magento_shaped_project_deploys_unchanged_on_php_8_4() {
+    magento_shaped_project_deploys_unchanged("8.4");
+}
+
+fn magento_shaped_project_deploys_unchanged(php: &str) {
+    let server = Server::start_with(&[("GROVE_IMAGES_DIR", &crate::images::images_dir())]);
     server.cli_ok(&["project:create", "shop"]);
     let work = Work::fixture("magento-app");
+    let config = std::fs::read_to_string(work.path().join(".magento.app.yaml"))
+        .expect("app config")
+        .replace("type: php:8.2", &format!("type: php:{php}"));
+    work.write(".magento.app.yaml", &config);
+    work.commit(&format!("on PHP {php}"));
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
     assert!(ok, "{out}");
     for said in [
@@ -52,7 +68,7 @@ fn a_magento_shaped_project_deploys_unchanged() {
     let first = curl_json(&url);
     assert_eq!(first["rows"], 1, "{first}");
     assert_eq!(first["hits"], 1, "{first}");
-    assert_eq!(first["php"], "8.2", "{first}");
+    assert_eq!(first["php"], php, "{first}");
     assert_eq!(first["application"], "mymagento", "{first}");
     assert_eq!(first["environment"], "main", "{first}");
     assert_eq!(first["deployed"], true, "{first}");

@@ -292,3 +292,42 @@ fn workers_run_the_apps_build_with_their_own_command_and_are_restarted() {
     assert_eq!(after.len(), 1, "the previous worker stopped: {after:?}");
     assert_ne!(after, restarted, "a new worker process");
 }
+
+#[test]
+fn a_django_style_app_on_gunicorn_over_its_socket_deploys_unchanged() {
+    let server = crate::support::Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = crate::support::Work::fixture("django-app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    for said in [
+        "W: app `app`: python:3.10 is not available",
+        "Collected static files into static/",
+        "Applied migrations",
+    ] {
+        assert!(out.contains(said), "`{said}` missing from:\n{out}");
+    }
+    let url = primary_url(&server, "main");
+    let served = curl_json(&format!("{url}shop/"));
+    assert_eq!(served["path"], "/shop/", "{served}");
+    assert_eq!(served["visits"], 1, "{served}");
+    // `.environment` was sourced for gunicorn: the settings and the database URL.
+    assert_eq!(served["settings"], "myapp.settings", "{served}");
+    assert!(
+        served["server"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("gunicorn")),
+        "{served}"
+    );
+    assert!(
+        served["socket"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(".sock")),
+        "{served}"
+    );
+    // `collectstatic`'s output is served by the web server, not by gunicorn.
+    let (status, body) = crate::support::curl(&format!("{url}static/site.css"));
+    assert_eq!((status, body.as_str()), (200, "body { font-family: sans-serif; }\n"));
+    assert_eq!(crate::support::curl(&format!("{url}static/missing.css")).0, 404);
+    assert_eq!(curl_json(&url)["visits"], 2);
+}
