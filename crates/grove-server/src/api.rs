@@ -81,6 +81,15 @@ pub fn router(platform: Arc<Platform>) -> Router {
                 .patch(crate::variables::update_environment)
                 .delete(crate::variables::delete_environment),
         )
+        .route(
+            paths::ENVIRONMENT_BACKUPS,
+            get(crate::backups::list).post(crate::backups::create),
+        )
+        .route(
+            paths::ENVIRONMENT_BACKUP,
+            get(crate::backups::get).delete(crate::backups::delete),
+        )
+        .route(paths::BACKUP_RESTORE, post(crate::backups::restore))
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
             platform.clone(),
@@ -632,6 +641,7 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         .ok()
         .flatten();
     let services = p.service_health(&row.project, &row.name);
+    let last_backup = crate::backups::last_backup(p, &row.project, &row.name);
     grove_api::Environment {
         id: row.name.clone(),
         name: row.name.clone(),
@@ -644,6 +654,8 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         deployed_commit: p.running_commit(&row.project, &row.name),
         last_deployment_successful: last.as_ref().map(|d| d.successful),
         last_deployment_at: last.map(|d| d.created_at),
+        last_backup_status: last_backup.as_ref().map(|b| b.status.clone()),
+        last_backup_at: last_backup.map(|b| b.created_at),
         urls: routes
             .as_ref()
             .map(|r| r.routes.iter().map(|r| r.url.clone()).collect())

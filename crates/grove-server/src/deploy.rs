@@ -377,6 +377,11 @@ impl Backend for LocalDeploy<'_> {
                     .fill_from_parent(&self.project.id, &parent, self.env, self.log)
                     .await
             }
+            DataSource::Backup { id } => {
+                self.platform
+                    .fill_from_backup(&self.project.id, self.env, id, self.log)
+                    .await
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod access;
 mod activity;
 mod api;
 mod auth;
+mod backups;
 mod crons;
 mod deploy;
 mod error;

@@ -39,6 +39,8 @@ pub struct Settings {
     pub grove_exe: PathBuf,
     /// How environments' data is stored (`auto`, `plain`, `btrfs`, `btrfs-loop:SIZE`).
     pub storage: grove_volumes::StorageSpec,
+    /// The backup store: a restic repository (a directory, or `sftp:…`, `s3:…`, `rest:…`).
+    pub backup_store: String,
 }
 
 impl Settings {

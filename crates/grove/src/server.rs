@@ -37,6 +37,11 @@ pub struct ServerArgs {
     /// (a btrfs pool in `DATA_DIR/volumes.img`, e.g. `btrfs-loop:20G`).
     #[arg(long, env = "GROVE_STORAGE", default_value = "auto")]
     storage: grove_volumes::StorageSpec,
+    /// Where backups are stored: a restic repository, a directory or any restic
+    /// backend (`sftp:…`, `s3:…`, `rest:…`); default `DATA_DIR/backups`. Its password is
+    /// kept in `DATA_DIR/backup-password` (0600, created on first use).
+    #[arg(long, env = "GROVE_BACKUP_STORE")]
+    backup_store: Option<String>,
     /// Seconds a build hook may run.
     #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
     build_timeout: u64,
@@ -72,6 +77,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .data_dir
         .canonicalize()
         .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    let backup_store = args
+        .backup_store
+        .unwrap_or_else(|| data_dir.join("backups").to_string_lossy().into_owned());
     let settings = grove_server::Settings {
         data_dir,
         api_listen: args.api_listen,
@@ -81,6 +89,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         build_timeout: Duration::from_secs(args.build_timeout),
         grove_exe: std::env::current_exe().context("cannot find the grove binary's own path")?,
         storage: args.storage,
+        backup_store,
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
