@@ -100,6 +100,28 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
         "files after the restore"
     );
 
+    // A restore that fails (its snapshot vanished from the store) leaves the
+    // environment exactly as it was, serving its current data.
+    get_ok(&format!("{url}insert/after-restore"));
+    get_ok(&format!("{url}put/four.txt/kept"));
+    let (rows_now, files_now) = (
+        curl_json(&format!("{url}rows")),
+        curl_json(&format!("{url}files")),
+    );
+    let snapshots = server.data_dir().join("backups").join("snapshots");
+    for entry in std::fs::read_dir(&snapshots).expect("the store's snapshots") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove a snapshot");
+    }
+    let out = server.cli(&["backup:restore", &id, "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "a restore without its snapshot succeeded:\n{log}"
+    );
+    assert!(log.contains("could not be restored"), "{log}");
+    assert_eq!(curl_json(&format!("{url}rows")), rows_now);
+    assert_eq!(curl_json(&format!("{url}files")), files_now);
+
     // A store below a regular file cannot be written: a failed activity naming why, a
     // failed backup on record, and environment:info says so.
     server.stop();
@@ -139,5 +161,5 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     assert_eq!(info.trim(), "failed");
     // The environment kept serving throughout.
     let url = crate::primary_url(&server, "main");
-    assert_eq!(curl_json(&format!("{url}rows")), rows);
+    assert_eq!(curl_json(&format!("{url}rows")), rows_now);
 }
