@@ -15,16 +15,19 @@
 //! is kept aside until the deploy succeeded, and put back (with its previous
 //! deployment) if anything fails.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use grove_backup::Policy;
 use grove_backup::manifest::{
     CaptureMethod, Consistency, FileTree, MANIFEST_FILE, Manifest, MountData, ServiceData,
 };
+use grove_backup::retention::{Candidate, Trigger};
 use grove_deployment::{DataSource, Deployment};
 use grove_store::{BackupRow, EnvironmentRow, UserRow, timestamp_now};
 use grove_volumes::VolumeId;
@@ -100,6 +103,17 @@ impl Platform {
 
     /// `backup:create`: an activity that backs the environment up.
     pub fn create_backup(self: &Arc<Self>, project: &str, env: &str, live: bool) -> Result<String> {
+        self.spawn_backup(project, env, live, false)
+            .map(|(id, _)| id)
+    }
+
+    fn spawn_backup(
+        self: &Arc<Self>,
+        project: &str,
+        env: &str,
+        live: bool,
+        automatic: bool,
+    ) -> Result<(String, tokio::task::JoinHandle<bool>)> {
         let env = self.environment(project, env)?;
         if env.status != "active" {
             return Err(Error::Conflict(format!(
@@ -109,8 +123,12 @@ impl Platform {
         }
         let id = new_backup_id();
         let project_id = project.to_string();
-        let kind = if live { "live" } else { "consistent" };
-        let (activity, _) = self.spawn_activity(
+        let kind = match (automatic, live) {
+            (true, _) => "automatic",
+            (false, true) => "live",
+            (false, false) => "consistent",
+        };
+        self.spawn_activity(
             ActivitySpec::new(
                 project,
                 &env.name,
@@ -127,7 +145,7 @@ impl Platform {
                     commit_id: None,
                     build_keys: String::new(),
                     consistent: !live,
-                    automatic: false,
+                    automatic,
                     pause_ms: None,
                     status: "running".into(),
                     reason: None,
@@ -151,10 +169,144 @@ impl Platform {
                 if let Err(e) = platform.store.finish_backup(&row) {
                     return Err(format!("could not record the end of backup {id}: {e}"));
                 }
+                if outcome.is_ok() && automatic {
+                    platform.prune_backups(&env, &log).await;
+                }
                 outcome
             },
-        )?;
-        Ok(activity)
+        )
+    }
+
+    /// Backs up every active production environment whose last automatic backup is
+    /// older than the interval (the schedule is the store's records, so it survives
+    /// restarts without duplicate runs and catches up at most one missed run).
+    pub(crate) async fn schedule_backups(
+        self: Arc<Self>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let every = self.settings.automatic_backups_every;
+        if every.is_zero() {
+            return;
+        }
+        let tick = every.clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut running: HashMap<(String, String), tokio::task::JoinHandle<bool>> = HashMap::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(tick) => {}
+            }
+            running.retain(|_, handle| !handle.is_finished());
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            let due_before = grove_store::format_unix_millis(now_ms - every.as_millis() as i64);
+            for project in self.store.projects().unwrap_or_default() {
+                let envs = self.store.environments(&project.id).unwrap_or_default();
+                for env in envs
+                    .into_iter()
+                    .filter(|e| e.status == "active" && e.kind == "production")
+                {
+                    let key = (project.id.clone(), env.name.clone());
+                    if running.contains_key(&key) {
+                        continue;
+                    }
+                    let last = self
+                        .store
+                        .backups(&project.id, &env.name)
+                        .ok()
+                        .and_then(|rows| rows.into_iter().find(|b| b.automatic));
+                    if last.is_some_and(|b| b.created_at > due_before) {
+                        continue;
+                    }
+                    match self.spawn_backup(&project.id, &env.name, false, true) {
+                        Ok((_, handle)) => {
+                            running.insert(key, handle);
+                        }
+                        Err(error) => tracing::error!(project = %project.id, env = %env.name,
+                            %error, "Could not start an automatic backup."),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the retention policy of the environment's type to its completed
+    /// backups: the snapshots it does not keep are forgotten and their records deleted.
+    async fn prune_backups(self: &Arc<Self>, env: &EnvironmentRow, log: &ActivityLog) {
+        let policy = if env.kind == "production" {
+            Policy::production()
+        } else {
+            Policy::preview()
+        };
+        let rows: HashMap<String, BackupRow> = self
+            .store
+            .backups(&env.project, &env.name)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b.status == "completed")
+            .map(|b| (b.id.clone(), b))
+            .collect();
+        let platform = self.clone();
+        let (project, name) = (env.project.clone(), env.name.clone());
+        let pruned = tokio::task::spawn_blocking(move || {
+            let store = platform.open_backup_store()?;
+            let snapshots = store
+                .list(&[
+                    ("project", project.as_str()),
+                    ("environment", name.as_str()),
+                ])
+                .map_err(|e| e.to_string())?;
+            let candidates: Vec<Candidate<String>> = snapshots
+                .iter()
+                .filter_map(|s| {
+                    let row = rows.get(s.tags.get("backup")?)?;
+                    Some(Candidate {
+                        id: row.id.clone(),
+                        created_at: s.created_at,
+                        trigger: if row.automatic {
+                            Trigger::Automatic
+                        } else {
+                            Trigger::Manual
+                        },
+                    })
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            let kept = grove_backup::keep(&policy, &candidates, now);
+            let forget: Vec<(String, grove_backup::SnapshotId)> = snapshots
+                .into_iter()
+                .filter_map(|s| {
+                    let id = s.tags.get("backup")?.clone();
+                    (rows.contains_key(&id) && !kept.contains(&id)).then_some((id, s.id))
+                })
+                .collect();
+            let ids: Vec<_> = forget.iter().map(|(_, s)| s.clone()).collect();
+            store.forget(&ids).map_err(|e| e.to_string())?;
+            for (id, _) in &forget {
+                platform
+                    .store
+                    .delete_backup(&project, id)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>((forget.len(), kept.len()))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match pruned {
+            Ok((pruned, kept)) => log.line(format!(
+                "Retention: kept {kept} backups of `{}`, pruned {pruned}",
+                env.name
+            )),
+            Err(e) => log.line(format!(
+                "W: could not prune the backups of `{}`: {e}",
+                env.name
+            )),
+        }
     }
 
     async fn run_backup(

@@ -41,6 +41,8 @@ pub struct Settings {
     pub storage: grove_volumes::StorageSpec,
     /// The backup store: a restic repository (a directory, or `sftp:…`, `s3:…`, `rest:…`).
     pub backup_store: String,
+    /// How often production environments are backed up automatically (zero: never).
+    pub automatic_backups_every: Duration,
 }
 
 impl Settings {

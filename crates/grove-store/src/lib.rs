@@ -33,7 +33,7 @@ pub use access::{
 };
 pub use backups::BackupRow;
 pub use logs::LogWriter;
-pub use time::timestamp_now;
+pub use time::{format_unix_millis, timestamp_now};
 pub use variables::VariableRow;
 
 #[derive(Debug, thiserror::Error)]

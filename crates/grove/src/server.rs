@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// kept in `DATA_DIR/backup-password` (0600, created on first use).
     #[arg(long, env = "GROVE_BACKUP_STORE")]
     backup_store: Option<String>,
+    /// Seconds between automatic backups of production environments, pruned after
+    /// each by the retention policy (0: no automatic backups).
+    #[arg(long, env = "GROVE_AUTOMATIC_BACKUPS_EVERY", default_value_t = 3600)]
+    automatic_backups_every: u64,
     /// Seconds a build hook may run.
     #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
     build_timeout: u64,
@@ -90,6 +94,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         grove_exe: std::env::current_exe().context("cannot find the grove binary's own path")?,
         storage: args.storage,
         backup_store,
+        automatic_backups_every: Duration::from_secs(args.automatic_backups_every),
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();

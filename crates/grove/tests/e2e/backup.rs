@@ -163,3 +163,57 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     let url = crate::primary_url(&server, "main");
     assert_eq!(curl_json(&format!("{url}rows")), rows_now);
 }
+
+#[test]
+fn production_is_backed_up_automatically_and_pruned_by_the_retention_policy() {
+    let mut server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::fixture("backup-app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "push failed:\n{out}\n{}", server.log());
+    // Every 2 s instead of every hour: production's policy keeps the first backup of
+    // each hour and the newest, so all but those are pruned as they come.
+    server.stop();
+    server.spawn_with(&[("GROVE_AUTOMATIC_BACKUPS_EVERY", "2")]);
+    let started = std::time::Instant::now();
+    let succeeded = loop {
+        let out = server.cli_ok(&[
+            "activity:list",
+            "-p",
+            "shop",
+            "--format",
+            "json",
+            "--limit",
+            "100",
+        ]);
+        let activities: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+        let automatic: Vec<&serde_json::Value> = activities
+            .iter()
+            .filter(|a| {
+                a["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("(automatic)"))
+                    && a["result"] == "success"
+            })
+            .collect();
+        if automatic.len() >= 4 {
+            break automatic.len();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "fewer than 4 automatic backups in 120 s: {out}\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let listed = backups(&server);
+    let kept = listed
+        .iter()
+        .filter(|b| b["automatic"] == true && b["status"] == "completed")
+        .count();
+    // The first of this hour and the newest (a third if an hour began meanwhile).
+    assert!(
+        (1..=3).contains(&kept) && kept < succeeded,
+        "{succeeded} automatic backups, {kept} kept: {listed:?}"
+    );
+}
