@@ -179,7 +179,8 @@ impl Platform {
 
     /// Backs up every active production environment whose last automatic backup is
     /// older than the interval (the schedule is the store's records, so it survives
-    /// restarts without duplicate runs and catches up at most one missed run).
+    /// restarts without duplicate runs and catches up at most one missed run); a
+    /// failed automatic backup is retried after at most five minutes.
     pub(crate) async fn schedule_backups(
         self: Arc<Self>,
         shutdown: tokio_util::sync::CancellationToken,
@@ -201,6 +202,9 @@ impl Platform {
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or_default();
             let due_before = grove_store::format_unix_millis(now_ms - every.as_millis() as i64);
+            let retry_before = grove_store::format_unix_millis(
+                now_ms - every.min(Duration::from_secs(300)).as_millis() as i64,
+            );
             for project in self.store.projects().unwrap_or_default() {
                 let envs = self.store.environments(&project.id).unwrap_or_default();
                 for env in envs
@@ -211,12 +215,17 @@ impl Platform {
                     if running.contains_key(&key) {
                         continue;
                     }
-                    let last = self
+                    let rows = self
                         .store
                         .backups(&project.id, &env.name)
-                        .ok()
-                        .and_then(|rows| rows.into_iter().find(|b| b.automatic));
-                    if last.is_some_and(|b| b.created_at > due_before) {
+                        .unwrap_or_default();
+                    let automatic = || rows.iter().filter(|b| b.automatic);
+                    // Due an interval after the last automatic backup that worked; a
+                    // failed one is retried after at most five minutes (and reported
+                    // as a failed activity each time).
+                    if automatic().any(|b| b.status != "failed" && b.created_at > due_before)
+                        || automatic().any(|b| b.status == "failed" && b.created_at > retry_before)
+                    {
                         continue;
                     }
                     match self.spawn_backup(&project.id, &env.name, false, true) {
