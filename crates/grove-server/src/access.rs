@@ -314,4 +314,12 @@ mod tests {
         assert_eq!(Action::Push.needs(), EnvironmentRole::Contributor);
         assert_eq!(Action::Redeploy.needs(), EnvironmentRole::Admin);
     }
+
+    #[test]
+    fn contributors_back_up_and_restore_viewers_see_admins_delete_backups() {
+        assert_eq!(Action::Backup.needs(), EnvironmentRole::Contributor);
+        assert_eq!(Action::Restore.needs(), EnvironmentRole::Contributor);
+        assert_eq!(Action::DeleteBackup.needs(), EnvironmentRole::Admin);
+        assert_eq!(Action::View.needs(), EnvironmentRole::Viewer);
+    }
 }
