@@ -664,6 +664,23 @@ impl Platform {
         deployed
     }
 
+    /// Snapshots and restored trees left by backups and restores the server did not
+    /// finish (those operations failed): deleted at start-up.
+    pub(crate) async fn discard_backup_volumes(&self) {
+        let volumes = self.volumes.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in volumes.list("") {
+                let id_str = id.as_str();
+                if (id_str.ends_with(SNAPSHOT_SUFFIX) || id_str.ends_with(RESTORE_SUFFIX))
+                    && let Err(error) = volumes.delete(&id)
+                {
+                    tracing::warn!(volume = %id_str, %error, "Could not delete a backup's leftover volume.");
+                }
+            }
+        })
+        .await;
+    }
+
     async fn delete_restored(&self, restored: &VolumeId) {
         let volumes = self.volumes.clone();
         let restored = restored.clone();

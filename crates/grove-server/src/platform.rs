@@ -698,6 +698,7 @@ impl Platform {
             Err(error) => tracing::error!(%error, "Could not mark interrupted activities."),
         }
         self.restore_kept_volumes().await;
+        self.discard_backup_volumes().await;
         if let Ok(count @ 1..) = self
             .store
             .fail_running_backups("the server stopped while the backup ran")

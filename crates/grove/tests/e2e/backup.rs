@@ -79,6 +79,26 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     assert_ne!(curl_json(&format!("{url}rows")), rows);
     assert_ne!(curl_json(&format!("{url}files")), files);
 
+    // Into another environment (a branch holding the changed data): its data is the
+    // backup's, with credentials of its own; the backup's environment is untouched.
+    let changed = (
+        curl_json(&format!("{url}rows")),
+        curl_json(&format!("{url}files")),
+    );
+    server.cli_ok(&["environment:branch", "feature", "main", "-p", "shop"]);
+    let out = server.cli(&["backup:restore", &id, "-p", "shop", "-e", "feature"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "restore into feature failed:\n{log}");
+    let feature = crate::primary_url(&server, "feature");
+    assert_eq!(curl_json(&format!("{feature}rows")), rows, "feature's rows");
+    assert_eq!(
+        curl_json(&format!("{feature}files")),
+        files,
+        "feature's files"
+    );
+    assert_eq!(curl_json(&format!("{url}rows")), changed.0, "main's rows");
+    assert_eq!(curl_json(&format!("{url}files")), changed.1, "main's files");
+
     // One activity puts everything back.
     let out = server.cli(&["backup:restore", &id, "-p", "shop"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
