@@ -368,10 +368,11 @@ impl Platform {
                 env.name,
                 volumes.kind()
             ));
-            let started = Instant::now();
+            let mut started = Instant::now();
             let snapshotted = if copy_on_write {
-                // What a branch does for its copy: dirty pages written out, then one
-                // snapshot of the whole volume at one instant.
+                // What a branch does for its copy: dirty pages written out while the
+                // services keep serving, then one snapshot of the whole volume at one
+                // instant (the pause).
                 let services: Vec<_> = self.with_services(&project, &env.name, |services| {
                     services.values().map(|e| e.running.clone()).collect()
                 });
@@ -381,6 +382,11 @@ impl Platform {
                 if let Some(error) = prepared.into_iter().find_map(|r| r.err()) {
                     return Err(format!("a service could not be quiesced: {error}"));
                 }
+                log.line(format!(
+                    "  Flushed the services in {:.3}s (they kept serving)",
+                    started.elapsed().as_secs_f64()
+                ));
+                started = Instant::now();
                 clone().await
             } else {
                 // The storage cannot snapshot: the services stop while their data is
@@ -398,7 +404,7 @@ impl Platform {
                 env.name,
                 pause.as_secs_f64(),
                 if copy_on_write {
-                    "flush and snapshot; requests kept being served"
+                    "a snapshot of the whole volume at one instant"
                 } else {
                     "services stopped, data copied, services started"
                 }
