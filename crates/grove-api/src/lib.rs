@@ -43,6 +43,9 @@ pub mod paths {
     /// One backup of an environment (`backup:get`, `backup:delete`).
     pub const ENVIRONMENT_BACKUP: &str =
         "/api/projects/{project}/environments/{environment}/backups/{backup}";
+    /// Restores a backup into a scratch directory and checks it (`backup:verify`).
+    pub const ENVIRONMENT_BACKUP_VERIFY: &str =
+        "/api/projects/{project}/environments/{environment}/backups/{backup}/verify";
     /// Restores a backup into its own environment or another (`backup:restore`).
     pub const BACKUP_RESTORE: &str = "/api/projects/{project}/backups/{backup}/restore";
     /// Called by the git pre-receive hook that the server installs in every repository.

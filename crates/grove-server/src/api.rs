@@ -90,6 +90,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
             get(crate::backups::get).delete(crate::backups::delete),
         )
         .route(paths::BACKUP_RESTORE, post(crate::backups::restore))
+        .route(
+            paths::ENVIRONMENT_BACKUP_VERIFY,
+            post(crate::backups::verify),
+        )
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
             platform.clone(),

@@ -670,6 +670,60 @@ impl Platform {
         deployed
     }
 
+    /// `backup:verify`: an activity that restores the backup into a scratch directory
+    /// and checks every file against its manifest, touching no environment.
+    pub fn verify_backup(self: &Arc<Self>, backup: &BackupRow) -> Result<String> {
+        let Some(snapshot) = backup
+            .snapshot
+            .clone()
+            .filter(|_| backup.status == "completed")
+        else {
+            return Err(Error::Conflict(format!(
+                "backup {} is {}: only a completed backup can be verified",
+                backup.id, backup.status
+            )));
+        };
+        let snapshot = grove_backup::SnapshotId::parse(&snapshot)
+            .map_err(|e| Error::Internal(format!("backup {}: {e}", backup.id)))?;
+        let id = backup.id.clone();
+        let (activity, _) = self.spawn_activity(
+            ActivitySpec::new(
+                &backup.project,
+                &backup.environment,
+                ActivityKind::Backup,
+                format!("Verify backup {id} of {}", backup.environment),
+            ),
+            move |platform, log| async move {
+                let scratch = platform
+                    .settings
+                    .data_dir
+                    .join("tmp")
+                    .join(".verify")
+                    .join(&id);
+                let started = Instant::now();
+                let verified = tokio::task::spawn_blocking(move || {
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    let outcome = platform.open_backup_store().and_then(|store| {
+                        store
+                            .restore_verified(&snapshot, &scratch)
+                            .map_err(|e| format!("backup {id} does not verify: {e}"))
+                    });
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    outcome
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                log.line(format!(
+                    "Restored and verified {} entries against the manifest in {:.3}s",
+                    verified.files.entries.len(),
+                    started.elapsed().as_secs_f64()
+                ));
+                Ok(())
+            },
+        )?;
+        Ok(activity)
+    }
+
     /// Snapshots and restored trees left by backups and restores the server did not
     /// finish (those operations failed): deleted at start-up.
     pub(crate) async fn discard_backup_volumes(&self) {
@@ -914,6 +968,17 @@ pub async fn delete(
     }
     p.store.delete_backup(&project, &id)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn verify(
+    State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
+    Path((project, env, id)): Path<(String, String, String)>,
+) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
+    access::authorize_environment(&p, &user, &project, &env, Action::Backup)?;
+    let row = backup_of(&p, &project, &env, &id)?;
+    let activity = p.verify_backup(&row)?;
+    accepted(&p, &activity)
 }
 
 pub async fn restore(

@@ -148,6 +148,16 @@ pub enum Client {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Restore a backup into a scratch directory and check every file against its
+    /// manifest (no environment is touched).
+    #[command(name = "backup:verify")]
+    BackupVerify {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Delete a backup (its snapshot is forgotten in the backup store).
     #[command(name = "backup:delete")]
     BackupDelete {
@@ -836,6 +846,18 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 ))
                 .await?;
             print_value(&backup, format)?;
+        }
+        Client::BackupVerify { id, target, wait } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_BACKUP_VERIFY,
+                &[
+                    ("project", &project),
+                    ("environment", &env),
+                    ("backup", &id),
+                ],
+            );
+            return api.operate(&project, api.http.post(url), &wait).await;
         }
         Client::BackupDelete { id, target } => {
             let (project, env) = api.environment(&target).await?;

@@ -69,6 +69,11 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     ]);
     assert_eq!(info.trim(), "completed");
 
+    let out = server.cli(&["backup:verify", &id, "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "verify failed:\n{log}");
+    assert!(log.contains("Restored and verified"), "{log}");
+
     // Change and delete rows and files.
     get_ok(&format!("{url}delete/pear"));
     get_ok(&format!("{url}update/changed"));
@@ -132,6 +137,11 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     for entry in std::fs::read_dir(&snapshots).expect("the store's snapshots") {
         std::fs::remove_file(entry.expect("entry").path()).expect("remove a snapshot");
     }
+    let out = server.cli(&["backup:verify", &id, "-p", "shop", "-e", "main"]);
+    assert!(
+        !out.status.success(),
+        "a backup without its snapshot verified"
+    );
     let out = server.cli(&["backup:restore", &id, "-p", "shop", "-e", "main"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
