@@ -297,6 +297,10 @@ pub struct CreateBackup {
 pub struct RestoreBackup {
     #[serde(default)]
     pub environment: Option<String>,
+    /// Restore only the data; the environment keeps its code. By default the backup's
+    /// commit (and so its build) is deployed again and the branch moved back to it.
+    #[serde(default)]
+    pub no_code: bool,
 }
 
 /// One backup of an environment.

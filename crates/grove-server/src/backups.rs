@@ -489,6 +489,7 @@ impl Platform {
         project: &str,
         backup: &BackupRow,
         target: &str,
+        code: bool,
     ) -> Result<String> {
         let env = self.environment(project, target)?;
         let Some(snapshot) = backup
@@ -523,7 +524,7 @@ impl Platform {
             ),
             move |platform, log| async move {
                 platform
-                    .run_restore(&project_id, &env, &backup, snapshot, &log)
+                    .run_restore(&project_id, &env, &backup, snapshot, code, &log)
                     .await
             },
         )?;
@@ -536,6 +537,7 @@ impl Platform {
         env: &EnvironmentRow,
         backup: &BackupRow,
         snapshot: grove_backup::SnapshotId,
+        code: bool,
         log: &ActivityLog,
     ) -> std::result::Result<(), String> {
         if !self.is_active(project, &env.name) {
@@ -546,6 +548,20 @@ impl Platform {
             .branch_head(&env.name)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("`{}` has no commits", env.name))?;
+        // The backup's code too, unless told otherwise: its commit deployed again (the
+        // same tree, so the same build) and the branch moved back once it is live.
+        let commit = match backup.commit_id.clone().filter(|c| code && *c != head) {
+            Some(commit) => {
+                repo.tree_id(&commit).map_err(|e| {
+                    format!(
+                        "the backup's commit {commit} is no longer in the repository \
+                         ({e}): restore with --no-code to keep the current code"
+                    )
+                })?;
+                commit
+            }
+            None => head.clone(),
+        };
         // 1. The backup, restored into a fresh volume and verified, before anything of
         //    the environment is touched.
         let restored = volume(project, &env.machine_name, RESTORE_SUFFIX)?;
@@ -588,7 +604,13 @@ impl Platform {
             manifest.files.entries.len(),
             started.elapsed().as_secs_f64()
         ));
-        if manifest.commit.as_deref().is_some_and(|c| c != head) {
+        if commit != head {
+            log.line(format!(
+                "  The code goes back to {} (the backup's commit) from {}",
+                &commit[..commit.len().min(12)],
+                &head[..head.len().min(12)]
+            ));
+        } else if manifest.commit.as_deref().is_some_and(|c| c != head) {
             log.line(format!(
                 "  The code stays at {} (the backup was taken at {}): only the data is restored",
                 &head[..head.len().min(12)],
@@ -624,14 +646,27 @@ impl Platform {
             project,
             &env.name,
             &repo,
-            &head,
+            &commit,
             DataSource::Backup {
                 id: backup.id.clone(),
             },
             DeployMode::Deploy,
             log,
         )
-        .await;
+        .await
+        .and_then(|()| {
+            // The branch moves only once its code is live, and only from where it was.
+            if commit != head {
+                repo.set_branch(&env.name, &commit, Some(&head))
+                    .map_err(|e| format!("`{}` changed meanwhile: {e}", env.name))?;
+                log.line(format!(
+                    "Moved `{}` back to {}",
+                    env.name,
+                    &commit[..commit.len().min(12)]
+                ));
+            }
+            Ok(())
+        });
         if deployed.is_err() {
             // Back to what it was: its own data and its previous deployment.
             let copied = self.take_services(&key);
@@ -1002,7 +1037,7 @@ pub async fn restore(
         .environment
         .unwrap_or_else(|| backup.environment.clone());
     access::authorize_environment(&p, &user, &project, &target, Action::Restore)?;
-    let activity = p.restore_backup(&project, &backup, &target)?;
+    let activity = p.restore_backup(&project, &backup, &target, !body.no_code)?;
     accepted(&p, &activity)
 }
 

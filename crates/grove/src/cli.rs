@@ -175,6 +175,9 @@ pub enum Client {
         /// The environment to restore into (default: the backup's own).
         #[arg(short = 'e', long, visible_alias = "target")]
         environment: Option<String>,
+        /// Restore only the data: keep the environment's current code.
+        #[arg(long)]
+        no_code: bool,
         #[command(flatten)]
         wait: Wait,
     },
@@ -876,6 +879,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             id,
             project,
             environment,
+            no_code,
             wait,
         } => {
             let project = api
@@ -888,7 +892,10 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 grove_api::paths::BACKUP_RESTORE,
                 &[("project", &project), ("backup", &id)],
             );
-            let body = grove_api::RestoreBackup { environment };
+            let body = grove_api::RestoreBackup {
+                environment,
+                no_code,
+            };
             return api
                 .operate(&project, api.http.post(url).json(&body), &wait)
                 .await;

@@ -74,6 +74,27 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     assert!(out.status.success(), "verify failed:\n{log}");
     assert!(log.contains("Restored and verified"), "{log}");
 
+    // New code after the backup: the restore takes the branch back to the backup's.
+    let commit = backup["commit"].as_str().unwrap_or_default().to_string();
+    work.write("NOTES.txt", "after the backup\n");
+    work.commit("after the backup");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "second push failed:\n{out}");
+    let deployed = |env: &str| {
+        server
+            .cli_ok(&[
+                "environment:info",
+                "-p",
+                "shop",
+                "-e",
+                env,
+                "deployed_commit",
+            ])
+            .trim()
+            .to_string()
+    };
+    assert_ne!(deployed("main"), commit);
+
     // Change and delete rows and files.
     get_ok(&format!("{url}delete/pear"));
     get_ok(&format!("{url}update/changed"));
@@ -114,6 +135,7 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     );
     assert!(log.contains("Restored and verified"), "{log}");
     let url = crate::primary_url(&server, "main");
+    assert_eq!(deployed("main"), commit, "the backup's code runs again");
     assert_eq!(
         curl_json(&format!("{url}rows")),
         rows,
