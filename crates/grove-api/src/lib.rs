@@ -42,6 +42,17 @@ pub mod paths {
     /// Builds a runtime's image (platform admins; `runtime:install`), streaming
     /// `RuntimeInstallEvent`s as NDJSON.
     pub const RUNTIMES_INSTALL: &str = "/api/runtimes/install";
+    /// An environment's backups (`backup:list`, `backup:create`).
+    pub const ENVIRONMENT_BACKUPS: &str =
+        "/api/projects/{project}/environments/{environment}/backups";
+    /// One backup of an environment (`backup:get`, `backup:delete`).
+    pub const ENVIRONMENT_BACKUP: &str =
+        "/api/projects/{project}/environments/{environment}/backups/{backup}";
+    /// Restores a backup into a scratch directory and checks it (`backup:verify`).
+    pub const ENVIRONMENT_BACKUP_VERIFY: &str =
+        "/api/projects/{project}/environments/{environment}/backups/{backup}/verify";
+    /// Restores a backup into its own environment or another (`backup:restore`).
+    pub const BACKUP_RESTORE: &str = "/api/projects/{project}/backups/{backup}/restore";
     /// Called by the git pre-receive hook that the server installs in every repository.
     pub const HOOK_PRE_RECEIVE: &str = "/internal/hooks/pre-receive";
 }
@@ -272,8 +283,60 @@ pub struct Environment {
     /// Apps that run another runtime version than the one they ask for, and which.
     #[serde(default)]
     pub runtime_warnings: Vec<String>,
+    /// The status of its newest backup (`running`, `completed`, `failed`), if any.
+    #[serde(default)]
+    pub last_backup_status: Option<String>,
+    /// When its newest backup was started.
+    #[serde(default)]
+    pub last_backup_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// `backup:create`: consistent (services quiesced at one instant) unless `live`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateBackup {
+    #[serde(default)]
+    pub live: bool,
+}
+
+/// `backup:restore`: into `environment` (default: the backup's own).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreBackup {
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Restore only the data; the environment keeps its code. By default the backup's
+    /// commit (and so its build) is deployed again and the branch moved back to it.
+    #[serde(default)]
+    pub no_code: bool,
+}
+
+/// One backup of an environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Backup {
+    pub id: String,
+    pub project: String,
+    pub environment: String,
+    /// The activity that made it.
+    pub activity: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// `consistent` or `live`.
+    pub consistency: String,
+    /// How long the services were paused, for a consistent backup.
+    pub pause_ms: Option<u64>,
+    pub commit: Option<String>,
+    /// `app=build key`, one per app.
+    pub build_keys: Vec<String>,
+    /// The snapshot in the backup store.
+    pub snapshot: Option<String>,
+    /// Bytes of data it holds.
+    pub size: Option<u64>,
+    pub automatic: bool,
+    pub created_at: String,
+    pub completed_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -22,6 +22,8 @@ pub enum DataSource {
     /// A copy of another environment's data taken at one instant (branch, activate,
     /// synchronize data).
     CopyOf { environment: String },
+    /// A backup's data, restored and verified beforehand (`backup:restore`).
+    Backup { id: String },
 }
 
 /// Everything an environment should run: the builds, services, routes and crons of one

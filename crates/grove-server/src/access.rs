@@ -40,6 +40,12 @@ pub enum Action {
     Delete,
     /// Change an environment's type, title, parent or crons.
     Configure,
+    /// Back up an environment of this type.
+    Backup,
+    /// Restore a backup into an environment of this type.
+    Restore,
+    /// Delete a backup of an environment of this type.
+    DeleteBackup,
 }
 
 impl Action {
@@ -47,7 +53,9 @@ impl Action {
     pub fn needs(self) -> EnvironmentRole {
         match self {
             Action::View => EnvironmentRole::Viewer,
-            Action::Push | Action::Branch => EnvironmentRole::Contributor,
+            Action::Push | Action::Branch | Action::Backup | Action::Restore => {
+                EnvironmentRole::Contributor
+            }
             Action::DeleteByPush
             | Action::ForcePush
             | Action::Activate
@@ -56,7 +64,8 @@ impl Action {
             | Action::Synchronize
             | Action::MergeInto
             | Action::Delete
-            | Action::Configure => EnvironmentRole::Admin,
+            | Action::Configure
+            | Action::DeleteBackup => EnvironmentRole::Admin,
         }
     }
 
@@ -74,6 +83,9 @@ impl Action {
             Action::MergeInto => "merge into",
             Action::Delete => "delete",
             Action::Configure => "change",
+            Action::Backup => "back up",
+            Action::Restore => "restore a backup into",
+            Action::DeleteBackup => "delete backups of",
         }
     }
 }
@@ -301,5 +313,13 @@ mod tests {
         assert!(EnvironmentRole::Contributor > EnvironmentRole::Viewer);
         assert_eq!(Action::Push.needs(), EnvironmentRole::Contributor);
         assert_eq!(Action::Redeploy.needs(), EnvironmentRole::Admin);
+    }
+
+    #[test]
+    fn contributors_back_up_and_restore_viewers_see_admins_delete_backups() {
+        assert_eq!(Action::Backup.needs(), EnvironmentRole::Contributor);
+        assert_eq!(Action::Restore.needs(), EnvironmentRole::Contributor);
+        assert_eq!(Action::DeleteBackup.needs(), EnvironmentRole::Admin);
+        assert_eq!(Action::View.needs(), EnvironmentRole::Viewer);
     }
 }

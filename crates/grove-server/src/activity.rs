@@ -22,6 +22,8 @@ pub enum ActivityKind {
     Cron,
     /// A service of the environment crashed, recovered or stays unhealthy.
     Health,
+    Backup,
+    Restore,
 }
 
 impl ActivityKind {
@@ -37,6 +39,8 @@ impl ActivityKind {
             ActivityKind::Merge => "environment.merge",
             ActivityKind::Cron => "environment.cron",
             ActivityKind::Health => "environment.health",
+            ActivityKind::Backup => "environment.backup",
+            ActivityKind::Restore => "environment.restore",
         }
     }
 }

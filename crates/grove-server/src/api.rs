@@ -83,6 +83,19 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route(paths::RUNTIMES, get(crate::runtimes::list))
         .route(paths::RUNTIMES_INSTALL, post(crate::runtimes::install))
+        .route(
+            paths::ENVIRONMENT_BACKUPS,
+            get(crate::backups::list).post(crate::backups::create),
+        )
+        .route(
+            paths::ENVIRONMENT_BACKUP,
+            get(crate::backups::get).delete(crate::backups::delete),
+        )
+        .route(paths::BACKUP_RESTORE, post(crate::backups::restore))
+        .route(
+            paths::ENVIRONMENT_BACKUP_VERIFY,
+            post(crate::backups::verify),
+        )
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
             platform.clone(),
@@ -634,6 +647,7 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         .ok()
         .flatten();
     let services = p.service_health(&row.project, &row.name);
+    let last_backup = crate::backups::last_backup(p, &row.project, &row.name);
     grove_api::Environment {
         id: row.name.clone(),
         name: row.name.clone(),
@@ -646,6 +660,8 @@ fn environment_dto(p: &Platform, row: &EnvironmentRow) -> grove_api::Environment
         deployed_commit: p.running_commit(&row.project, &row.name),
         last_deployment_successful: last.as_ref().map(|d| d.successful),
         last_deployment_at: last.map(|d| d.created_at),
+        last_backup_status: last_backup.as_ref().map(|b| b.status.clone()),
+        last_backup_at: last_backup.map(|b| b.created_at),
         urls: routes
             .as_ref()
             .map(|r| r.routes.iter().map(|r| r.url.clone()).collect())

@@ -528,6 +528,11 @@ impl Backend for LocalDeploy<'_> {
                     .await?;
                 self.cap_volume().await
             }
+            DataSource::Backup { id } => {
+                self.platform
+                    .fill_from_backup(&self.project.id, self.env, id, self.log)
+                    .await
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod access;
 mod activity;
 mod api;
 mod auth;
+mod backups;
 mod crons;
 mod deploy;
 mod error;
@@ -164,6 +165,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     platform.recover().await;
     tokio::spawn(platform.clone().watch_health(shutdown.clone()));
+    tokio::spawn(platform.clone().schedule_backups(shutdown.clone()));
     let router_task = tokio::spawn(grove_router::serve(http_listener, router, shutdown.clone()));
     let app = api::router(platform.clone());
     let api_shutdown = shutdown.clone();

@@ -737,6 +737,13 @@ impl Platform {
             Err(error) => tracing::error!(%error, "Could not mark interrupted activities."),
         }
         self.restore_kept_volumes().await;
+        self.discard_backup_volumes().await;
+        if let Ok(count @ 1..) = self
+            .store
+            .fail_running_backups("the server stopped while the backup ran")
+        {
+            tracing::warn!(count, "Marked interrupted backups as failed.");
+        }
         let projects = match self.store.projects() {
             Ok(p) => p,
             Err(error) => {

@@ -47,6 +47,10 @@ pub struct Settings {
     /// cgroup limits per environment and build (memory, CPU, processes);
     /// `false` runs everything unlimited (`--no-resource-limits`).
     pub resource_limits: bool,
+    /// The backup store: a restic repository (a directory, or `sftp:…`, `s3:…`, `rest:…`).
+    pub backup_store: String,
+    /// How often production environments are backed up automatically (zero: never).
+    pub automatic_backups_every: Duration,
 }
 
 impl Settings {

@@ -11,6 +11,7 @@
 //! thread.
 
 mod access;
+mod backups;
 mod logs;
 mod migrations;
 mod time;
@@ -30,8 +31,9 @@ pub use access::{
     AddedUser, EnvironmentRole, PLATFORM_ADMIN, PLATFORM_USER, ProjectAccessRow, ProjectRole,
     TokenRow,
 };
+pub use backups::BackupRow;
 pub use logs::LogWriter;
-pub use time::timestamp_now;
+pub use time::{format_unix_millis, timestamp_now};
 pub use variables::VariableRow;
 
 #[derive(Debug, thiserror::Error)]

@@ -146,4 +146,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project, environment, name)
     );
     "#,
+    // 7: backups of environments (`backup:create`): the restic snapshot is the link to
+    // the data; the record holds what the backup was taken of and how it went.
+    r#"
+    CREATE TABLE backups (
+        id          TEXT PRIMARY KEY,
+        project     TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        environment TEXT NOT NULL,
+        activity    TEXT NOT NULL,
+        snapshot    TEXT,
+        commit_id   TEXT,
+        build_keys  TEXT NOT NULL DEFAULT '',
+        consistent  INTEGER NOT NULL,
+        automatic   INTEGER NOT NULL DEFAULT 0,
+        pause_ms    INTEGER,
+        status      TEXT NOT NULL,
+        reason      TEXT,
+        size        INTEGER,
+        created_at  TEXT NOT NULL,
+        completed_at TEXT
+    );
+    CREATE INDEX backups_by_environment ON backups(project, environment, created_at);
+    "#,
 ];

@@ -549,3 +549,56 @@ fn variables_are_kept_per_level() {
             .expect("store")
     );
 }
+
+#[test]
+fn backups_are_listed_newest_first_finished_and_interrupted_ones_fail() {
+    let s = store();
+    s.insert_project(&project("shop")).expect("project");
+    let row = |id: &str, created_at: &str| BackupRow {
+        id: id.into(),
+        project: "shop".into(),
+        environment: "main".into(),
+        activity: format!("act-{id}"),
+        snapshot: None,
+        commit_id: None,
+        build_keys: String::new(),
+        consistent: true,
+        automatic: false,
+        pause_ms: None,
+        status: "running".into(),
+        reason: None,
+        size: None,
+        created_at: created_at.into(),
+        completed_at: None,
+    };
+    s.insert_backup(&row("a", "2026-12-01T07:00:00.000Z"))
+        .expect("a");
+    s.insert_backup(&row("b", "2026-12-01T08:00:00.000Z"))
+        .expect("b");
+    let mut done = row("a", "2026-12-01T07:00:00.000Z");
+    done.status = "completed".into();
+    done.snapshot = Some("0123abcd".into());
+    done.pause_ms = Some(420);
+    done.size = Some(4096);
+    s.finish_backup(&done).expect("finish");
+    assert_eq!(
+        s.fail_running_backups("the server stopped").expect("fail"),
+        1
+    );
+    let listed = s.backups("shop", "main").expect("list");
+    assert_eq!(
+        listed.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        ["b", "a"]
+    );
+    assert_eq!(listed[0].status, "failed");
+    assert_eq!(listed[0].reason.as_deref(), Some("the server stopped"));
+    let a = s.backup("shop", "a").expect("get").expect("a");
+    assert_eq!(
+        (a.status.as_str(), a.pause_ms, a.size),
+        ("completed", Some(420), Some(4096))
+    );
+    assert!(a.completed_at.is_some());
+    assert!(s.delete_backup("shop", "a").expect("delete"));
+    assert!(s.backup("shop", "a").expect("get").is_none());
+    assert!(!s.delete_backup("shop", "a").expect("delete again"));
+}

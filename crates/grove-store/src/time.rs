@@ -10,7 +10,9 @@ pub fn timestamp_now() -> String {
     format_unix_millis(since.as_millis() as i64)
 }
 
-pub(crate) fn format_unix_millis(millis: i64) -> String {
+/// A UTC time (milliseconds since the epoch) as `2026-11-22T04:12:00.123Z`: such
+/// timestamps sort as the times they stand for.
+pub fn format_unix_millis(millis: i64) -> String {
     let secs = millis.div_euclid(1000);
     let ms = millis.rem_euclid(1000);
     let days = secs.div_euclid(86_400);

@@ -135,6 +135,68 @@ pub enum Client {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Back up an environment: all service data and mounts, and the commit and builds it
+    /// runs. Consistent (services quiesced at one instant) unless --live.
+    #[command(name = "backup:create", visible_alias = "backup")]
+    BackupCreate {
+        #[command(flatten)]
+        target: Target,
+        /// No pause: a crash-consistent copy, as after a power cut.
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// List an environment's backups, newest first.
+    #[command(name = "backup:list", visible_alias = "backups")]
+    BackupList {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one backup.
+    #[command(name = "backup:get")]
+    BackupGet {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Restore a backup into a scratch directory and check every file against its
+    /// manifest (no environment is touched).
+    #[command(name = "backup:verify")]
+    BackupVerify {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Delete a backup (its snapshot is forgotten in the backup store).
+    #[command(name = "backup:delete")]
+    BackupDelete {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Restore a backup's data into its environment (or -e TARGET), atomically: the
+    /// environment is exactly as before if anything fails.
+    #[command(name = "backup:restore")]
+    BackupRestore {
+        id: String,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        /// The environment to restore into (default: the backup's own).
+        #[arg(short = 'e', long, visible_alias = "target")]
+        environment: Option<String>,
+        /// Restore only the data: keep the environment's current code.
+        #[arg(long)]
+        no_code: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Merge the environment's code into its parent and redeploy the parent.
     #[command(name = "environment:merge", visible_alias = "merge")]
     EnvironmentMerge {
@@ -796,6 +858,114 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 synchronize_code: what.iter().any(|w| w == "code"),
                 synchronize_data: what.iter().any(|w| w == "data"),
                 rebase,
+            };
+            return api
+                .operate(&project, api.http.post(url).json(&body), &wait)
+                .await;
+        }
+        Client::BackupCreate { target, live, wait } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_BACKUPS,
+                &[("project", &project), ("environment", &env)],
+            );
+            let body = grove_api::CreateBackup { live };
+            return api
+                .operate(&project, api.http.post(url).json(&body), &wait)
+                .await;
+        }
+        Client::BackupList { target, format } => {
+            let (project, env) = api.environment(&target).await?;
+            let backups: Vec<grove_api::Backup> = api
+                .get(api.url(
+                    grove_api::paths::ENVIRONMENT_BACKUPS,
+                    &[("project", &project), ("environment", &env)],
+                ))
+                .await?;
+            print_rows(
+                &backups,
+                format,
+                &[
+                    "ID",
+                    "CREATED",
+                    "STATUS",
+                    "CONSISTENCY",
+                    "PAUSE MS",
+                    "SIZE",
+                    "REASON",
+                ],
+                |b| {
+                    vec![
+                        b.id.clone(),
+                        b.created_at.clone(),
+                        b.status.clone(),
+                        b.consistency.clone(),
+                        b.pause_ms.map(|p| p.to_string()).unwrap_or_default(),
+                        b.size.map(|s| s.to_string()).unwrap_or_default(),
+                        b.reason.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
+        }
+        Client::BackupGet { id, target, format } => {
+            let (project, env) = api.environment(&target).await?;
+            let backup: grove_api::Backup = api
+                .get(api.url(
+                    grove_api::paths::ENVIRONMENT_BACKUP,
+                    &[
+                        ("project", &project),
+                        ("environment", &env),
+                        ("backup", &id),
+                    ],
+                ))
+                .await?;
+            print_value(&backup, format)?;
+        }
+        Client::BackupVerify { id, target, wait } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_BACKUP_VERIFY,
+                &[
+                    ("project", &project),
+                    ("environment", &env),
+                    ("backup", &id),
+                ],
+            );
+            return api.operate(&project, api.http.post(url), &wait).await;
+        }
+        Client::BackupDelete { id, target } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_BACKUP,
+                &[
+                    ("project", &project),
+                    ("environment", &env),
+                    ("backup", &id),
+                ],
+            );
+            api.send(api.http.delete(url)).await?;
+            eprintln!("Deleted backup {id}.");
+        }
+        Client::BackupRestore {
+            id,
+            project,
+            environment,
+            no_code,
+            wait,
+        } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            let url = api.url(
+                grove_api::paths::BACKUP_RESTORE,
+                &[("project", &project), ("backup", &id)],
+            );
+            let body = grove_api::RestoreBackup {
+                environment,
+                no_code,
             };
             return api
                 .operate(&project, api.http.post(url).json(&body), &wait)

@@ -37,6 +37,15 @@ pub struct ServerArgs {
     /// (a btrfs pool in `DATA_DIR/volumes.img`, e.g. `btrfs-loop:20G`).
     #[arg(long, env = "GROVE_STORAGE", default_value = "auto")]
     storage: grove_volumes::StorageSpec,
+    /// Where backups are stored: a restic repository, a directory or any restic
+    /// backend (`sftp:…`, `s3:…`, `rest:…`); default `DATA_DIR/backups`. Its password is
+    /// kept in `DATA_DIR/backup-password` (0600, created on first use).
+    #[arg(long, env = "GROVE_BACKUP_STORE")]
+    backup_store: Option<String>,
+    /// Seconds between automatic backups of production environments, pruned after
+    /// each by the retention policy (0: no automatic backups).
+    #[arg(long, env = "GROVE_AUTOMATIC_BACKUPS_EVERY", default_value_t = 3600)]
+    automatic_backups_every: u64,
     /// Seconds a build hook may run.
     #[arg(long, env = "GROVE_BUILD_TIMEOUT", default_value_t = 3600)]
     build_timeout: u64,
@@ -82,6 +91,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .data_dir
         .canonicalize()
         .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    let backup_store = args
+        .backup_store
+        .unwrap_or_else(|| data_dir.join("backups").to_string_lossy().into_owned());
     let settings = grove_server::Settings {
         data_dir,
         api_listen: args.api_listen,
@@ -94,6 +106,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         images_dir: args.images_dir,
         image_mirror: args.image_mirror,
         resource_limits: !args.no_resource_limits,
+        backup_store,
+        automatic_backups_every: Duration::from_secs(args.automatic_backups_every),
     };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();

@@ -141,7 +141,10 @@ fn python_3_10_runs_on_3_11_with_a_warning() {
     assert!(out.contains("Successfully installed"), "{out}");
     // The version asked for still answers by name (the official templates call
     // `python3.10 -m pip install --upgrade pip`): it is the one that runs.
-    assert!(out.contains("(python 3.11)"), "pip of 3.11 under `python3.10`: {out}");
+    assert!(
+        out.contains("(python 3.11)"),
+        "pip of 3.11 under `python3.10`: {out}"
+    );
     assert_eq!(curl_json(&primary_url(&server, "main"))["python"], "3.11");
     let info = server.cli_ok(&[
         "environment:info",

@@ -3,6 +3,7 @@
 //! and the packages `scripts/test.sh` installs.
 
 mod access;
+mod backup;
 mod core;
 mod crash;
 mod flood;

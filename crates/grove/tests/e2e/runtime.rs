@@ -327,7 +327,13 @@ fn a_django_style_app_on_gunicorn_over_its_socket_deploys_unchanged() {
     );
     // `collectstatic`'s output is served by the web server, not by gunicorn.
     let (status, body) = crate::support::curl(&format!("{url}static/site.css"));
-    assert_eq!((status, body.as_str()), (200, "body { font-family: sans-serif; }\n"));
-    assert_eq!(crate::support::curl(&format!("{url}static/missing.css")).0, 404);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "body { font-family: sans-serif; }\n")
+    );
+    assert_eq!(
+        crate::support::curl(&format!("{url}static/missing.css")).0,
+        404
+    );
     assert_eq!(curl_json(&url)["visits"], 2);
 }

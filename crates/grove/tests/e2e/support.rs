@@ -77,6 +77,9 @@ impl Server {
             .arg("--app-start-timeout")
             .arg("5")
             .env("GROVE_LOG", "info,grove_server=debug")
+            // No automatic backups unless a test asks for them: they would add
+            // activities (and, on plain storage, service pauses) to every test.
+            .env("GROVE_AUTOMATIC_BACKUPS_EVERY", "0")
             .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

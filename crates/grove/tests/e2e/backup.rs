@@ -1,0 +1,271 @@
+//! Backups: rows and files backed up, changed and deleted, restored identical; a
+//! backup whose store cannot be written is a failed activity with the reason.
+
+use crate::support::{Server, Work, curl, curl_json};
+
+fn get_ok(url: &str) {
+    let (status, body) = curl(url);
+    assert_eq!(status, 200, "{url}: {body}");
+}
+
+fn backups(server: &Server) -> Vec<serde_json::Value> {
+    let out = server.cli_ok(&[
+        "backup:list",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "--format",
+        "json",
+    ]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loudly() {
+    let mut server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::fixture("backup-app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "push failed:\n{out}\n{}", server.log());
+    let url = crate::primary_url(&server, "main");
+
+    for value in ["apple", "pear", "plum"] {
+        get_ok(&format!("{url}insert/{value}"));
+    }
+    get_ok(&format!("{url}put/one.txt/first-file"));
+    get_ok(&format!("{url}put/two.txt/second-file"));
+    let rows = curl_json(&format!("{url}rows"));
+    let files = curl_json(&format!("{url}files"));
+    assert_eq!(rows.as_array().map(Vec::len), Some(3), "{rows}");
+    assert_eq!(files.as_object().map(|f| f.len()), Some(2), "{files}");
+
+    // A consistent backup: the pause is measured and logged.
+    let out = server.cli(&["backup:create", "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "backup failed:\n{log}");
+    let pause = log
+        .lines()
+        .find(|l| l.contains("was paused for"))
+        .unwrap_or_else(|| panic!("no pause in the log:\n{log}"));
+    println!("consistent backup: {}", pause.trim());
+    let listed = backups(&server);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let backup = &listed[0];
+    assert_eq!(backup["status"], "completed", "{backup}");
+    assert_eq!(backup["consistency"], "consistent", "{backup}");
+    assert!(backup["size"].as_u64().unwrap_or_default() > 0, "{backup}");
+    assert!(backup["commit"].is_string(), "{backup}");
+    let id = backup["id"].as_str().unwrap_or_default().to_string();
+    let got = server.cli_ok(&["backup:get", &id, "-p", "shop", "-e", "main"]);
+    assert!(got.contains(&id), "{got}");
+    let info = server.cli_ok(&[
+        "environment:info",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "last_backup_status",
+    ]);
+    assert_eq!(info.trim(), "completed");
+
+    let out = server.cli(&["backup:verify", &id, "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "verify failed:\n{log}");
+    assert!(log.contains("Restored and verified"), "{log}");
+
+    // New code after the backup: the restore takes the branch back to the backup's.
+    let commit = backup["commit"].as_str().unwrap_or_default().to_string();
+    work.write("NOTES.txt", "after the backup\n");
+    work.commit("after the backup");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "second push failed:\n{out}");
+    let deployed = |env: &str| {
+        server
+            .cli_ok(&[
+                "environment:info",
+                "-p",
+                "shop",
+                "-e",
+                env,
+                "deployed_commit",
+            ])
+            .trim()
+            .to_string()
+    };
+    assert_ne!(deployed("main"), commit);
+
+    // Change and delete rows and files.
+    get_ok(&format!("{url}delete/pear"));
+    get_ok(&format!("{url}update/changed"));
+    get_ok(&format!("{url}insert/new"));
+    get_ok(&format!("{url}put/one.txt/overwritten"));
+    get_ok(&format!("{url}rm/two.txt"));
+    get_ok(&format!("{url}put/three.txt/added"));
+    assert_ne!(curl_json(&format!("{url}rows")), rows);
+    assert_ne!(curl_json(&format!("{url}files")), files);
+
+    // Into another environment (a branch holding the changed data): its data is the
+    // backup's, with credentials of its own; the backup's environment is untouched.
+    let changed = (
+        curl_json(&format!("{url}rows")),
+        curl_json(&format!("{url}files")),
+    );
+    server.cli_ok(&["environment:branch", "feature", "main", "-p", "shop"]);
+    let out = server.cli(&["backup:restore", &id, "-p", "shop", "-e", "feature"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "restore into feature failed:\n{log}");
+    let feature = crate::primary_url(&server, "feature");
+    assert_eq!(curl_json(&format!("{feature}rows")), rows, "feature's rows");
+    assert_eq!(
+        curl_json(&format!("{feature}files")),
+        files,
+        "feature's files"
+    );
+    assert_eq!(curl_json(&format!("{url}rows")), changed.0, "main's rows");
+    assert_eq!(curl_json(&format!("{url}files")), changed.1, "main's files");
+
+    // One activity puts everything back.
+    let out = server.cli(&["backup:restore", &id, "-p", "shop"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "restore failed:\n{log}\n{}",
+        server.log()
+    );
+    assert!(log.contains("Restored and verified"), "{log}");
+    let url = crate::primary_url(&server, "main");
+    assert_eq!(deployed("main"), commit, "the backup's code runs again");
+    assert_eq!(
+        curl_json(&format!("{url}rows")),
+        rows,
+        "rows after the restore"
+    );
+    assert_eq!(
+        curl_json(&format!("{url}files")),
+        files,
+        "files after the restore"
+    );
+
+    // A restore that fails (its snapshot vanished from the store) leaves the
+    // environment exactly as it was, serving its current data.
+    get_ok(&format!("{url}insert/after-restore"));
+    get_ok(&format!("{url}put/four.txt/kept"));
+    let (rows_now, files_now) = (
+        curl_json(&format!("{url}rows")),
+        curl_json(&format!("{url}files")),
+    );
+    let snapshots = server.data_dir().join("backups").join("snapshots");
+    for entry in std::fs::read_dir(&snapshots).expect("the store's snapshots") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove a snapshot");
+    }
+    let out = server.cli(&["backup:verify", &id, "-p", "shop", "-e", "main"]);
+    assert!(
+        !out.status.success(),
+        "a backup without its snapshot verified"
+    );
+    let out = server.cli(&["backup:restore", &id, "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "a restore without its snapshot succeeded:\n{log}"
+    );
+    assert!(log.contains("could not be restored"), "{log}");
+    assert_eq!(curl_json(&format!("{url}rows")), rows_now);
+    assert_eq!(curl_json(&format!("{url}files")), files_now);
+
+    // A store below a regular file cannot be written: a failed activity naming why, a
+    // failed backup on record, and environment:info says so.
+    server.stop();
+    let blocker = server.dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "a file").expect("write the blocking file");
+    let store = blocker.join("backups");
+    server.spawn_with(&[("GROVE_BACKUP_STORE", store.to_str().expect("utf-8 path"))]);
+    let out = server.cli(&["backup:create", "--live", "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "a backup to an unwritable store succeeded:\n{log}"
+    );
+    assert!(
+        log.contains("backup store is unavailable") && log.contains("not-a-directory"),
+        "the reason is not in the log:\n{log}"
+    );
+    let listed = backups(&server);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let failed = &listed[0];
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["consistency"], "live", "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not-a-directory")),
+        "{failed}"
+    );
+    let info = server.cli_ok(&[
+        "environment:info",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "last_backup_status",
+    ]);
+    assert_eq!(info.trim(), "failed");
+    // The environment kept serving throughout.
+    let url = crate::primary_url(&server, "main");
+    assert_eq!(curl_json(&format!("{url}rows")), rows_now);
+}
+
+#[test]
+fn production_is_backed_up_automatically_and_pruned_by_the_retention_policy() {
+    let mut server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::fixture("backup-app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "push failed:\n{out}\n{}", server.log());
+    // Every 2 s instead of every hour: production's policy keeps the first backup of
+    // each hour and the newest, so all but those are pruned as they come.
+    server.stop();
+    server.spawn_with(&[("GROVE_AUTOMATIC_BACKUPS_EVERY", "2")]);
+    let started = std::time::Instant::now();
+    let succeeded = loop {
+        let out = server.cli_ok(&[
+            "activity:list",
+            "-p",
+            "shop",
+            "--format",
+            "json",
+            "--limit",
+            "100",
+        ]);
+        let activities: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+        let automatic: Vec<&serde_json::Value> = activities
+            .iter()
+            .filter(|a| {
+                a["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("(automatic)"))
+                    && a["result"] == "success"
+            })
+            .collect();
+        if automatic.len() >= 4 {
+            break automatic.len();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "fewer than 4 automatic backups in 120 s: {out}\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let listed = backups(&server);
+    let kept = listed
+        .iter()
+        .filter(|b| b["automatic"] == true && b["status"] == "completed")
+        .count();
+    // The first of this hour and the newest (a third if an hour began meanwhile).
+    assert!(
+        (1..=3).contains(&kept) && kept < succeeded,
+        "{succeeded} automatic backups, {kept} kept: {listed:?}"
+    );
+}
