@@ -4,26 +4,8 @@
 //! a `bin/magento cron:run` cron, build/deploy/post_deploy hooks, the `composer`
 //! flavor (with no dependencies: the PHP package registry is out of reach here).
 
-use std::process::Command;
-
 use crate::primary_url;
-use crate::support::{Server, Work, curl_json};
-
-/// GET with curl; (status, lower-cased response head, body).
-fn get(url: &str) -> (u16, String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-D", "-", url])
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
+use crate::support::{Server, Work, curl_json, get};
 
 #[test]
 fn a_magento_shaped_project_deploys_unchanged_on_php_8_2() {

@@ -687,7 +687,9 @@ fn services_are_real_per_environment_and_come_back_after_kill_9() {
         // restart alone takes over 10 s when the 2 cores are busy.
         assert!(
             killed_at.elapsed() < std::time::Duration::from_secs(40),
-            "services not back within 40s: {body}"
+            "services not back within 40s: {body}\n{}",
+            std::fs::read_to_string(server.data_dir().join("logs/shop/main/service-queue.log"))
+                .unwrap_or_default()
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use crate::primary_url;
-use crate::support::{Server, Work, curl, curl_json};
+use crate::support::{Server, Work, curl, curl_json, get};
 
 const APP_YAML: &str = r#"name: shop
 type: php:8.2
@@ -39,22 +39,6 @@ web:
       scripts: false
       passthru: false
 "#;
-
-/// GET with curl; (status, response head, body).
-fn get(url: &str) -> (u16, String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-D", "-", url])
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
 
 #[test]
 fn a_php_app_is_served_by_php_fpm_with_its_locations() {

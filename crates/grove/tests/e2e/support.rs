@@ -31,12 +31,49 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Server {
             dir,
-            api_port: free_port(),
-            http_port: free_port(),
+            api_port: 0,
+            http_port: 0,
             child: None,
         };
-        server.spawn_with(env);
-        server
+        // Tests run in parallel processes, each choosing free ports: another server
+        // may take one between the choice and the bind. Then this one exits (its
+        // bind failed) and starts again on other ports.
+        for _ in 0..5 {
+            server.api_port = free_port();
+            server.http_port = free_port();
+            server.spawn_process(env);
+            if server.answers_as_itself() {
+                return server;
+            }
+            server.crash();
+        }
+        panic!("grove server did not start: {}", server.log_tail());
+    }
+
+    /// Whether the API port is this server's: its process still runs and the port
+    /// answers as an API (401 without a token), not as another server's router.
+    fn answers_as_itself(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|child| child.try_wait().ok().flatten().is_some());
+            if exited {
+                return false;
+            }
+            if http_status(self.api_port, "/api/projects") == Some(401) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -58,8 +95,8 @@ impl Server {
         }
     }
 
-    /// Starts the server process with extra environment variables.
-    pub fn spawn_with(&mut self, env: &[(&str, &str)]) {
+    /// Starts the server process with extra environment variables, without waiting.
+    fn spawn_process(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "server already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -86,6 +123,11 @@ impl Server {
             .spawn()
             .expect("start grove server");
         self.child = Some(child);
+    }
+
+    /// Starts the server process with extra environment variables.
+    pub fn spawn_with(&mut self, env: &[(&str, &str)]) {
+        self.spawn_process(env);
         wait_for_port(self.api_port);
     }
 
@@ -181,6 +223,21 @@ fn exited_within(mut child: Child, timeout: Duration) -> bool {
     let _ = child.kill();
     let _ = child.wait();
     false
+}
+
+/// The status of a GET on loopback, if anything answered.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 pub fn wait_for_port(port: u16) {
@@ -317,6 +374,22 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// GET a URL with curl, as a user would; returns (HTTP status, body).
+/// GET with curl; (status, lower-cased response head, body).
+pub fn get(url: &str) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-D", "-", url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
 pub fn curl(url: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}", url])
