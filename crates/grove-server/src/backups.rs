@@ -492,24 +492,13 @@ impl Platform {
         code: bool,
     ) -> Result<String> {
         let env = self.environment(project, target)?;
-        let Some(snapshot) = backup
-            .snapshot
-            .clone()
-            .filter(|_| backup.status == "completed")
-        else {
-            return Err(Error::Conflict(format!(
-                "backup {} is {}: only a completed backup can be restored",
-                backup.id, backup.status
-            )));
-        };
+        let snapshot = completed_snapshot(backup, "restored")?;
         if env.status != "active" {
             return Err(Error::Conflict(format!(
                 "environment `{}` is inactive: activate it first",
                 env.name
             )));
         }
-        let snapshot = grove_backup::SnapshotId::parse(&snapshot)
-            .map_err(|e| Error::Internal(format!("backup {}: {e}", backup.id)))?;
         let project_id = project.to_string();
         let backup = backup.clone();
         let (id, _) = self.spawn_activity(
@@ -708,18 +697,7 @@ impl Platform {
     /// `backup:verify`: an activity that restores the backup into a scratch directory
     /// and checks every file against its manifest, touching no environment.
     pub fn verify_backup(self: &Arc<Self>, backup: &BackupRow) -> Result<String> {
-        let Some(snapshot) = backup
-            .snapshot
-            .clone()
-            .filter(|_| backup.status == "completed")
-        else {
-            return Err(Error::Conflict(format!(
-                "backup {} is {}: only a completed backup can be verified",
-                backup.id, backup.status
-            )));
-        };
-        let snapshot = grove_backup::SnapshotId::parse(&snapshot)
-            .map_err(|e| Error::Internal(format!("backup {}: {e}", backup.id)))?;
+        let snapshot = completed_snapshot(backup, "verified")?;
         let id = backup.id.clone();
         let (activity, _) = self.spawn_activity(
             ActivitySpec::new(
@@ -1047,4 +1025,21 @@ pub(crate) fn last_backup(p: &Platform, project: &str, env: &str) -> Option<Back
         .backups(project, env)
         .ok()
         .and_then(|rows| rows.into_iter().next())
+}
+
+/// The snapshot of a completed backup; any other backup cannot be `what` (restored,
+/// verified).
+fn completed_snapshot(backup: &BackupRow, what: &str) -> Result<grove_backup::SnapshotId> {
+    let Some(snapshot) = backup
+        .snapshot
+        .as_deref()
+        .filter(|_| backup.status == "completed")
+    else {
+        return Err(Error::Conflict(format!(
+            "backup {} is {}: only a completed backup can be {what}",
+            backup.id, backup.status
+        )));
+    };
+    grove_backup::SnapshotId::parse(snapshot)
+        .map_err(|e| Error::Internal(format!("backup {}: {e}", backup.id)))
 }
