@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    App, Cron, Hooks, Mount, MountSource, Passthru, Relationship, RuntimeType, Size, SocketFamily,
-    Upstream, UpstreamProtocol, Web, WebCommands, WebLocation, Worker,
+    App, Cron, Hooks, Mount, MountSource, Passthru, Relationship, RequestBuffering, RuntimeType,
+    Size, SocketFamily, Upstream, UpstreamProtocol, Web, WebCommands, WebLocation, Worker,
 };
 use crate::read::{KeyUse, Keys, Reader};
 use crate::suggest::did_you_mean;
 use crate::yaml::{Kind, Node};
+use serde_json::json;
 
 use KeyUse::{NotSupportedYet as Later, Supported as Yes};
 
@@ -357,8 +358,8 @@ fn read_web(r: &mut Reader<'_, '_>, node: &Node) -> Web {
         ("passthru", Yes),
         ("index_files", Yes),
         ("expires", Yes),
-        ("whitelist", Later),
-        ("blacklist", Later),
+        ("whitelist", Yes),
+        ("blacklist", Yes),
         ("move_to_root", Later),
     ];
     const COMMAND_KEYS: Keys = &[("start", Yes), ("pre_start", Yes), ("post_start", Yes)];
@@ -413,6 +414,7 @@ fn read_web(r: &mut Reader<'_, '_>, node: &Node) -> Web {
                 .as_deref()
                 .map(|s| s.trim_start_matches('/').to_owned()),
             allow: true,
+            scripts: Some(true),
             ..WebLocation::default()
         };
         if let Some(p) = node.get("passthru") {
@@ -424,7 +426,34 @@ fn read_web(r: &mut Reader<'_, '_>, node: &Node) -> Web {
         if let Some(expires) = node.get("expires") {
             location.expires = read_expires(r, expires, "web.expires");
         }
+        // `blacklist`: files never executed (static files are unaffected);
+        // `whitelist`: the only static files served. Blacklist rules come first, so a
+        // file on both lists is still never executed.
+        for (key, settings) in [
+            ("blacklist", json!({"scripts": false})),
+            ("whitelist", json!({"allow": true})),
+        ] {
+            let Some(list) = node.get(key) else { continue };
+            let regexes = r.strings(list, &format!("web.{key}"));
+            if key == "whitelist" && !regexes.is_empty() {
+                location.allow = false;
+            }
+            for regex in regexes {
+                check_regex_node(r, list, &regex);
+                location.rules.push((regex, settings.clone()));
+            }
+        }
         web.locations.insert("/".into(), location);
+    } else {
+        for key in ["whitelist", "blacklist"] {
+            if let Some(list) = node.get(key) {
+                r.warning(
+                    list,
+                    format!("`web.{key}` has no effect without `web.document_root`"),
+                    Some("describe the files in `web.locations` with `rules`".into()),
+                );
+            }
+        }
     }
     web.document_root = web
         .locations
@@ -451,7 +480,6 @@ fn read_location(r: &mut Reader<'_, '_>, node: &Node, path: &str) -> Option<WebL
     r.check_keys(entries, LOCATION_KEYS, &ctx);
     let mut loc = WebLocation {
         allow: true,
-        request_buffering: serde_json::json!({}),
         ..WebLocation::default()
     };
     for (key, value) in entries {
@@ -499,11 +527,61 @@ fn read_location(r: &mut Reader<'_, '_>, node: &Node, path: &str) -> Option<WebL
                     }
                 }
             }
-            "request_buffering" => loc.request_buffering = value.to_json(),
+            "request_buffering" => loc.request_buffering = read_request_buffering(r, value, &what),
             _ => {}
         }
     }
     Some(loc)
+}
+
+/// `request_buffering: {enabled, max_request_size}`; what is missing keeps its default.
+fn read_request_buffering(r: &mut Reader<'_, '_>, node: &Node, what: &str) -> RequestBuffering {
+    const KEYS: Keys = &[("enabled", Yes), ("max_request_size", Yes)];
+    let mut buffering = RequestBuffering::default();
+    let Some(entries) = r.map_or_null(node, what) else {
+        return buffering;
+    };
+    r.check_keys(entries, KEYS, &format!("{what}."));
+    if let Some(enabled) = node
+        .get("enabled")
+        .and_then(|n| r.bool(n, &format!("{what}.enabled")))
+    {
+        buffering.enabled = enabled;
+    }
+    if let Some(size) = node.get("max_request_size") {
+        let text = match &size.kind {
+            Kind::Number(n) => Some(n.to_string()),
+            Kind::Str(s) => Some(s.clone()),
+            _ => None,
+        };
+        match text.as_deref().and_then(parse_size) {
+            Some(bytes) => buffering.max_request_size = bytes,
+            None => r.error(
+                size,
+                format!("`{what}.max_request_size` must be a size such as `250m`"),
+                Some("a number of bytes, or a number with `k`, `m` or `g`".into()),
+            ),
+        }
+    }
+    buffering
+}
+
+/// A size as nginx writes it: bytes, or a number with `k`, `m` or `g` (either case).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, 'b'),
+    };
+    let number: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 const RULE_KEYS: Keys = &[

@@ -40,9 +40,9 @@ pub use env::{
 pub use expand::{Route, RouteContext, RouteTable, expand_routes};
 pub use load::{NO_APP_CONFIG, load};
 pub use model::{
-    App, Cron, Hooks, Mount, MountSource, Passthru, Project, Relationship, RouteKind, RouteSpec,
-    RuntimeType, Service, ServiceType, Size, SocketFamily, Upstream, UpstreamProtocol, Web,
-    WebCommands, WebLocation, Worker,
+    App, Cron, Hooks, Mount, MountSource, Passthru, Project, Relationship, RequestBuffering,
+    RouteKind, RouteSpec, RuntimeType, Service, ServiceType, Size, SocketFamily, Upstream,
+    UpstreamProtocol, Web, WebCommands, WebLocation, Worker,
 };
 pub use relationships::{
     EndpointAccess, RelationshipContext, endpoint_scheme_and_port, relationship_endpoint,

@@ -149,11 +149,35 @@ pub struct WebLocation {
     pub expires: Option<String>,
     /// Serve files that match no rule (default true).
     pub allow: bool,
+    /// Run PHP files (default true; meaningful only for PHP apps).
     pub scripts: Option<bool>,
     pub headers: BTreeMap<String, String>,
     /// `rules`: regex -> settings, in file order.
     pub rules: Vec<(String, serde_json::Value)>,
-    pub request_buffering: serde_json::Value,
+    pub request_buffering: RequestBuffering,
+}
+
+/// `request_buffering` of a location: chunked request bodies are buffered before the
+/// app sees them (most app servers cannot read chunked bodies), up to a size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestBuffering {
+    pub enabled: bool,
+    /// `max_request_size` in bytes: larger requests are refused (413).
+    pub max_request_size: u64,
+}
+
+impl RequestBuffering {
+    /// Platform.sh's default `max_request_size`, `250m`.
+    pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 250 * 1024 * 1024;
+}
+
+impl Default for RequestBuffering {
+    fn default() -> RequestBuffering {
+        RequestBuffering {
+            enabled: true,
+            max_request_size: RequestBuffering::DEFAULT_MAX_REQUEST_SIZE,
+        }
+    }
 }
 
 /// Where a mount's data lives.

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use grove_config::{Passthru, Web, WebLocation};
+use grove_config::{Passthru, RequestBuffering, Web, WebLocation};
 
 use grove_config::parse_expires;
 
@@ -75,22 +75,29 @@ struct Settings {
     expires: Option<String>,
     headers: BTreeMap<String, String>,
     passthru: Passthru,
+    /// The rule this context is for, if any: a passthru with `$1` is rewritten by
+    /// matching it again, so that its numbered captures are the rule's.
+    rule: Option<String>,
 }
 
 impl Settings {
     fn of(location: &WebLocation) -> Settings {
         Settings {
             allow: location.allow,
-            scripts: location.scripts.unwrap_or(false),
+            // Platform.sh runs scripts unless told not to (its Drupal template turns
+            // them off for single files with rules).
+            scripts: location.scripts.unwrap_or(true),
             expires: location.expires.clone(),
             headers: location.headers.clone(),
             passthru: location.passthru.clone(),
+            rule: None,
         }
     }
 
     /// A rule's settings override its location's, key by key.
-    fn with_rule(&self, rule: &serde_json::Value) -> Settings {
+    fn with_rule(&self, regex: &str, rule: &serde_json::Value) -> Settings {
         let mut settings = self.clone();
+        settings.rule = Some(regex.to_owned());
         if let Some(allow) = rule.get("allow").and_then(|v| v.as_bool()) {
             settings.allow = allow;
         }
@@ -131,8 +138,12 @@ enum Fallback {
     Proxy,
     /// A front controller: the index into `Generator::scripts`.
     Script(usize),
-    /// An internal redirect to this URI (it may use the rule's named captures).
-    Redirect(String),
+    /// An internal redirect to `uri` (it may use the rule's captures), made by
+    /// rewriting what `regex` matches.
+    Redirect {
+        uri: String,
+        regex: String,
+    },
 }
 
 /// A front controller, resolved to its file through the locations.
@@ -203,8 +214,11 @@ impl Generator<'_> {
         // The router in front logs requests; nginx would only log them twice.
         out.push_str("    access_log off;\n    server_tokens off;\n    sendfile on;\n");
         out.push_str("    absolute_redirect off;\n    port_in_redirect off;\n");
-        // `request_buffering.max_request_size` default.
-        out.push_str("    client_max_body_size 250m;\n");
+        let _ = writeln!(
+            out,
+            "    client_max_body_size {};",
+            RequestBuffering::DEFAULT_MAX_REQUEST_SIZE
+        );
         for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             let _ = writeln!(
                 out,
@@ -239,7 +253,14 @@ impl Generator<'_> {
         }
         // Nothing matched (no `/` location): the app gets the request.
         out.push_str("        location / {\n");
-        let fallback = self.fallback(&Passthru::App)?;
+        let fallback = self.fallback(&Settings {
+            allow: false,
+            scripts: false,
+            expires: None,
+            headers: BTreeMap::new(),
+            passthru: Passthru::App,
+            rule: None,
+        })?;
         self.fallback_inline(&mut out, 3, &fallback)?;
         out.push_str("        }\n");
         self.named_locations(&mut out)?;
@@ -271,6 +292,18 @@ impl Generator<'_> {
         if let Some(root) = &root {
             let _ = writeln!(out, "            root {};", quote(root, "root", prefix)?);
         }
+        let buffering = location.request_buffering;
+        let _ = writeln!(
+            out,
+            "            client_max_body_size {};",
+            buffering.max_request_size
+        );
+        if !buffering.enabled {
+            // Bodies stream to the app as they arrive. FastCGI needs a length, so nginx
+            // still buffers chunked bodies for PHP.
+            out.push_str("            proxy_request_buffering off;\n");
+            out.push_str("            fastcgi_request_buffering off;\n");
+        }
         let settings = Settings::of(location);
         for (rule, value) in &location.rules {
             let _ = writeln!(
@@ -278,7 +311,7 @@ impl Generator<'_> {
                 "            location ~ {} {{",
                 quote(rule, "a rule", prefix)?
             );
-            let rule_settings = settings.with_rule(value);
+            let rule_settings = settings.with_rule(rule, value);
             self.context(out, 4, prefix, normal, root.is_some(), &rule_settings)?;
             out.push_str("            }\n");
         }
@@ -298,7 +331,7 @@ impl Generator<'_> {
         settings: &Settings,
     ) -> Result<(), WebError> {
         let pad = "    ".repeat(depth);
-        let fallback = self.fallback(&settings.passthru)?;
+        let fallback = self.fallback(settings)?;
         let try_last = self.try_files_last(&fallback, prefix)?;
         if self.php {
             // Never serve a script's source, whatever `allow` says.
@@ -323,7 +356,8 @@ impl Generator<'_> {
             }
             let _ = writeln!(out, "{pad}}}");
         }
-        if has_root && settings.allow {
+        // An index script runs where scripts do; `allow` is about static files only.
+        if has_root {
             let index = &self.web_index(prefix);
             let php_index: Vec<&String> = index.iter().filter(|i| is_php(i)).collect();
             let static_index: Vec<&String> = index.iter().filter(|i| !is_php(i)).collect();
@@ -339,13 +373,15 @@ impl Generator<'_> {
                     "$document_root",
                 );
                 let _ = writeln!(out, "{pad}}}");
-            } else if !static_index.is_empty() {
+            } else if settings.allow && !static_index.is_empty() {
                 let _ = writeln!(out, "{pad}location ~ /$ {{");
                 self.static_headers(out, depth + 1, prefix, settings)?;
                 let tries = index_tries(&static_index, prefix)?;
                 let _ = writeln!(out, "{pad}    try_files {tries} {try_last};");
                 let _ = writeln!(out, "{pad}}}");
             }
+        }
+        if has_root && settings.allow {
             let _ = writeln!(out, "{pad}location ~ ^ {{");
             self.static_headers(out, depth + 1, prefix, settings)?;
             let _ = writeln!(out, "{pad}    try_files $grove_path {try_last};");
@@ -398,18 +434,22 @@ impl Generator<'_> {
         Ok(())
     }
 
-    fn fallback(&mut self, passthru: &Passthru) -> Result<Fallback, WebError> {
-        Ok(match passthru {
+    fn fallback(&mut self, settings: &Settings) -> Result<Fallback, WebError> {
+        let redirect = |uri: &String| Fallback::Redirect {
+            uri: uri.clone(),
+            regex: settings.rule.clone().unwrap_or_else(|| "^".to_owned()),
+        };
+        Ok(match &settings.passthru {
             Passthru::Off => Fallback::NotFound,
             Passthru::App if self.php => self.script("/index.php")?,
             Passthru::App => Fallback::Proxy,
-            Passthru::Path(uri) if uri.contains('$') => Fallback::Redirect(uri.clone()),
+            Passthru::Path(uri) if uri.contains('$') => redirect(uri),
             Passthru::Path(uri) if self.php => {
                 let path = uri.split('?').next().unwrap_or(uri);
                 if is_php(path) {
                     self.script(path)?
                 } else {
-                    Fallback::Redirect(uri.clone())
+                    redirect(uri)
                 }
             }
             // A non-PHP app gets the request as it came; the path names its handler.
@@ -460,7 +500,7 @@ impl Generator<'_> {
             Fallback::NotFound => "=404".to_owned(),
             Fallback::Proxy => "@grove_app".to_owned(),
             Fallback::Script(i) => format!("@grove_script_{i}"),
-            Fallback::Redirect(uri) => {
+            Fallback::Redirect { uri, .. } => {
                 let uri = if uri.contains('?') {
                     uri.clone()
                 } else {
@@ -493,8 +533,13 @@ impl Generator<'_> {
                     &quote(&script.document_root, "passthru", "")?,
                 );
             }
-            Fallback::Redirect(uri) => {
-                let _ = writeln!(out, "{pad}rewrite ^ {} last;", quote(uri, "passthru", "")?);
+            Fallback::Redirect { uri, regex } => {
+                let _ = writeln!(
+                    out,
+                    "{pad}rewrite {} {} last;",
+                    quote(regex, "a rule", "")?,
+                    quote(uri, "passthru", "")?
+                );
             }
         }
         Ok(())

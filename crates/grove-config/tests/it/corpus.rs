@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use grove_config::{
-    App, MemoryTree, Mount, Passthru, Project, Relationship, RouteContext, Worker, expand_routes,
-    load,
+    App, MemoryTree, Mount, Passthru, Project, Relationship, RequestBuffering, RouteContext,
+    Worker, expand_routes, load,
 };
 use serde_json::{Map, Value, json};
 
@@ -83,9 +83,16 @@ fn app(a: &App) -> Value {
                 Passthru::Path(p) => json!(p),
             };
             let rules: Map<String, Value> = l.rules.iter().cloned().collect();
+            let buffering = (l.request_buffering != RequestBuffering::default()).then(|| {
+                json!({
+                    "enabled": l.request_buffering.enabled,
+                    "max_request_size": l.request_buffering.max_request_size,
+                })
+            });
             (
                 path.clone(),
                 json!({
+                    "request_buffering": buffering,
                     "root": l.root,
                     "passthru": passthru,
                     "index": l.index,

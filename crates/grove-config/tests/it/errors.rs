@@ -232,6 +232,13 @@ fn rendered_errors() {
                 "name: app\ntype: php:8.3\nweb:\n  locations:\n    '/':\n      root: public\n      expires: 1 year\n",
             )],
         ),
+        (
+            "max_request_size_invalid",
+            &[(
+                ".platform.app.yaml",
+                "name: app\ntype: php:8.3\nweb:\n  locations:\n    '/':\n      root: public\n      request_buffering:\n        max_request_size: 250 MB\n",
+            )],
+        ),
     ];
     for (name, files) in cases {
         check(name, files);
