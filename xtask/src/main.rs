@@ -709,6 +709,7 @@ impl BenchServer {
             .args(args)
             .env("GROVE_URL", format!("http://127.0.0.1:{}", self.api))
             .env("GROVE_TOKEN", &self.token)
+            .env("GROVE_NO_INTERACTION", "1")
             .output()?;
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout).into_owned(),

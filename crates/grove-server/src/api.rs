@@ -447,6 +447,8 @@ fn activity_accepted(p: &Platform, id: &str) -> ApiResult<(StatusCode, Json<grov
 struct ActivitiesQuery {
     environment: Option<String>,
     limit: Option<u32>,
+    /// Only activities in this state (`pending`, `in_progress`, `complete`).
+    state: Option<String>,
 }
 
 /// The activities of the environments the user may see (and the project's own).
@@ -471,14 +473,15 @@ async fn list_activities(
         .into_iter()
         .map(|e| (e.name, e.kind))
         .collect();
-    let rows = p.store.activities(
-        &project,
-        env.as_deref(),
-        query.limit.unwrap_or(50).min(1000),
-    )?;
+    let limit = query.limit.unwrap_or(50).min(1000);
+    // With a state, the newest 1000 are searched for `limit` in that state.
+    let fetch = if query.state.is_some() { 1000 } else { limit };
+    let rows = p.store.activities(&project, env.as_deref(), fetch)?;
     Ok(Json(
         rows.iter()
+            .filter(|a| query.state.as_ref().is_none_or(|s| a.state == *s))
             .filter(|a| activity_visible(&access, &kinds, a))
+            .take(limit as usize)
             .map(activity_dto)
             .collect(),
     ))

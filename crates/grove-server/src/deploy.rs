@@ -478,10 +478,8 @@ impl Backend for LocalDeploy<'_> {
         for app in &self.config.apps {
             let runtime = app_runtime(self.platform, app, self.log).await?;
             if crate::web_server::runs_php_fpm(app) {
-                // An image's PHP has the image's extensions; the host's is checked.
-                if runtime.image.is_none() {
-                    crate::web_server::check_host(app, php_version(&runtime)).await?;
-                }
+                crate::web_server::check_php(app, php_version(&runtime), runtime.image.as_deref())
+                    .await?;
             } else if app.web.commands.start.is_none() && app.workers.is_empty() {
                 return Err(format!(
                     "app `{}` ({}): `web.commands.start` is required: grove runs the command \

@@ -44,20 +44,37 @@ pub(crate) fn runs_php_fpm(app: &App) -> bool {
     Front::of(app) == Front::PhpFpm
 }
 
-/// The host has PHP-FPM of the app's version, with every extension of
-/// `runtime.extensions`; a missing one is named with the Debian package that adds it.
-pub(crate) async fn check_host(app: &App, version: &str) -> Result<(), String> {
+/// The PHP-FPM that will run the app (the host's, or that of the runtime image at
+/// `image`) has every extension of `runtime.extensions`; a missing one is named with
+/// the Debian package that adds it.
+pub(crate) async fn check_php(
+    app: &App,
+    version: &str,
+    image: Option<&Path>,
+) -> Result<(), String> {
     let fpm = fpm_binary(version);
-    let modules = tokio::process::Command::new(&fpm)
-        .arg("-m")
-        .output()
-        .await
-        .map_err(|e| {
-            format!(
-                "app `{}`: PHP {version} is not installed on this host ({fpm}: {e}); install the Debian package php{version}-fpm",
-                app.name
-            )
-        })?;
+    // The image is one Grove built; its PHP is asked through chroot, with no app code.
+    let (mut command, whose) = match image {
+        Some(root) => {
+            let mut command = tokio::process::Command::new("chroot");
+            command.arg(root).arg(&fpm);
+            (command, "the runtime image's")
+        }
+        None => (tokio::process::Command::new(&fpm), "this host's"),
+    };
+    let modules = command.arg("-m").output().await.map_err(|e| {
+        format!(
+            "app `{}`: PHP {version} is not installed on this host ({fpm}: {e}); install the Debian package php{version}-fpm",
+            app.name
+        )
+    })?;
+    if !modules.status.success() {
+        return Err(format!(
+            "app `{}`: {whose} PHP {version} cannot list its extensions: {}",
+            app.name,
+            String::from_utf8_lossy(&modules.stderr).trim()
+        ));
+    }
     let requested = grove_web::requested_extensions(app);
     let missing = grove_web::missing_extensions(
         &requested,
@@ -70,7 +87,7 @@ pub(crate) async fn check_host(app: &App, version: &str) -> Result<(), String> {
             .map(|m| format!("`{}` (Debian package {})", m.name, m.package))
             .collect();
         return Err(format!(
-            "app `{}`: runtime.extensions not available in this host's PHP {version}: {}",
+            "app `{}`: runtime.extensions not available in {whose} PHP {version}: {}",
             app.name,
             list.join(", ")
         ));
@@ -86,6 +103,9 @@ fn fpm_binary(version: &str) -> String {
 /// Where nginx listens for the router when it is in front of the app's own server
 /// (the app keeps `$PORT` or `$SOCKET`); inside the sandbox, in [`RUN_DIR`].
 pub(crate) const FRONT_SOCKET: &str = "web.sock";
+
+/// The directory of [`RUN_DIR`] that PHP scans for the app's `php.ini`.
+const PHP_INI_DIR: &str = "php.d";
 
 /// Writes the instance's configuration into `host_run_dir` (seen as [`RUN_DIR`] in
 /// the sandbox) and returns the start command. `listen` is where the router reaches
@@ -113,10 +133,24 @@ pub(crate) async fn prepare(
             )
             .map_err(|e| format!("app `{}`: {e}", app.name))?;
             write(app, host_run_dir, "php-fpm.conf", &fpm_conf).await?;
+            // A `php.ini` at the app root is read after PHP's own configuration, as on
+            // Platform.sh: a scan directory of ours holds a link to it, and is added
+            // to PHP's own (the leading `:`) only when the file exists.
+            let ini_dir = host_run_dir.join(PHP_INI_DIR);
+            tokio::fs::create_dir_all(&ini_dir)
+                .await
+                .map_err(|e| format!("app `{}`: cannot create {PHP_INI_DIR}: {e}", app.name))?;
+            let link = ini_dir.join("zz-app.ini");
+            let _ = tokio::fs::remove_file(&link).await;
+            tokio::fs::symlink(format!("{}/php.ini", grove_deployment::APP_DIR), &link)
+                .await
+                .map_err(|e| format!("app `{}`: cannot link its php.ini: {e}", app.name))?;
             // As root, php-fpm refuses to start without being told.
             let first = format!(
-                "{} --nodaemonize --fpm-config {RUN_DIR}/php-fpm.conf ${{root:+--allow-to-run-as-root}}",
-                fpm_binary(php_version)
+                "[ -f {app}/php.ini ] && export PHP_INI_SCAN_DIR=:{RUN_DIR}/{PHP_INI_DIR}\n\
+                 {} --nodaemonize --fpm-config {RUN_DIR}/php-fpm.conf ${{root:+--allow-to-run-as-root}}",
+                fpm_binary(php_version),
+                app = grove_deployment::APP_DIR,
             );
             (
                 AppUpstream::FastCgi {

@@ -8,31 +8,27 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use grove_api::{Activity, Environment, LogEvent, Project, Route};
-use serde::Serialize;
+
+use crate::output::{Format, Refused, Unreachable, confirm, outln, print_rows, print_value};
 
 #[derive(Args, Clone)]
 pub struct Target {
-    /// The project (default: $GROVE_PROJECT, or the only project).
+    /// The project (default: $GROVE_PROJECT, the project of this checkout's `grove`
+    /// remote, or the only project).
     #[arg(short = 'p', long, env = "GROVE_PROJECT")]
     project: Option<String>,
-    /// The environment, by branch or machine name (default: the project's default branch).
+    /// The environment, by branch or machine name (default: this checkout's branch,
+    /// or the project's default branch).
     #[arg(short = 'e', long)]
     environment: Option<String>,
 }
 
 #[derive(Args, Clone)]
 pub struct Wait {
-    /// Return as soon as the activity is created instead of streaming its log.
-    #[arg(long)]
+    /// Return as soon as the activity is created (its id on stdout) instead of
+    /// streaming its log.
+    #[arg(short = 'W', long)]
     no_wait: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum, Default)]
-pub enum Format {
-    #[default]
-    Table,
-    Json,
-    Yaml,
 }
 
 #[derive(Subcommand)]
@@ -80,7 +76,13 @@ pub enum Client {
         kind: String,
     },
     /// List a project's environments.
-    #[command(name = "environment:list", visible_aliases = ["environments", "env"])]
+    #[command(
+        name = "environment:list",
+        visible_aliases = ["environments", "env"],
+        after_help = "Columns: id, machine_name, type, status, parent, url\n\nExamples:\n  \
+                      grove environment:list -p shop\n  \
+                      grove environment:list --format csv --columns id,status --no-header"
+    )]
     EnvironmentList {
         #[command(flatten)]
         target: Target,
@@ -101,7 +103,12 @@ pub enum Client {
     },
     /// Branch an environment: a new branch and an active environment with a copy of the
     /// parent's data.
-    #[command(name = "environment:branch", visible_alias = "branch")]
+    #[command(
+        name = "environment:branch",
+        visible_alias = "branch",
+        after_help = "Examples:\n  grove environment:branch feature/x main -p shop\n  \
+                      grove environment:branch staging main -p shop --type staging --no-wait"
+    )]
     EnvironmentBranch {
         /// The new branch's name.
         name: String,
@@ -183,7 +190,12 @@ pub enum Client {
     },
     /// Restore a backup's data into its environment (or -e TARGET), atomically: the
     /// environment is exactly as before if anything fails.
-    #[command(name = "backup:restore")]
+    #[command(
+        name = "backup:restore",
+        after_help = "Examples:\n  grove backup:list -p shop -e main     # the backups and their ids\n  \
+                      grove backup:restore ID -p shop\n  \
+                      grove backup:restore ID -p shop -e staging --no-code --yes"
+    )]
     BackupRestore {
         id: String,
         #[arg(short = 'p', long, env = "GROVE_PROJECT")]
@@ -253,7 +265,13 @@ pub enum Client {
         pipe: bool,
     },
     /// List a project's activities, newest first.
-    #[command(name = "activity:list", visible_aliases = ["activities", "act"])]
+    #[command(
+        name = "activity:list",
+        visible_aliases = ["activities", "act"],
+        after_help = "Columns: id, created, description, state, result, environment\n\nExamples:\n  \
+                      grove activity:list -p shop --state in_progress\n  \
+                      grove activity:list -p shop --limit 1 --format tsv --columns id --no-header"
+    )]
     ActivityList {
         #[command(flatten)]
         target: Target,
@@ -262,15 +280,28 @@ pub enum Client {
         all: bool,
         #[arg(long, default_value_t = 10)]
         limit: u32,
+        /// Only activities in this state.
+        #[arg(long, value_parser = ["pending", "in_progress", "complete"])]
+        state: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Print an activity's log (following it while it runs).
-    #[command(name = "activity:log")]
+    /// Print an activity's log on stdout, following it while it runs; the exit code
+    /// is 1 if the activity failed.
+    #[command(
+        name = "activity:log",
+        after_help = "Examples:\n  grove activity:log 42 > build.log\n  grove activity:log 42 --no-follow | tail -5"
+    )]
     ActivityLog {
         #[command(flatten)]
         target: Target,
         id: String,
+        /// Follow the log until the activity completes (the default).
+        #[arg(long, conflicts_with = "no_follow")]
+        follow: bool,
+        /// Print the log as it is now, without waiting for the activity.
+        #[arg(long)]
+        no_follow: bool,
     },
     /// Give a user a role in a project, creating the user if new (its first API token is
     /// printed once, as `token` with --format json).
@@ -494,7 +525,7 @@ impl Api {
             )
             .send()
             .await
-            .with_context(|| format!("cannot reach the grove server at {}", self.base))?;
+            .map_err(|e| anyhow::Error::new(e).context(Unreachable(self.base.clone())))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -503,6 +534,13 @@ impl Api {
         let message = serde_json::from_str::<grove_api::ErrorBody>(&text)
             .map(|e| e.error.message)
             .unwrap_or(text);
+        if status.is_client_error() {
+            return Err(Refused {
+                message,
+                status: status.as_u16(),
+            }
+            .into());
+        }
         bail!("{message} (HTTP {})", status.as_u16())
     }
 
@@ -513,6 +551,9 @@ impl Api {
     async fn project(&self, target: &Target) -> anyhow::Result<String> {
         if let Some(p) = &target.project {
             return Ok(p.clone());
+        }
+        if let Some(p) = crate::checkout::project() {
+            return Ok(p);
         }
         let projects: Vec<Project> = self.get(self.url(grove_api::paths::PROJECTS, &[])).await?;
         match projects.as_slice() {
@@ -535,6 +576,12 @@ impl Api {
         if let Some(env) = &target.environment {
             return Ok((project, env.clone()));
         }
+        // Inside a checkout of this project: its branch.
+        if crate::checkout::project().as_deref() == Some(project.as_str())
+            && let Some(branch) = crate::checkout::branch()
+        {
+            return Ok((project, branch));
+        }
         let p: Project = self
             .get(self.url(grove_api::paths::PROJECT, &[("project", &project)]))
             .await?;
@@ -544,28 +591,42 @@ impl Api {
         }
     }
 
-    /// Streams an activity's log to stderr until it completes; returns its result.
+    /// Streams an activity's log to stderr (it is progress) until it completes;
+    /// returns its result.
     async fn follow(&self, project: &str, id: &str) -> anyhow::Result<bool> {
+        let seal = self.log(project, id, true, &mut std::io::stderr()).await?;
+        Ok(seal.result.as_deref() == Some("success"))
+    }
+
+    /// Writes an activity's log to `out`: until it completes (`follow`), or what it
+    /// holds now.
+    async fn log(
+        &self,
+        project: &str,
+        id: &str,
+        follow: bool,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<grove_api::LogSeal> {
         let url = self.url(
             grove_api::paths::ACTIVITY_LOG,
             &[("project", project), ("activity", id)],
         );
         let response = self
-            .send(self.http.get(url).query(&[("follow", "true")]))
+            .send(self.http.get(url).query(&[("follow", follow.to_string())]))
             .await?;
         let mut stream = response.bytes_stream();
         let mut buffer = Vec::new();
-        let mut stderr = std::io::stderr();
         while let Some(chunk) = stream.next().await {
             buffer.extend_from_slice(&chunk?);
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
                 match serde_json::from_slice::<LogEvent>(&line) {
                     Ok(LogEvent::Line(l)) => {
-                        writeln!(stderr, "{}", l.message)?;
+                        writeln!(out, "{}", l.message)?;
                     }
                     Ok(LogEvent::Seal(seal)) => {
-                        return Ok(seal.result.as_deref() == Some("success"));
+                        out.flush()?;
+                        return Ok(seal);
                     }
                     Err(_) => {}
                 }
@@ -583,7 +644,7 @@ impl Api {
     ) -> anyhow::Result<ExitCode> {
         let activity: Activity = self.send(request).await?.json().await?;
         if wait.no_wait {
-            println!("{}", activity.id);
+            outln!("{}", activity.id);
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("Activity {} ({})", activity.id, activity.description);
@@ -640,9 +701,9 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 .json()
                 .await?;
             if matches!(format, Format::Table) {
-                println!("Created project `{}`.", project.id);
-                println!("Push to it:  git push {} main", project.git_url);
-                println!("(user: anything, password: an API token)");
+                outln!("Created project `{}`.", project.id);
+                outln!("Push to it:  git push {} main", project.git_url);
+                outln!("(user: anything, password: an API token)");
             } else {
                 print_value(&project, format)?;
             }
@@ -708,7 +769,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     if event.done {
                         return match event.error {
                             None => {
-                                println!("Runtime `{kind}` is installed.");
+                                outln!("Runtime `{kind}` is installed.");
                                 Ok(ExitCode::SUCCESS)
                             }
                             Some(error) => bail!("{error}"),
@@ -762,7 +823,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             match format {
                 Format::Table => {
                     let shown = serde_json::to_value(&info)?;
-                    println!(
+                    outln!(
                         "{property}: {}",
                         match &shown[&property] {
                             serde_json::Value::String(s) => s.clone(),
@@ -790,8 +851,8 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             let value = serde_json::to_value(&info)?;
             match property {
                 Some(name) => match value.get(&name) {
-                    Some(serde_json::Value::String(s)) => println!("{s}"),
-                    Some(other) => println!("{other}"),
+                    Some(serde_json::Value::String(s)) => outln!("{s}"),
+                    Some(other) => outln!("{other}"),
                     None => bail!("environments have no property `{name}`"),
                 },
                 None => match format {
@@ -803,7 +864,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                                     serde_json::Value::Null => String::new(),
                                     other => other.to_string(),
                                 };
-                                println!("{key:<28} {shown}");
+                                outln!("{key:<28} {shown}");
                             }
                         }
                     }
@@ -850,6 +911,11 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             wait,
         } => {
             let (project, env) = api.environment(&target).await?;
+            if what.iter().any(|w| w == "data") {
+                confirm(&format!(
+                    "Replace the data of environment `{env}` of project `{project}` with its parent's?"
+                ))?;
+            }
             let url = api.url(
                 grove_api::paths::ENVIRONMENT_SYNCHRONIZE,
                 &[("project", &project), ("environment", &env)],
@@ -935,6 +1001,9 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
         }
         Client::BackupDelete { id, target } => {
             let (project, env) = api.environment(&target).await?;
+            confirm(&format!(
+                "Delete backup {id} of environment `{env}` of project `{project}`?"
+            ))?;
             let url = api.url(
                 grove_api::paths::ENVIRONMENT_BACKUP,
                 &[
@@ -959,6 +1028,14 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     environment: None,
                 })
                 .await?;
+            confirm(&format!(
+                "Restore backup {id} of project `{project}` into {} (its data{} replaced)?",
+                match &environment {
+                    Some(env) => format!("environment `{env}`"),
+                    None => "its environment".to_owned(),
+                },
+                if no_code { " is" } else { " and code are" }
+            ))?;
             let url = api.url(
                 grove_api::paths::BACKUP_RESTORE,
                 &[("project", &project), ("backup", &id)],
@@ -989,6 +1066,10 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             wait,
         } => {
             let (project, env) = api.environment(&target).await?;
+            confirm(&format!(
+                "Delete environment `{env}` of project `{project}`{}?",
+                if delete_branch { " and its branch" } else { "" }
+            ))?;
             let url = api.url(
                 grove_api::paths::ENVIRONMENT,
                 &[("project", &project), ("environment", &env)],
@@ -1017,10 +1098,10 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             }
             for route in urls {
                 if pipe {
-                    println!("{}", route.url);
+                    outln!("{}", route.url);
                 } else {
                     let marker = if route.primary { " (primary)" } else { "" };
-                    println!("{}{marker}", route.url);
+                    outln!("{}{marker}", route.url);
                 }
             }
         }
@@ -1028,10 +1109,14 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             target,
             all,
             limit,
+            state,
             format,
         } => {
             let project = api.project(&target).await?;
             let mut query = vec![("limit", limit.to_string())];
+            if let Some(state) = state {
+                query.push(("state", state));
+            }
             if !all && let Some(env) = &target.environment {
                 query.push(("environment", env.clone()));
             }
@@ -1096,10 +1181,10 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 .await?;
             match format {
                 Format::Table => {
-                    println!("Added `{}` to project `{project}`.", user.email);
-                    print_user(&user);
+                    outln!("Added `{}` to project `{project}`.", user.email);
+                    print_user(&user)?;
                     if let Some(token) = &user.token {
-                        println!("New user: its API token (shown only now) is\n{token}");
+                        outln!("New user: its API token (shown only now) is\n{token}");
                     }
                 }
                 _ => print_value(&user, format)?,
@@ -1140,7 +1225,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 ))
                 .await?;
             match format {
-                Format::Table => print_user(&user),
+                Format::Table => print_user(&user)?,
                 _ => print_value(&user, format)?,
             }
         }
@@ -1174,7 +1259,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 .json()
                 .await?;
             match format {
-                Format::Table => print_user(&user),
+                Format::Table => print_user(&user)?,
                 _ => print_value(&user, format)?,
             }
         }
@@ -1185,12 +1270,15 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     environment: None,
                 })
                 .await?;
+            confirm(&format!(
+                "Take the access of `{email}` to project `{project}` away?"
+            ))?;
             api.send(api.http.delete(api.url(
                 grove_api::paths::PROJECT_USER,
                 &[("project", &project), ("user", &email)],
             )))
             .await?;
-            println!("Removed `{email}` from project `{project}`.");
+            outln!("Removed `{email}` from project `{project}`.");
         }
         Client::TokenCreate { name, format } => {
             let token: grove_api::Token = api
@@ -1208,7 +1296,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                         "Created API token {} (`{}`); it is shown only now:",
                         token.id, token.name
                     );
-                    println!("{}", token.token.unwrap_or_default());
+                    outln!("{}", token.token.unwrap_or_default());
                 }
                 _ => print_value(&token, format)?,
             }
@@ -1226,7 +1314,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     .delete(api.url(grove_api::paths::TOKEN, &[("token", &id)])),
             )
             .await?;
-            println!("Deleted API token {id}.");
+            outln!("Deleted API token {id}.");
         }
         Client::VariableCreate {
             target,
@@ -1325,16 +1413,16 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             if let Some(property) = property {
                 let json = serde_json::to_value(&variable)?;
                 match json.get(&property) {
-                    Some(serde_json::Value::String(s)) => println!("{s}"),
+                    Some(serde_json::Value::String(s)) => outln!("{s}"),
                     Some(serde_json::Value::Null) if property == "value" => {
                         bail!("variable `{name}` is sensitive: its value is never shown")
                     }
-                    Some(other) => println!("{other}"),
+                    Some(other) => outln!("{other}"),
                     None => bail!("variables have no property `{property}`"),
                 }
             } else {
                 match format {
-                    Format::Table => print_variable(&variable),
+                    Format::Table => print_variable(&variable)?,
                     _ => print_value(&variable, format)?,
                 }
             }
@@ -1373,18 +1461,31 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             wait,
         } => {
             let (project, env) = variable_scope(&api, &target, level).await?;
+            confirm(&format!(
+                "Delete variable `{name}` of {}?",
+                match &env {
+                    Some(env) => format!("environment `{env}` of project `{project}`"),
+                    None => format!("project `{project}`"),
+                }
+            ))?;
             let url = variables_url(&api, &project, env.as_deref(), Some(&name));
             let change: grove_api::VariableChange =
                 api.send(api.http.delete(url)).await?.json().await?;
-            println!("Deleted variable `{name}`.");
+            outln!("Deleted variable `{name}`.");
             return variable_changed(&api, &project, change, "Deleted", &wait, Format::Table).await;
         }
-        Client::ActivityLog { target, id } => {
+        Client::ActivityLog {
+            target,
+            id,
+            follow: _,
+            no_follow,
+        } => {
             let project = api.project(&target).await?;
-            return Ok(if api.follow(&project, &id).await? {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            let mut stdout = std::io::stdout().lock();
+            let seal = api.log(&project, &id, !no_follow, &mut stdout).await?;
+            return Ok(match seal.result.as_deref() {
+                Some("failure") => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
             });
         }
     }
@@ -1398,6 +1499,15 @@ async fn env_action(
     wait: &Wait,
 ) -> anyhow::Result<ExitCode> {
     let (project, env) = api.environment(target).await?;
+    match action {
+        "deactivate" => confirm(&format!(
+            "Deactivate environment `{env}` of project `{project}` (its apps and services stop)?"
+        ))?,
+        "merge" => confirm(&format!(
+            "Merge environment `{env}` of project `{project}` into its parent (the parent is redeployed)?"
+        ))?,
+        _ => {}
+    }
     let url = api.url(
         grove_api::paths::ENVIRONMENT_ACTION,
         &[
@@ -1462,12 +1572,12 @@ async fn variable_changed(
     if let Some(variable) = &change.variable {
         match format {
             Format::Table => {
-                println!(
+                outln!(
                     "{verb} variable `{}` ({}).",
                     variable.name,
                     variable_level(variable)
                 );
-                print_variable(variable);
+                print_variable(variable)?;
             }
             _ => print_value(&change, format)?,
         }
@@ -1478,7 +1588,7 @@ async fn variable_changed(
     let mut code = ExitCode::SUCCESS;
     for activity in &change.activities {
         if wait.no_wait {
-            println!("{}", activity.id);
+            outln!("{}", activity.id);
             continue;
         }
         eprintln!("Activity {} ({})", activity.id, activity.description);
@@ -1507,10 +1617,10 @@ fn shown_value(v: &grove_api::Variable) -> String {
         .unwrap_or_else(|| "[sensitive: not shown]".to_string())
 }
 
-fn print_variable(v: &grove_api::Variable) {
-    println!("{:<20} {}", "name", v.name);
-    println!("{:<20} {}", "level", variable_level(v));
-    println!("{:<20} {}", "value", shown_value(v));
+fn print_variable(v: &grove_api::Variable) -> anyhow::Result<()> {
+    outln!("{:<20} {}", "name", v.name);
+    outln!("{:<20} {}", "level", variable_level(v));
+    outln!("{:<20} {}", "value", shown_value(v));
     for (flag, value) in [
         ("is_json", v.is_json),
         ("is_sensitive", v.is_sensitive),
@@ -1519,8 +1629,9 @@ fn print_variable(v: &grove_api::Variable) {
         ("visible_build", v.visible_build),
         ("visible_runtime", v.visible_runtime),
     ] {
-        println!("{flag:<20} {value}");
+        outln!("{flag:<20} {value}");
     }
+    Ok(())
 }
 
 /// `--role` values: a project role (`admin`, `viewer`), or TYPE:ROLE for an environment
@@ -1561,56 +1672,11 @@ fn type_roles(user: &grove_api::ProjectUser) -> String {
         .join(", ")
 }
 
-fn print_user(user: &grove_api::ProjectUser) {
-    println!("{:<20} {}", "email", user.email);
-    println!("{:<20} {}", "project role", user.role);
+fn print_user(user: &grove_api::ProjectUser) -> anyhow::Result<()> {
+    outln!("{:<20} {}", "email", user.email);
+    outln!("{:<20} {}", "project role", user.role);
     for (kind, role) in &user.environment_types {
-        println!("{kind:<20} {role}");
-    }
-}
-
-fn print_value<T: Serialize>(value: &T, format: Format) -> anyhow::Result<()> {
-    match format {
-        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Yaml => print!("{}", serde_saphyr::to_string(value)?),
-    }
-    Ok(())
-}
-
-fn print_rows<T: Serialize>(
-    rows: &[T],
-    format: Format,
-    headers: &[&str],
-    cells: impl Fn(&T) -> Vec<String>,
-) -> anyhow::Result<()> {
-    if !matches!(format, Format::Table) {
-        return print_value(&rows, format);
-    }
-    let table: Vec<Vec<String>> = rows.iter().map(cells).collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &table {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    let line = |cells: Vec<String>| -> String {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    writeln!(
-        out,
-        "{}",
-        line(headers.iter().map(|h| h.to_string()).collect())
-    )?;
-    for row in table {
-        writeln!(out, "{}", line(row))?;
+        outln!("{kind:<20} {role}");
     }
     Ok(())
 }

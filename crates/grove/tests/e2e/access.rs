@@ -81,6 +81,8 @@ pub(crate) fn cli_as(server: &Server, token: &str, args: &[&str]) -> Output {
         .env("GROVE_URL", format!("http://127.0.0.1:{}", server.api_port))
         .env("GROVE_TOKEN", token)
         .env_remove("GROVE_PROJECT")
+        .env("GROVE_NO_INTERACTION", "1")
+        .current_dir(server.dir.path())
         .output()
         .expect("run grove")
 }

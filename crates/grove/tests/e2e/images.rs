@@ -245,13 +245,29 @@ fn a_php_8_3_app_runs_on_php_fpm_8_4_of_the_trixie_image_behind_nginx() {
          'uri' => $_SERVER['REQUEST_URI'], 'mbstring' => extension_loaded('mbstring')]);\n",
     );
     work.write("public/robots.txt", "User-agent: *\n");
-    work.write(
-        ".platform.app.yaml",
-        "name: site\ntype: php:8.3\nbuild:\n  flavor: none\n\
-         hooks:\n  build: php --version\n\
-         web:\n  locations:\n    \"/\":\n      root: public\n      passthru: /index.php\n      \
-         allow: true\n      scripts: true\n",
+    let app_yaml = |extensions: &str| {
+        format!(
+            "name: site\ntype: php:8.3\nbuild:\n  flavor: none\n\
+             runtime:\n  extensions: [{extensions}]\n\
+             hooks:\n  build: php --version\n\
+             web:\n  locations:\n    \"/\":\n      root: public\n      passthru: /index.php\n      \
+             allow: true\n      scripts: true\n"
+        )
+    };
+    // The image's PHP is asked for its extensions: one it lacks fails the deploy,
+    // named with the Debian package that adds it.
+    work.write(".platform.app.yaml", &app_yaml("redis, mbstring, imagick"));
+    work.commit("php 8.3 with imagick");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "runtime.extensions not available in the runtime image's PHP 8.4: \
+             `imagick` (Debian package php8.4-imagick)"
+        ),
+        "{out}"
     );
+    work.write(".platform.app.yaml", &app_yaml("redis, mbstring"));
     work.commit("php 8.3");
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
     assert!(ok, "{out}");

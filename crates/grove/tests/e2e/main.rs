@@ -4,6 +4,7 @@
 
 mod access;
 mod backup;
+mod cli;
 mod core;
 mod crash;
 mod flood;

@@ -169,15 +169,24 @@ impl Server {
         )
     }
 
-    /// Runs a CLI command against this server.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(GROVE)
+    /// A CLI command against this server, to run.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(GROVE);
+        command
             .args(args)
             .env("GROVE_URL", format!("http://127.0.0.1:{}", self.api_port))
             .env("GROVE_TOKEN", self.token())
             .env_remove("GROVE_PROJECT")
-            .output()
-            .expect("run grove")
+            // Destructive commands ask first; tests answer for them.
+            .env("GROVE_NO_INTERACTION", "1")
+            // Outside any checkout: no project or branch is inferred from one.
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// Runs a CLI command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().expect("run grove")
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {
