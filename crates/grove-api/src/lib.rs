@@ -13,6 +13,8 @@ pub mod paths {
     pub const ENVIRONMENT: &str = "/api/projects/{project}/environments/{environment}";
     pub const ENVIRONMENT_ROUTES: &str =
         "/api/projects/{project}/environments/{environment}/routes";
+    pub const ENVIRONMENT_LOGS: &str =
+        "/api/projects/{project}/environments/{environment}/logs/{kind}";
     pub const ENVIRONMENT_BRANCH: &str =
         "/api/projects/{project}/environments/{environment}/branch";
     pub const ENVIRONMENT_SYNCHRONIZE: &str =
@@ -22,6 +24,7 @@ pub mod paths {
     pub const ACTIVITIES: &str = "/api/projects/{project}/activities";
     pub const ACTIVITY: &str = "/api/projects/{project}/activities/{activity}";
     pub const ACTIVITY_LOG: &str = "/api/projects/{project}/activities/{activity}/log";
+    pub const ACTIVITY_CANCEL: &str = "/api/projects/{project}/activities/{activity}/cancel";
     /// The project's users and their roles (project admins only).
     pub const PROJECT_USERS: &str = "/api/projects/{project}/users";
     /// One user of the project, by email or id.

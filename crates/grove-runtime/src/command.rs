@@ -26,13 +26,16 @@ pub struct CommandOutcome {
     /// The command ran longer than `timeout` and was killed with everything it
     /// started.
     pub timed_out: bool,
+    /// The command was stopped (`run_command_until`) and killed with everything it
+    /// started.
+    pub stopped: bool,
     /// The time limit that applied.
     pub timeout: Duration,
 }
 
 impl CommandOutcome {
     pub fn success(&self) -> bool {
-        !self.timed_out && self.exit_code == Some(0)
+        !self.timed_out && !self.stopped && self.exit_code == Some(0)
     }
 }
 
@@ -40,6 +43,8 @@ impl fmt::Display for CommandOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.timed_out {
             write!(f, "timed out after {}", humanize(self.timeout))
+        } else if self.stopped {
+            f.write_str("stopped: the activity was cancelled")
         } else if let Some(signal) = self.signal {
             write!(f, "killed by signal {signal}")
         } else if let Some(code) = self.exit_code {
@@ -77,6 +82,17 @@ pub async fn run_command(
     timeout: Duration,
     on_line: &mut (dyn FnMut(&str) + Send),
 ) -> Result<CommandOutcome, RuntimeError> {
+    run_command_until(spec, timeout, std::future::pending(), on_line).await
+}
+
+/// [`run_command`], and the whole sandbox is killed as soon as `stop` completes (an
+/// activity cancelled): the outcome says `stopped`.
+pub async fn run_command_until(
+    spec: &SandboxSpec,
+    timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+    on_line: &mut (dyn FnMut(&str) + Send),
+) -> Result<CommandOutcome, RuntimeError> {
     let mut cmd = spec.command()?;
     let mut output = merged_output(&mut cmd).map_err(RuntimeError::Output)?;
     let mut child = cmd.spawn().map_err(spawn_error)?;
@@ -89,6 +105,8 @@ pub async fn run_command(
     tokio::pin!(deadline);
     let mut status = None;
     let mut timed_out = false;
+    let mut stopped = false;
+    tokio::pin!(stop);
     let mut eof = false;
     let drain = tokio::time::sleep(Duration::MAX);
     tokio::pin!(drain);
@@ -108,7 +126,12 @@ pub async fn run_command(
                 status = Some(exit.map_err(RuntimeError::Wait)?);
                 drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             },
-            () = &mut deadline, if !timed_out && status.is_none() => {
+            () = &mut stop, if !stopped && !timed_out && status.is_none() => {
+                stopped = true;
+                tracing::info!(pid = ?child.id(), "sandboxed command stopped; killing it");
+                killed_inner = kill_sandbox(&mut child);
+            },
+            () = &mut deadline, if !timed_out && !stopped && status.is_none() => {
                 timed_out = true;
                 tracing::warn!(pid = ?child.id(), timeout = %humanize(timeout), "sandboxed command timed out; killing it");
                 killed_inner = kill_sandbox(&mut child);
@@ -127,8 +150,13 @@ pub async fn run_command(
     })?;
     Ok(CommandOutcome {
         exit_code: status.code(),
-        signal: if timed_out { None } else { status.signal() },
+        signal: if timed_out || stopped {
+            None
+        } else {
+            status.signal()
+        },
         timed_out,
+        stopped,
         timeout,
     })
 }
@@ -211,6 +239,7 @@ mod tests {
             exit_code,
             signal,
             timed_out,
+            stopped: false,
             timeout: Duration::from_secs(secs),
         };
         let o = outcome(Some(3), None, false, 3600);

@@ -362,6 +362,7 @@ async fn supervise(
                         exit_code: status.code(),
                         signal: status.signal(),
                         timed_out: false,
+                        stopped: false,
                         timeout: Duration::ZERO,
                     }
                     .to_string()

@@ -43,7 +43,7 @@ pub use catalog::{
     VersionPolicy,
 };
 pub use cgroup::{CgroupError, CgroupJoin, Cgroups, Limits};
-pub use command::{CommandOutcome, run_command};
+pub use command::{CommandOutcome, run_command, run_command_until};
 pub use images::{IMAGES, ImageError, ImageRecipe, ImageStore};
 pub use instance::{Instance, InstanceState, Listen};
 pub use netns::NetNs;

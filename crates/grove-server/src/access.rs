@@ -46,6 +46,10 @@ pub enum Action {
     Restore,
     /// Delete a backup of an environment of this type.
     DeleteBackup,
+    /// Cancel an activity of an environment of this type.
+    Cancel,
+    /// Read what the apps and services of an environment of this type printed.
+    ReadLogs,
 }
 
 impl Action {
@@ -53,9 +57,12 @@ impl Action {
     pub fn needs(self) -> EnvironmentRole {
         match self {
             Action::View => EnvironmentRole::Viewer,
-            Action::Push | Action::Branch | Action::Backup | Action::Restore => {
-                EnvironmentRole::Contributor
-            }
+            Action::Push
+            | Action::Branch
+            | Action::Backup
+            | Action::Restore
+            | Action::Cancel
+            | Action::ReadLogs => EnvironmentRole::Contributor,
             Action::DeleteByPush
             | Action::ForcePush
             | Action::Activate
@@ -79,6 +86,8 @@ impl Action {
             Action::Activate => "activate",
             Action::Deactivate => "deactivate",
             Action::Redeploy => "redeploy",
+            Action::Cancel => "cancel activities of",
+            Action::ReadLogs => "read the app and service logs of",
             Action::Synchronize => "synchronize",
             Action::MergeInto => "merge into",
             Action::Delete => "delete",

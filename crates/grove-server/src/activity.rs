@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use grove_store::{ActivityRow, LogWriter, Store, timestamp_now};
 use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::Result;
 
@@ -54,9 +55,24 @@ pub struct ActivityLog {
     pub id: String,
     logs: LogWriter,
     tee: Option<mpsc::UnboundedSender<String>>,
+    /// Cancelled by `activity:cancel`: the commands the activity runs are stopped.
+    cancel: CancellationToken,
 }
 
 impl ActivityLog {
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Completes when the activity is cancelled.
+    pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
+        self.cancel.clone().cancelled_owned()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     pub fn line(&self, message: impl AsRef<str>) {
         for line in message.as_ref().lines() {
             self.logs.append(&self.id, line);
@@ -107,6 +123,7 @@ pub fn create(
         id: row.id.clone(),
         logs: logs.clone(),
         tee,
+        cancel: CancellationToken::new(),
     };
     Ok((row, log))
 }

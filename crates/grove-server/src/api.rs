@@ -39,10 +39,12 @@ pub fn router(platform: Arc<Platform>) -> Router {
             post(synchronize_environment),
         )
         .route(paths::ENVIRONMENT_ROUTES, get(environment_routes))
+        .route(paths::ENVIRONMENT_LOGS, get(crate::env_logs::logs))
         .route(paths::ENVIRONMENT_ACTION, post(environment_action))
         .route(paths::ACTIVITIES, get(list_activities))
         .route(paths::ACTIVITY, get(get_activity))
         .route(paths::ACTIVITY_LOG, get(activity_log))
+        .route(paths::ACTIVITY_CANCEL, post(cancel_activity))
         .route(
             paths::PROJECT_USERS,
             get(crate::users::list).post(crate::users::add),
@@ -526,6 +528,45 @@ fn find_activity(p: &Platform, user: &UserRow, project: &str, id: &str) -> ApiRe
         access.allow(&env.kind, Action::View)?;
     }
     Ok(activity)
+}
+
+/// Cancels an activity: a pending one never runs; a running one has its build or hook
+/// stopped and fails the way a failed build does (the previous deployment keeps
+/// serving). Needs the contributor role on the environment's type.
+async fn cancel_activity(
+    State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<Json<grove_api::Activity>> {
+    let activity = find_activity(&p, &user, &project, &id)?;
+    if let Some(env) = activity
+        .environment
+        .as_ref()
+        .and_then(|e| p.store.environment(&project, e).ok().flatten())
+    {
+        access::project(&p, &user, &project)?.allow(&env.kind, Action::Cancel)?;
+    }
+    if activity.state == "complete" {
+        return Err(Error::Conflict(format!(
+            "activity {id} is already complete ({})",
+            activity.result.as_deref().unwrap_or("no result")
+        )));
+    }
+    let token = p
+        .cancellable
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
+    let Some(token) = token else {
+        return Err(Error::Conflict(format!(
+            "activity {id} ({}) cannot be cancelled",
+            activity.kind
+        )));
+    };
+    token.cancel();
+    tracing::info!(activity = %id, user = %user.name, "Activity cancelled.");
+    Ok(Json(activity_dto(&activity)))
 }
 
 #[derive(Deserialize)]

@@ -801,6 +801,14 @@ impl Backend for LocalDeploy<'_> {
                         .run_hook("deploy", sandbox.app.hooks.deploy.as_deref(), self.log)
                         .await;
                 }
+                // A failed deploy hook does not stop a deploy (Platform.sh); a
+                // cancelled one does, before the switch.
+                if self.log.is_cancelled() {
+                    return Err(
+                        "cancelled during the deploy hook; the previous deployment keeps serving"
+                            .to_owned(),
+                    );
+                }
                 failpoint(self.mode, "deploy-hook-done");
             }
             Hook::PostDeploy => {
@@ -1171,10 +1179,14 @@ async fn run_build_hook(
         spec.command = script;
         let started = Instant::now();
         let mut on_line = |line: &str| log.line(format!("    {line}"));
-        let outcome =
-            grove_runtime::run_command(&spec, platform.settings.build_timeout, &mut on_line)
-                .await
-                .map_err(|e| format!("app `{}`: the build could not run: {e}", app.name))?;
+        let outcome = grove_runtime::run_command_until(
+            &spec,
+            platform.settings.build_timeout,
+            log.cancelled(),
+            &mut on_line,
+        )
+        .await
+        .map_err(|e| format!("app `{}`: the build could not run: {e}", app.name))?;
         let (done, failed) = if is_hook {
             (
                 "Build hook finished".to_string(),
@@ -1249,7 +1261,9 @@ impl AppSandbox<'_> {
         log.line(format!("  Running {name} of app `{app}`"));
         let spec = self.spec(command);
         let mut on_line = |line: &str| log.line(format!("    {line}"));
-        match grove_runtime::run_command(&spec, HOOK_TIMEOUT, &mut on_line).await {
+        let run =
+            grove_runtime::run_command_until(&spec, HOOK_TIMEOUT, log.cancelled(), &mut on_line);
+        match run.await {
             Ok(outcome) if outcome.success() => Ok(()),
             Ok(outcome) => Err(format!(
                 "app `{app}`: {name} failed ({outcome}): the new instance is not ready, the previous deployment keeps serving"
@@ -1265,7 +1279,9 @@ impl AppSandbox<'_> {
         log.line(format!("  Running the {name} hook of app `{app}`"));
         let spec = self.spec(hook);
         let mut on_line = |line: &str| log.line(format!("    {line}"));
-        match grove_runtime::run_command(&spec, HOOK_TIMEOUT, &mut on_line).await {
+        let run =
+            grove_runtime::run_command_until(&spec, HOOK_TIMEOUT, log.cancelled(), &mut on_line);
+        match run.await {
             Ok(outcome) if outcome.success() => {}
             Ok(outcome) => log.line(format!(
                 "W: the {name} hook of app `{app}` failed ({outcome}); the deployment goes on, as on Platform.sh"

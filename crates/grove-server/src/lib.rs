@@ -8,6 +8,7 @@ mod auth;
 mod backups;
 mod crons;
 mod deploy;
+mod env_logs;
 mod error;
 mod failpoint;
 mod git_http;

@@ -134,6 +134,9 @@ pub struct Platform {
     pub cgroups: Option<grove_runtime::Cgroups>,
     /// The OOM kills of each environment's cgroup already reported.
     pub(crate) oom_reported: Mutex<HashMap<EnvKey, u64>>,
+    /// The activities not complete yet, by id: cancelling one's token cancels it
+    /// (`activity:cancel`).
+    pub(crate) cancellable: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
 /// What an activity is about and which environments it owns while it runs.
@@ -214,6 +217,7 @@ impl Platform {
             plan_lock: Mutex::new(()),
             cgroups: None,
             oom_reported: Mutex::new(HashMap::new()),
+            cancellable: Mutex::new(HashMap::new()),
         }
     }
 
@@ -458,26 +462,48 @@ impl Platform {
             .chain(spec.also)
             .map(|env| (spec.project.clone(), env))
             .collect();
+        self.cancellable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), log.cancel_token());
         let handle = tokio::spawn(async move {
             // Only the environment the operation changes stops its crons: a parent whose
             // data is copied keeps them, and the copy waits for a cron run in progress.
             platform.interrupt_crons(&changed);
-            let _owned = platform.owners.acquire(keys).await;
-            if let Err(error) = platform.store.start_activity(&log.id) {
-                tracing::error!(activity = %log.id, %error, "Could not start the activity.");
-            }
-            // A panic in an operation fails its activity instead of leaving it
-            // `in_progress` (and never takes the server down).
-            let outcome = tokio::spawn(work(platform.clone(), log.clone()))
-                .await
-                .unwrap_or_else(|e| Err(format!("the operation failed unexpectedly: {e}")));
+            let owned = tokio::select! {
+                owned = platform.owners.acquire(keys) => Some(owned),
+                () = log.cancelled() => None,
+            };
+            let outcome = match owned {
+                // Cancelled while it waited: it never ran.
+                None => Err("cancelled before it started".to_owned()),
+                Some(_owned) => {
+                    if let Err(error) = platform.store.start_activity(&log.id) {
+                        tracing::error!(activity = %log.id, %error, "Could not start the activity.");
+                    }
+                    // A panic in an operation fails its activity instead of leaving it
+                    // `in_progress` (and never takes the server down).
+                    tokio::spawn(work(platform.clone(), log.clone()))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the operation failed unexpectedly: {e}")))
+                }
+            };
             let result = match &outcome {
                 Ok(()) => "success",
                 Err(message) => {
                     log.line(format!("E: {message}"));
-                    "failure"
+                    if log.is_cancelled() {
+                        "cancelled"
+                    } else {
+                        "failure"
+                    }
                 }
             };
+            platform
+                .cancellable
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&log.id);
             activity::complete(&platform.logs, &log.id, result).await;
             outcome.is_ok()
         });

@@ -303,6 +303,64 @@ pub enum Client {
         #[arg(long)]
         no_follow: bool,
     },
+    /// List an environment's routes, as expanded from `routes.yaml`.
+    #[command(
+        name = "route:list",
+        visible_alias = "routes",
+        after_help = "Columns: route, type, to, original_url, id, primary"
+    )]
+    RouteList {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one route, by its URL, its original URL (`https://{default}/`) or its `id`.
+    #[command(name = "route:get")]
+    RouteGet {
+        route: String,
+        #[command(flatten)]
+        target: Target,
+        /// Print only this property (e.g. `upstream`).
+        #[arg(long = "property", short = 'P')]
+        property: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Print an environment's log of one type: `app` (what the app's instances print,
+    /// their web server's errors included), `deploy` and `cron` (the logs of those
+    /// activities, oldest first), `service-<name>` (a service's output).
+    #[command(
+        name = "environment:logs",
+        visible_alias = "log",
+        after_help = "Examples:\n  grove environment:logs app -p shop -e main --lines 20\n  \
+                      grove environment:logs app --tail          # in a checkout: its project and branch\n  \
+                      grove environment:logs deploy | less"
+    )]
+    EnvironmentLogs {
+        #[command(flatten)]
+        target: Target,
+        /// `app`, `deploy`, `cron` or `service-<name>`.
+        #[arg(default_value = "app")]
+        kind: String,
+        /// The app, when the environment has several.
+        #[arg(long = "app", short = 'A')]
+        app: Option<String>,
+        /// How many of the last lines.
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing lines as they are written (`app` and services).
+        #[arg(long)]
+        tail: bool,
+    },
+    /// Cancel an activity: a pending one never runs; a running build or hook is stopped
+    /// and the environment keeps what it ran before.
+    #[command(name = "activity:cancel")]
+    ActivityCancel {
+        #[command(flatten)]
+        target: Target,
+        id: String,
+    },
     /// Give a user a role in a project, creating the user if new (its first API token is
     /// printed once, as `token` with --format json).
     #[command(name = "user:add")]
@@ -1085,13 +1143,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             primary,
             pipe,
         } => {
-            let (project, env) = api.environment(&target).await?;
-            let routes: Vec<Route> = api
-                .get(api.url(
-                    grove_api::paths::ENVIRONMENT_ROUTES,
-                    &[("project", &project), ("environment", &env)],
-                ))
-                .await?;
+            let (env, routes) = environment_routes(&api, &target).await?;
             let urls: Vec<&Route> = routes.iter().filter(|r| !primary || r.primary).collect();
             if urls.is_empty() {
                 bail!("environment `{env}` serves no URLs (is it active and deployed?)");
@@ -1474,6 +1526,93 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             outln!("Deleted variable `{name}`.");
             return variable_changed(&api, &project, change, "Deleted", &wait, Format::Table).await;
         }
+        Client::RouteList { target, format } => {
+            let routes = environment_routes(&api, &target).await?.1;
+            print_rows(
+                &routes,
+                format,
+                &["ROUTE", "TYPE", "TO", "ORIGINAL URL", "ID", "PRIMARY"],
+                |r| {
+                    vec![
+                        r.url.clone(),
+                        r.kind.clone(),
+                        r.upstream
+                            .clone()
+                            .or_else(|| r.to.clone())
+                            .unwrap_or_default(),
+                        r.original_url.clone(),
+                        r.id.clone().unwrap_or_default(),
+                        r.primary.to_string(),
+                    ]
+                },
+            )?;
+        }
+        Client::RouteGet {
+            route,
+            target,
+            property,
+            format,
+        } => {
+            let (env, routes) = environment_routes(&api, &target).await?;
+            let Some(found) = routes.iter().find(|r| {
+                r.url == route || r.original_url == route || r.id.as_deref() == Some(route.as_str())
+            }) else {
+                bail!("environment `{env}` has no route `{route}`; see `grove route:list`");
+            };
+            let value = serde_json::to_value(found)?;
+            match property {
+                Some(name) => match value.get(&name) {
+                    Some(serde_json::Value::String(s)) => outln!("{s}"),
+                    Some(serde_json::Value::Null) => outln!(""),
+                    Some(other) => outln!("{other}"),
+                    None => bail!("routes have no property `{name}`"),
+                },
+                None => print_value(found, format)?,
+            }
+        }
+        Client::EnvironmentLogs {
+            target,
+            kind,
+            app,
+            lines,
+            tail,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_LOGS,
+                &[
+                    ("project", &project),
+                    ("environment", &env),
+                    ("kind", &kind),
+                ],
+            );
+            let mut query = vec![("lines", lines.to_string()), ("tail", tail.to_string())];
+            if let Some(app) = app {
+                query.push(("app", app));
+            }
+            let response = api.send(api.http.get(url).query(&query)).await?;
+            let mut stream = response.bytes_stream();
+            let mut stdout = std::io::stdout();
+            while let Some(chunk) = stream.next().await {
+                stdout.write_all(&chunk?)?;
+                stdout.flush()?;
+            }
+        }
+        Client::ActivityCancel { target, id } => {
+            let project = api.project(&target).await?;
+            let activity: Activity = api
+                .send(api.http.post(api.url(
+                    grove_api::paths::ACTIVITY_CANCEL,
+                    &[("project", &project), ("activity", &id)],
+                )))
+                .await?
+                .json()
+                .await?;
+            eprintln!(
+                "Cancelling activity {} ({}).",
+                activity.id, activity.description
+            );
+        }
         Client::ActivityLog {
             target,
             id,
@@ -1490,6 +1629,18 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An environment's name and its routes.
+async fn environment_routes(api: &Api, target: &Target) -> anyhow::Result<(String, Vec<Route>)> {
+    let (project, env) = api.environment(target).await?;
+    let routes: Vec<Route> = api
+        .get(api.url(
+            grove_api::paths::ENVIRONMENT_ROUTES,
+            &[("project", &project), ("environment", &env)],
+        ))
+        .await?;
+    Ok((env, routes))
 }
 
 async fn env_action(

@@ -281,3 +281,192 @@ fn listings_formats_exit_codes_and_discoverability() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "feature\nmain\n");
 }
+
+/// The activities of `shop` as JSON.
+fn activities(server: &Server) -> Vec<serde_json::Value> {
+    let listed = server.cli_ok(&["activity:list", "-p", "shop", "--format", "json"]);
+    serde_json::from_str(&listed).expect("activity list json")
+}
+
+fn activity(server: &Server, id: &str) -> serde_json::Value {
+    activities(server)
+        .into_iter()
+        .find(|a| a["id"] == id)
+        .unwrap_or_else(|| panic!("no activity {id}"))
+}
+
+#[test]
+fn cancelling_a_running_build_leaves_the_previous_deployment_serving() {
+    let (server, work) = shop_with_a_long_build(1);
+    let url = crate::primary_url(&server, "main");
+    let before = crate::support::curl_json(&url);
+    let deployed = work.git(&["rev-parse", "HEAD"]);
+
+    // A build that would take two minutes.
+    let yaml = std::fs::read_to_string(work.path().join(".platform.app.yaml")).expect("yaml");
+    work.write(
+        ".platform.app.yaml",
+        &yaml.replace(
+            "    set -e\n",
+            "    set -e\n    echo slow build starts\n    sleep 120\n",
+        ),
+    );
+    work.commit("a slow build");
+    std::thread::scope(|scope| {
+        let push = scope.spawn(|| work.push(&server.git_url("shop"), &["main"]));
+        // Wait until the build hook runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let running = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the build never started"
+            );
+            let found = activities(&server).into_iter().find(|a| {
+                a["state"] == "in_progress"
+                    && a["description"].as_str().is_some_and(|d| !d.is_empty())
+            });
+            if let Some(a) = found {
+                let id = a["id"].as_str().unwrap_or_default().to_owned();
+                let log = server.cli_ok(&["activity:log", "-p", "shop", &id, "--no-follow"]);
+                if log.contains("slow build starts") {
+                    break id;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+
+        // A redeploy queued behind it is cancelled before it starts.
+        let queued = server.cli_ok(&["environment:redeploy", "-p", "shop", "-e", "main", "-W"]);
+        let queued = queued.trim();
+        assert_eq!(activity(&server, queued)["state"], "pending");
+        server.cli_ok(&["activity:cancel", "-p", "shop", queued]);
+
+        // The running build is stopped; the push fails and says why.
+        server.cli_ok(&["activity:cancel", "-p", "shop", &running]);
+        let (ok, out) = push.join().expect("push thread");
+        assert!(!ok, "{out}");
+        assert!(out.contains("the activity was cancelled"), "{out}");
+        assert_eq!(activity(&server, &running)["result"], "cancelled");
+    });
+    let queued_done = activities(&server)
+        .into_iter()
+        .find(|a| {
+            a["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("edeploy"))
+        })
+        .expect("the redeploy activity");
+    assert_eq!(queued_done["state"], "complete", "{queued_done}");
+    assert_eq!(queued_done["result"], "cancelled", "{queued_done}");
+
+    // The previous deployment serves, the branch did not move.
+    assert_eq!(crate::support::curl_json(&url), before);
+    let remote = work.git(&["ls-remote", &server.git_url("shop"), "main"]);
+    assert!(
+        String::from_utf8_lossy(&remote.stdout)
+            .starts_with(String::from_utf8_lossy(&deployed.stdout).trim()),
+        "main moved"
+    );
+
+    // A complete activity cannot be cancelled: refused by the platform (exit 3).
+    let out = server.cli(&[
+        "activity:cancel",
+        "-p",
+        "shop",
+        queued_done["id"].as_str().unwrap_or(""),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already complete"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn environment_logs_by_type_and_routes() {
+    let (server, _work) = shop_with_a_long_build(3);
+    let url = crate::primary_url(&server, "main");
+
+    // `deploy`: the push's log, build output included.
+    let deploy = server.cli_ok(&["environment:logs", "deploy", "-p", "shop", "-e", "main"]);
+    assert!(deploy.contains("build line 3\n"), "{deploy}");
+    assert!(deploy.starts_with("--- "), "{deploy}");
+    let last = server.cli_ok(&["log", "deploy", "-p", "shop", "-e", "main", "--lines", "1"]);
+    assert_eq!(last.lines().count(), 1, "{last:?}");
+
+    // `app`, followed: a request shows up in the app's log while `--tail` runs.
+    let mut tail = server
+        .cli_command(&[
+            "environment:logs",
+            "app",
+            "-p",
+            "shop",
+            "-e",
+            "main",
+            "--tail",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("grove --tail");
+    let pid = tail.id();
+    let reader = std::thread::spawn({
+        let stdout = tail.stdout.take().expect("stdout");
+        move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|line| line.contains("/followed-request"))
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        crate::support::curl(&format!("{url}followed-request"));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = tail.wait();
+    let seen = reader.join().expect("reader");
+    assert!(seen.is_some(), "the request never reached the followed log");
+    let app = server.cli_ok(&["environment:logs", "-p", "shop", "-e", "main"]);
+    assert!(app.contains("/followed-request"), "{app}");
+
+    // An unknown type is refused with the types there are.
+    let out = server.cli(&["environment:logs", "nginx", "-p", "shop", "-e", "main"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("types: app, deploy, cron"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Routes.
+    let routes = server.cli_ok(&[
+        "route:list",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "--format",
+        "tsv",
+        "--columns",
+        "route,type,to",
+        "--no-header",
+    ]);
+    assert!(
+        routes.contains(&format!("{url}\tupstream\tapp\n")),
+        "{routes}"
+    );
+    let upstream = server.cli_ok(&[
+        "route:get",
+        &url,
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "-P",
+        "upstream",
+    ]);
+    assert_eq!(upstream, "app\n");
+}
