@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask bench push|memory|branch|logs|image`.
+//! Project automation: `cargo xtask bench push|memory|branch|logs|php|router|image`.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 mod bench_php;
+mod bench_router;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         ["bench", "branch"] => bench_branch(),
         ["bench", "logs"] => bench_logs(),
         ["bench", "php"] => bench_php::bench_php(),
+        ["bench", "router"] => bench_router::bench_router(),
         ["bench", "image"] => bench_image("python:3.9", 2),
         ["bench", "image", kind] => bench_image(kind, 2),
         ["bench", "image", kind, n] => n
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
             .and_then(|n| bench_image(kind, n)),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | image [TYPE [RUNS]]"
+                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | router | image [TYPE [RUNS]]"
             );
             return ExitCode::from(2);
         }

@@ -652,7 +652,10 @@ impl Api {
     /// Streams an activity's log to stderr (it is progress) until it completes;
     /// returns its result.
     async fn follow(&self, project: &str, id: &str) -> anyhow::Result<bool> {
-        let seal = self.log(project, id, true, &mut std::io::stderr()).await?;
+        let progress = crate::output::Progress::start(&format!("activity {id}"));
+        let seal = self.log(project, id, true, &mut progress.writer()).await;
+        progress.finish();
+        let seal = seal?;
         Ok(seal.result.as_deref() == Some("success"))
     }
 
@@ -812,7 +815,8 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 .await?;
             let mut stream = response.bytes_stream();
             let mut buffer = Vec::new();
-            let mut stderr = std::io::stderr();
+            let progress = crate::output::Progress::start(&format!("runtime {kind}"));
+            let mut stderr = progress.writer();
             while let Some(chunk) = stream.next().await {
                 buffer.extend_from_slice(&chunk?);
                 while let Some(end) = buffer.iter().position(|b| *b == b'\n') {

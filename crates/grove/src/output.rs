@@ -127,6 +127,71 @@ pub fn confirm(question: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A long operation's progress on stderr: its lines as they come and, on a terminal, a
+/// spinner with the elapsed time under them; elsewhere the lines alone.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    pub fn start(what: &str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(what.to_owned());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Progress { bar }
+    }
+
+    /// Where the operation's lines go.
+    pub fn writer(&self) -> ProgressWriter<'_> {
+        ProgressWriter {
+            progress: self,
+            partial: Vec::new(),
+        }
+    }
+
+    pub fn finish(self) {}
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Writes whole lines above the spinner (or to stderr).
+pub struct ProgressWriter<'a> {
+    progress: &'a Progress,
+    partial: Vec<u8>,
+}
+
+impl Write for ProgressWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            match &self.progress.bar {
+                Some(bar) => bar.println(text),
+                None => writeln!(std::io::stderr(), "{text}")?,
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// How a command prints what it was asked for.
 #[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq, Debug)]
 pub enum Format {

@@ -470,3 +470,36 @@ fn environment_logs_by_type_and_routes() {
     ]);
     assert_eq!(upstream, "app\n");
 }
+
+#[test]
+fn long_operations_show_a_spinner_on_a_terminal_and_plain_lines_elsewhere() {
+    let (server, work) = shop_with_a_long_build(1);
+    let yaml = std::fs::read_to_string(work.path().join(".platform.app.yaml")).expect("yaml");
+    work.write(
+        ".platform.app.yaml",
+        &yaml.replace("hooks:\n", "hooks:\n  deploy: sleep 1\n"),
+    );
+    work.commit("a deploy hook that takes a second");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "{out}");
+    // Under a pseudo-terminal (`script`): the log lines, and the spinner's message
+    // drawn under them while the redeploy runs.
+    let redeploy = format!("{GROVE} environment:redeploy -p shop -e main");
+    let out = bash(
+        &server,
+        &format!("script -qec '{redeploy}' /dev/null"),
+        server.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let terminal = stdout(&out);
+    assert!(terminal.contains("Activity "), "{terminal}");
+    assert!(
+        terminal.contains(" activity ") && terminal.contains('\u{1b}'),
+        "no spinner drawn:\n{terminal}"
+    );
+    // Without a terminal: the same lines, no spinner, no escape sequences.
+    let out = server.cli(&["environment:redeploy", "-p", "shop", "-e", "main"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Activity "), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
+}
