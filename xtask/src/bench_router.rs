@@ -47,7 +47,7 @@ pub fn bench_router() -> anyhow::Result<()> {
             work.join(".platform.app.yaml"),
             "name: app\ntype: python:3.11\nsize: XL\nbuild:\n  flavor: none\nweb:\n  commands:\n    \
              start: |\n      mkdir -p /tmp/up\n      \
-             sed -e \"s/PORT/$PORT/\" -e \"s|DIR|/tmp/up|\" upstream.conf.in > /tmp/up/nginx.conf\n      \
+             sed -e \"s/PORT/$PORT/g\" -e \"s|DIR|/tmp/up|g\" upstream.conf.in > /tmp/up/nginx.conf\n      \
              exec /usr/sbin/nginx -e stderr -p /tmp/up -c /tmp/up/nginx.conf\n",
         )?;
         // The same app twice: plainly proxied, and cached by the router.
