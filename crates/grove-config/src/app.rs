@@ -30,7 +30,7 @@ const APP_KEYS: Keys = &[
     ("access", Yes),
     ("timezone", Yes),
     ("stack", Later),
-    ("runtime", Later),
+    ("runtime", Yes),
     ("firewall", Later),
     ("additional_hosts", Later),
     ("size", Yes),
@@ -125,6 +125,7 @@ pub(crate) fn read_app(r: &mut Reader<'_, '_>, node: &Node, origin: &AppOrigin<'
             "workers" => app.workers = read_workers(r, value),
             "access" => app.ssh_access = read_access(r, value, "access"),
             "timezone" => app.timezone = r.opt_string(value, "timezone"),
+            "runtime" => check_runtime(r, value),
             _ => {}
         }
     }
@@ -346,6 +347,21 @@ fn read_hooks(r: &mut Reader<'_, '_>, node: &Node) -> Hooks {
         }
     }
     hooks
+}
+
+/// `runtime`: PHP's extensions are honoured (`grove-web`), the rest is read only.
+fn check_runtime(r: &mut Reader<'_, '_>, node: &Node) {
+    const RUNTIME_KEYS: Keys = &[
+        ("extensions", Yes),
+        ("disabled_extensions", Yes),
+        ("request_terminate_timeout", Later),
+        ("sizing_hints", Later),
+        ("xdebug", Later),
+        ("quicklisp", Later),
+    ];
+    if let Some(entries) = r.map_or_null(node, "runtime") {
+        r.check_keys(entries, RUNTIME_KEYS, "runtime.");
+    }
 }
 
 fn read_web(r: &mut Reader<'_, '_>, node: &Node) -> Web {

@@ -714,7 +714,7 @@ impl Backend for LocalDeploy<'_> {
             let start_command = crate::web_server::prepare(
                 app,
                 front,
-                php_version(runtime),
+                (php_version(runtime), runtime.image.as_deref()),
                 &run_dir,
                 listen,
                 app_listen,

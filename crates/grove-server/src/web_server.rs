@@ -6,7 +6,7 @@
 //! to the app's server. Both processes run in the app's sandbox under one start
 //! script that ends (so the instance is restarted whole) when either ends.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use grove_config::App;
 use grove_web::{AppUpstream, FpmSpec, Listen, ServerSpec};
@@ -114,7 +114,7 @@ const PHP_INI_DIR: &str = "php.d";
 pub(crate) async fn prepare(
     app: &App,
     front: Front,
-    php_version: &str,
+    (php_version, image): (&str, Option<&Path>),
     host_run_dir: &Path,
     listen: Listen,
     app_listen: Listen,
@@ -133,24 +133,12 @@ pub(crate) async fn prepare(
             )
             .map_err(|e| format!("app `{}`: {e}", app.name))?;
             write(app, host_run_dir, "php-fpm.conf", &fpm_conf).await?;
-            // A `php.ini` at the app root is read after PHP's own configuration, as on
-            // Platform.sh: a scan directory of ours holds a link to it, and is added
-            // to PHP's own (the leading `:`) only when the file exists.
-            let ini_dir = host_run_dir.join(PHP_INI_DIR);
-            tokio::fs::create_dir_all(&ini_dir)
-                .await
-                .map_err(|e| format!("app `{}`: cannot create {PHP_INI_DIR}: {e}", app.name))?;
-            let link = ini_dir.join("zz-app.ini");
-            let _ = tokio::fs::remove_file(&link).await;
-            tokio::fs::symlink(format!("{}/php.ini", grove_deployment::APP_DIR), &link)
-                .await
-                .map_err(|e| format!("app `{}`: cannot link its php.ini: {e}", app.name))?;
+            let scan_dir = php_scan_dir(app, php_version, image, host_run_dir).await?;
             // As root, php-fpm refuses to start without being told.
             let first = format!(
-                "[ -f {app}/php.ini ] && export PHP_INI_SCAN_DIR=:{RUN_DIR}/{PHP_INI_DIR}\n\
+                "{scan_dir}\n\
                  {} --nodaemonize --fpm-config {RUN_DIR}/php-fpm.conf ${{root:+--allow-to-run-as-root}}",
                 fpm_binary(php_version),
-                app = grove_deployment::APP_DIR,
             );
             (
                 AppUpstream::FastCgi {
@@ -184,6 +172,59 @@ pub(crate) async fn prepare(
     .map_err(|e| format!("app `{}`: {e}", app.name))?;
     write(app, host_run_dir, "nginx.conf", &nginx_conf).await?;
     Ok(supervised_pair(&first, &ready, &listen_for_router))
+}
+
+/// PHP's scan directory for the app, as a line of the start script that sets
+/// `PHP_INI_SCAN_DIR`. A `php.ini` at the app root is read after PHP's own
+/// configuration, as on Platform.sh: a directory of ours holds a link to it, added to
+/// PHP's own (the leading `:`) when the file exists. With `runtime.disabled_extensions`
+/// our directory replaces PHP's: it links every `.ini` of PHP's own but theirs.
+async fn php_scan_dir(
+    app: &App,
+    version: &str,
+    image: Option<&Path>,
+    host_run_dir: &Path,
+) -> Result<String, String> {
+    let error = |what: &str, e: std::io::Error| format!("app `{}`: cannot {what}: {e}", app.name);
+    let ini_dir = host_run_dir.join(PHP_INI_DIR);
+    let _ = tokio::fs::remove_dir_all(&ini_dir).await;
+    tokio::fs::create_dir_all(&ini_dir)
+        .await
+        .map_err(|e| error("create its PHP scan directory", e))?;
+    let app_ini = format!("{}/php.ini", grove_deployment::APP_DIR);
+    tokio::fs::symlink(&app_ini, ini_dir.join("zz-app.ini"))
+        .await
+        .map_err(|e| error("link its php.ini", e))?;
+    let scan_dir = format!("{RUN_DIR}/{PHP_INI_DIR}");
+    let disabled = grove_web::disabled_extensions(app);
+    if disabled.is_empty() {
+        return Ok(format!(
+            "[ -f {app_ini} ] && export PHP_INI_SCAN_DIR=:{scan_dir}"
+        ));
+    }
+    // PHP's own scan directory, as the sandbox sees it and as this host reaches it.
+    let own = format!("/etc/php/{version}/fpm/conf.d");
+    let on_host = match image {
+        Some(root) => root.join(own.trim_start_matches('/')),
+        None => PathBuf::from(&own),
+    };
+    let mut entries = tokio::fs::read_dir(&on_host)
+        .await
+        .map_err(|e| error(&format!("read {}", on_host.display()), e))?;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|e| error(&format!("read {}", on_host.display()), e))?
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".ini") || grove_web::ini_enables(&name, &disabled) {
+            continue;
+        }
+        tokio::fs::symlink(format!("{own}/{name}"), ini_dir.join(&name))
+            .await
+            .map_err(|e| error(&format!("link {name}"), e))?;
+    }
+    Ok(format!("export PHP_INI_SCAN_DIR={scan_dir}"))
 }
 
 async fn write(app: &App, dir: &Path, name: &str, text: &str) -> Result<(), String> {

@@ -10,7 +10,10 @@ mod nginx;
 mod php;
 
 pub use nginx::{AppUpstream, Listen, ServerSpec, nginx_config};
-pub use php::{FpmSpec, MissingExtension, fpm_config, missing_extensions, requested_extensions};
+pub use php::{
+    FpmSpec, MissingExtension, disabled_extensions, fpm_config, ini_enables, missing_extensions,
+    requested_extensions,
+};
 
 /// A `web` configuration nginx cannot express safely. These are the app's input.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -104,6 +104,34 @@ pub fn requested_extensions(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// `runtime.disabled_extensions`, lower-cased.
+pub fn disabled_extensions(app: &App) -> Vec<String> {
+    app.json
+        .get("runtime")
+        .and_then(|r| r.get("disabled_extensions"))
+        .and_then(|e| e.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e.as_str())
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a file of PHP's scan directory (`20-calendar.ini`, `10-opcache.ini`)
+/// enables one of `extensions`: Debian names them `<priority>-<extension>.ini`.
+pub fn ini_enables(file: &str, extensions: &[String]) -> bool {
+    let Some(stem) = file.strip_suffix(".ini") else {
+        return false;
+    };
+    let name = stem.split_once('-').map_or(stem, |(_, name)| name);
+    let name = name.to_ascii_lowercase();
+    extensions
+        .iter()
+        .any(|e| *e == name || (e == "zend opcache" && name == "opcache"))
+}
+
 /// An extension the host's PHP does not have, with the Debian package that adds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingExtension {
@@ -169,6 +197,16 @@ mod tests {
             .map(|m| (m.name.as_str(), m.package.as_str()))
             .collect();
         assert_eq!(got, expected, "{requested:?}");
+    }
+
+    #[test]
+    fn disabled_extensions_are_found_by_their_ini_file() {
+        let disabled = vec!["calendar".to_owned(), "opcache".to_owned()];
+        assert!(ini_enables("20-calendar.ini", &disabled));
+        assert!(ini_enables("10-opcache.ini", &disabled));
+        assert!(!ini_enables("20-pdo_mysql.ini", &disabled));
+        assert!(!ini_enables("10-pdo.ini", &disabled));
+        assert!(!ini_enables("calendar.txt", &disabled));
     }
 
     #[test]

@@ -10,6 +10,8 @@ const APP_YAML: &str = r#"name: shop
 type: php:8.2
 build:
   flavor: none
+runtime:
+  disabled_extensions: [calendar]
 variables:
   php:
     memory_limit: 96M
@@ -48,7 +50,7 @@ fn a_php_app_is_served_by_php_fpm_with_its_locations() {
     work.write(".platform.app.yaml", APP_YAML);
     work.write(
         "public/index.php",
-        "<?php\nheader('Content-Type: application/json');\necho json_encode([\n  'uri' => $_SERVER['REQUEST_URI'],\n  'branch' => getenv('PLATFORM_BRANCH'),\n  'memory_limit' => ini_get('memory_limit'),\n  'php' => PHP_MAJOR_VERSION . '.' . PHP_MINOR_VERSION,\n  'max_input_vars' => ini_get('max_input_vars'),\n]);\n",
+        "<?php\nheader('Content-Type: application/json');\necho json_encode([\n  'uri' => $_SERVER['REQUEST_URI'],\n  'branch' => getenv('PLATFORM_BRANCH'),\n  'memory_limit' => ini_get('memory_limit'),\n  'php' => PHP_MAJOR_VERSION . '.' . PHP_MINOR_VERSION,\n  'max_input_vars' => ini_get('max_input_vars'),\n  'calendar' => extension_loaded('calendar'),\n  'ctype' => extension_loaded('ctype'),\n]);\n",
     );
     // A php.ini at the app root is read by PHP-FPM.
     work.write("php.ini", "max_input_vars = 4321\n");
@@ -70,6 +72,9 @@ fn a_php_app_is_served_by_php_fpm_with_its_locations() {
     assert_eq!(served["memory_limit"], "96M", "{served}");
     assert_eq!(served["php"], "8.2", "{served}");
     assert_eq!(served["max_input_vars"], "4321", "{served}");
+    // `runtime.disabled_extensions`: off, and only that one.
+    assert_eq!(served["calendar"], false, "{served}");
+    assert_eq!(served["ctype"], true, "{served}");
 
     // A static file with its expiry; the versioned URL is the same file.
     for path in ["/static/style.css", "/static/version17/style.css"] {
