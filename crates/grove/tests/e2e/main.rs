@@ -371,7 +371,7 @@ fn an_activity_interrupted_by_a_crash_is_marked_failed_with_a_reason() {
         !log.status.success(),
         "activity:log exits non-zero for a failed activity"
     );
-    let text = String::from_utf8_lossy(&log.stderr);
+    let text = String::from_utf8_lossy(&log.stdout);
     assert!(text.contains("slow build starting"), "{text}");
     assert!(
         text.contains("the grove server stopped while this activity was running"),
@@ -1228,7 +1228,7 @@ fn crons_run_on_schedule_in_the_app_sandbox_and_can_be_switched_off() {
     let id = run["id"].as_str().expect("id");
     let log = server.cli(&["activity:log", "-p", "shop", id]);
     assert!(
-        String::from_utf8_lossy(&log.stderr).contains("ran on main"),
+        String::from_utf8_lossy(&log.stdout).contains("ran on main"),
         "{log:?}"
     );
     let app = curl_json(&primary_url(&server, "main"));
