@@ -12,8 +12,10 @@
 //! routed (one valid `Host`, a target the router can forward; see `request`), and
 //! what the router refuses (400) never reaches an app.
 
+mod cache;
 mod connections;
 mod proxy;
+mod redirect;
 mod request;
 mod upstream;
 
@@ -24,10 +26,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use cache::{CachePolicy, DEFAULT_CAPACITY_BYTES, MAX_ENTRY_BYTES};
 pub use connections::{ConnectionLimits, ConnectionStats, serve_connections};
 /// Adapts a tower service (an axum `Router`) for [`serve_connections`].
 pub use hyper_util::service::TowerToHyperService;
 pub use proxy::{serve, serve_with};
+pub use redirect::Redirect;
 pub use upstream::Upstream;
 
 /// Where a request goes.
@@ -47,6 +51,36 @@ pub struct RouteEntry {
     /// Path prefix, starting and ending with `/`.
     pub path: String,
     pub target: Target,
+    /// Partial redirects, tried before the target (see [`RouteEntry::with_redirects`]).
+    pub redirects: Vec<Redirect>,
+    /// The route's HTTP cache; `None` when it is disabled.
+    pub cache: Option<Arc<CachePolicy>>,
+}
+
+impl RouteEntry {
+    /// An entry without partial redirects or cache.
+    pub fn new(host: impl Into<String>, path: impl Into<String>, target: Target) -> RouteEntry {
+        RouteEntry {
+            host: host.into(),
+            path: path.into(),
+            target,
+            redirects: Vec::new(),
+            cache: None,
+        }
+    }
+
+    /// With these partial redirects, ordered as they are tried: exact and prefix paths
+    /// first (the longest first), then regexes in the order given.
+    pub fn with_redirects(mut self, mut redirects: Vec<Redirect>) -> RouteEntry {
+        redirect::sort(&mut redirects);
+        self.redirects = redirects;
+        self
+    }
+
+    pub fn with_cache(mut self, cache: Option<CachePolicy>) -> RouteEntry {
+        self.cache = cache.map(Arc::new);
+        self
+    }
 }
 
 /// A match: the target and the route's path prefix it matched under.
@@ -75,6 +109,7 @@ struct Shared {
     /// once `set` has returned every request still bound for the old upstream is counted.
     in_flight: watch::Sender<HashMap<Upstream, usize>>,
     next_hold_id: AtomicU64,
+    cache: cache::HttpCache,
 }
 
 #[derive(Default)]
@@ -128,13 +163,22 @@ pub(crate) enum Routed {
         released: watch::Receiver<()>,
         timeout: Duration,
     },
-    Redirect {
-        location: String,
-        code: u16,
-        prefix: String,
+    Redirect(redirect::Answer),
+    /// Answered from the cache, without the app.
+    Cached(Arc<cache::Stored>),
+    /// Counted as in flight on `guard.addr` until the guard is dropped. `cache` is
+    /// what the route's cache said, when it has one.
+    Upstream(InFlightGuard, Option<Cacheable>),
+}
+
+/// A request on a route with a cache that was not answered from it.
+pub(crate) enum Cacheable {
+    Bypass,
+    Miss {
+        key: u128,
+        owner: Arc<str>,
+        policy: Arc<CachePolicy>,
     },
-    /// Counted as in flight on `guard.addr` until the guard is dropped.
-    Upstream(InFlightGuard),
 }
 
 /// One request counted in [`RouteTable::in_flight`] while it lives.
@@ -165,12 +209,34 @@ impl RouteTable {
         RouteTable::default()
     }
 
-    /// Replaces every entry of `owner` (an environment) at once. A hold on the owner
+    /// A table whose HTTP cache holds at most `bytes` of responses.
+    pub fn with_cache_capacity(bytes: usize) -> RouteTable {
+        RouteTable {
+            inner: Arc::new(Shared {
+                cache: cache::HttpCache::with_capacity(bytes),
+                ..Shared::default()
+            }),
+        }
+    }
+
+    /// Replaces every entry of `owner` (an environment) at once, and empties its HTTP
+    /// cache (what it stored came from the code it ran before). A hold on the owner
     /// stays: requests it holds are routed to the new entries when it is released.
     pub fn set(&self, owner: &str, entries: Vec<RouteEntry>) {
         let mut tables = self.write();
         tables.by_owner.insert(owner.to_string(), entries);
         tables.reindex();
+        self.inner.cache.purge(owner);
+    }
+
+    /// Empties the HTTP cache of `owner`; how many responses it dropped.
+    pub fn clear_cache(&self, owner: &str) -> usize {
+        self.inner.cache.purge(owner)
+    }
+
+    /// How many responses the HTTP cache holds, all environments together.
+    pub fn cached_responses(&self) -> usize {
+        self.inner.cache.len()
     }
 
     /// Drops every entry of `owner`. Requests it holds are woken and answered with what
@@ -181,6 +247,7 @@ impl RouteTable {
         if tables.by_owner.remove(owner).is_some() {
             tables.reindex();
         }
+        self.inner.cache.purge(owner);
         if let Some(hold) = tables.holds.get(owner) {
             hold.wake.send_replace(());
         }
@@ -261,14 +328,24 @@ impl RouteTable {
     }
 
     /// Where a request goes. `may_hold` is whether the request can be held (it is
-    /// idempotent and was not held already). An upstream is counted in flight before
-    /// the table's lock is released.
-    pub(crate) fn route(&self, host: &str, path: &str, may_hold: bool) -> Routed {
+    /// idempotent and was not held already). A request the route's cache answers
+    /// (`cached`, when the request may be) is not counted; an upstream is counted in
+    /// flight before the table's lock is released.
+    pub(crate) fn route(
+        &self,
+        host: &str,
+        path: &str,
+        may_hold: bool,
+        cached: Option<&cache::CacheRequest<'_>>,
+    ) -> Routed {
         let host = normalize_host(host);
         let tables = self.read();
         let Some(found) = tables.find(&host, path) else {
             return Routed::NotFound;
         };
+        if let Some(answer) = redirect::find(&found.entry.redirects, path) {
+            return Routed::Redirect(answer);
+        }
         if may_hold && let Some(hold) = tables.holds.get(&*found.owner) {
             return Routed::Held {
                 released: hold.wake.subscribe(),
@@ -276,22 +353,46 @@ impl RouteTable {
             };
         }
         match &found.entry.target {
-            Target::Redirect { location, code } => Routed::Redirect {
-                location: location.clone(),
-                code: *code,
-                prefix: found.entry.path.clone(),
-            },
+            Target::Redirect { location, code } => Routed::Redirect(redirect::whole_route(
+                location,
+                *code,
+                &found.entry.path,
+                path,
+            )),
             Target::Upstream(addr) => {
+                let cacheable = match (&found.entry.cache, cached) {
+                    (Some(policy), Some(request)) => {
+                        match self.inner.cache.lookup(
+                            &found.owner,
+                            policy,
+                            request,
+                            tokio::time::Instant::now(),
+                        ) {
+                            cache::Lookup::Hit(stored) => return Routed::Cached(stored),
+                            cache::Lookup::Bypass => Some(Cacheable::Bypass),
+                            cache::Lookup::Miss { key } => Some(Cacheable::Miss {
+                                key,
+                                owner: found.owner.clone(),
+                                policy: policy.clone(),
+                            }),
+                        }
+                    }
+                    (Some(_), None) => Some(Cacheable::Bypass),
+                    (None, _) => None,
+                };
                 let addr = addr.clone();
                 // No waiter cares about a count going up: `drained` waits for zero.
                 self.inner.in_flight.send_if_modified(|counts| {
                     *counts.entry(addr.clone()).or_default() += 1;
                     false
                 });
-                Routed::Upstream(InFlightGuard {
-                    shared: self.inner.clone(),
-                    addr,
-                })
+                Routed::Upstream(
+                    InFlightGuard {
+                        shared: self.inner.clone(),
+                        addr,
+                    },
+                    cacheable,
+                )
             }
         }
     }
@@ -390,11 +491,7 @@ mod tests {
     }
 
     fn entry(host: &str, path: &str, port: u16) -> RouteEntry {
-        RouteEntry {
-            host: host.into(),
-            path: path.into(),
-            target: upstream(port),
-        }
+        RouteEntry::new(host, path, upstream(port))
     }
 
     #[test]

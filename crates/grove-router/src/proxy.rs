@@ -20,9 +20,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{self, CacheRequest, Miss, X_PLATFORM_CACHE};
 use crate::connections::{ConnectionLimits, ConnectionStats, serve_connections};
+use crate::redirect::Answer;
 use crate::request::{self, Form, Forwarded};
-use crate::{InFlightGuard, RouteTable, Routed};
+use crate::{Cacheable, InFlightGuard, RouteTable, Routed};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 type UpstreamClient = Client<UpstreamConnector, Body>;
@@ -36,6 +38,9 @@ const RETRY_AFTER_SECONDS: &str = "5";
 /// app, a slow client does not tie up the app while it sends, and an idempotent
 /// request can be sent again to a new upstream. Larger bodies stream from there on.
 const READ_AHEAD: usize = 64 * 1024;
+/// How long a request waits for another one fetching the same missing cache key
+/// before it goes to the app itself.
+const COALESCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// What `OPTIONS *` is told the router serves.
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
 
@@ -110,7 +115,14 @@ async fn handle(
         Ok(body) => body,
         Err(error) => return bad_body(&error),
     };
-    let mut routed = table.route(&host, &path, idempotent);
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let cache_request = CacheRequest {
+        method: &parts.method,
+        host: &host,
+        path_and_query,
+        headers: &parts.headers,
+    };
+    let mut routed = table.route(&host, &path, idempotent, Some(&cache_request));
     if let Routed::Held {
         mut released,
         timeout,
@@ -132,41 +144,79 @@ async fn handle(
             );
             return response;
         }
-        routed = table.route(&host, &path, false);
+        routed = table.route(&host, &path, false, Some(&cache_request));
     }
     match routed {
         Routed::NotFound | Routed::Held { .. } => text(
             StatusCode::NOT_FOUND,
             format!("No environment serves http://{host}{path}\n"),
         ),
-        Routed::Redirect {
-            location,
-            code,
-            prefix,
-        } => {
-            let rest = path.strip_prefix(prefix.as_str()).unwrap_or("");
-            let mut location = format!("{location}{rest}");
-            if let Some(query) = parts.uri.query() {
-                location.push('?');
-                location.push_str(query);
-            }
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            let mut response = text(status, format!("Moved to {location}\n"));
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            response
-        }
-        Routed::Upstream(guard) => {
+        Routed::Redirect(answer) => redirect(&answer, parts.uri.query()),
+        Routed::Cached(stored) => from_cache(&stored),
+        Routed::Upstream(guard, cacheable) => {
             let request = Proxied {
                 peer,
                 host: &host,
                 path: &path,
                 idempotent,
             };
-            request.send(parts, body, guard, table, client).await
+            match cacheable {
+                None => request.send(parts, body, guard, table, client).await,
+                Some(Cacheable::Bypass) => labelled(
+                    request.send(parts, body, guard, table, client).await,
+                    "BYPASS",
+                ),
+                Some(Cacheable::Miss { key, owner, policy }) => {
+                    let miss = CacheMiss {
+                        key,
+                        owner: &owner,
+                        policy: &policy,
+                    };
+                    request
+                        .through_cache(miss, parts, body, guard, table, client)
+                        .await
+                }
+            }
         }
     }
+}
+
+/// The answer to a redirect: `Location` with the request's query string.
+fn redirect(answer: &Answer, query: Option<&str>) -> Response<Body> {
+    let location = answer.location_with(query);
+    let status = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    let mut response = text(status, format!("Moved to {location}\n"));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    answer.caching_headers(response.headers_mut(), std::time::SystemTime::now());
+    response
+}
+
+/// A stored response (hyper leaves the body out for HEAD).
+fn from_cache(stored: &cache::Stored) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(stored.body.clone())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = stored.status;
+    *response.headers_mut() = stored.headers.clone();
+    labelled(response, "HIT")
+}
+
+fn labelled(mut response: Response<Body>, label: &'static str) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(X_PLATFORM_CACHE, HeaderValue::from_static(label));
+    response
+}
+
+/// A GET or HEAD the route's cache did not have.
+struct CacheMiss<'a> {
+    key: u128,
+    owner: &'a str,
+    policy: &'a cache::CachePolicy,
 }
 
 struct Proxied<'a> {
@@ -215,7 +265,7 @@ impl Proxied<'_> {
         }
         tracing::debug!(%error, upstream = %guard.addr, "Upstream request failed.");
         if let Some((parts, body)) = retry
-            && let Routed::Upstream(next) = table.route(self.host, self.path, false)
+            && let Routed::Upstream(next, _) = table.route(self.host, self.path, false, None)
             && next.addr != guard.addr
         {
             drop(guard);
@@ -233,6 +283,73 @@ impl Proxied<'_> {
             StatusCode::BAD_GATEWAY,
             format!("The app behind http://{} is not answering\n", self.host),
         )
+    }
+
+    /// A cache miss: one GET per key goes to the app, and its response is stored when
+    /// it may be; other GETs of the key wait for it and are answered from the cache,
+    /// or go to the app themselves when nothing was stored. A HEAD is passed on.
+    async fn through_cache(
+        &self,
+        miss: CacheMiss<'_>,
+        parts: Parts,
+        body: ClientBody,
+        guard: InFlightGuard,
+        table: &RouteTable,
+        client: &UpstreamClient,
+    ) -> Response<Body> {
+        if parts.method != Method::GET {
+            return labelled(self.send(parts, body, guard, table, client).await, "MISS");
+        }
+        let cache = &table.inner.cache;
+        let fetching = match cache.begin(miss.key) {
+            Miss::Fetch(fetching) => fetching,
+            Miss::Wait(mut done) => {
+                let _ = tokio::time::timeout(COALESCE_WAIT, done.changed()).await;
+                let now = tokio::time::Instant::now();
+                if let Some(stored) = cache.get(miss.key, &parts.headers, now) {
+                    return from_cache(&stored);
+                }
+                return labelled(self.send(parts, body, guard, table, client).await, "MISS");
+            }
+        };
+        let request_headers = parts.headers.clone();
+        let response = self.send(parts, body, guard, table, client).await;
+        let (head, body) = response.into_parts();
+        let now = std::time::SystemTime::now();
+        let too_large = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n > cache::MAX_ENTRY_BYTES as u64);
+        if too_large || !cache::may_store(head.status, &head.headers, miss.policy, now) {
+            drop(fetching);
+            return labelled(Response::from_parts(head, body), "MISS");
+        }
+        let response = match read_whole(body, cache::MAX_ENTRY_BYTES).await {
+            Ok(Whole::Read(bytes)) => {
+                cache.store(
+                    miss.owner,
+                    miss.policy,
+                    miss.key,
+                    &request_headers,
+                    head.status,
+                    &head.headers,
+                    bytes.clone(),
+                    (tokio::time::Instant::now(), now),
+                );
+                let body = Full::new(bytes).map_err(|never| match never {}).boxed();
+                Response::from_parts(head, body)
+            }
+            Ok(Whole::TooLarge(body)) => Response::from_parts(head, body),
+            Err(error) => {
+                tracing::debug!(%error, "Upstream response body failed.");
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("The app behind http://{} is not answering\n", self.host),
+                )
+            }
+        };
+        drop(fetching);
+        labelled(response, "MISS")
     }
 
     fn request(&self, mut parts: Parts, body: Body, upstream: &Upstream) -> Option<Request<Body>> {
@@ -411,6 +528,65 @@ impl hyper::body::Body for ClientBody {
             hint.set_upper(upper);
         }
         hint
+    }
+}
+
+enum Whole {
+    Read(Bytes),
+    /// Longer than the limit: what was read, then the rest as it comes.
+    TooLarge(Body),
+}
+
+/// A response body read whole, when it is not longer than `limit`.
+async fn read_whole(mut body: Body, limit: usize) -> Result<Whole, hyper::Error> {
+    let mut read: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers: not something the cache keeps; the body is whole anyway.
+            break;
+        };
+        size += data.len();
+        read.push(data);
+        if size > limit {
+            let prefix = Prefixed {
+                read: read.into(),
+                rest: body,
+            };
+            return Ok(Whole::TooLarge(prefix.boxed()));
+        }
+    }
+    let mut whole = Vec::with_capacity(size);
+    for data in read {
+        whole.extend_from_slice(&data);
+    }
+    Ok(Whole::Read(Bytes::from(whole)))
+}
+
+/// What was read of a body, then the rest of it.
+struct Prefixed {
+    read: VecDeque<Bytes>,
+    rest: Body,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(data) = this.read.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty() && self.rest.is_end_stream()
     }
 }
 

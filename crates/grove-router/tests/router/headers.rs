@@ -74,11 +74,11 @@ async fn router() -> (RouteTable, Router, Echo, Echo) {
     table.set(OWNER, entries(main.addr));
     table.set(
         "shop/other",
-        vec![RouteEntry {
-            host: OTHER.into(),
-            path: "/".into(),
-            target: Target::Upstream(other.addr.into()),
-        }],
+        vec![RouteEntry::new(
+            OTHER,
+            "/",
+            Target::Upstream(other.addr.into()),
+        )],
     );
     let router = Router::start(&table).await;
     (table, router, main, other)

@@ -25,11 +25,7 @@ pub const HOST: &str = "main.shop.localhost";
 pub const EVENTUALLY: Duration = Duration::from_secs(30);
 
 pub fn entries(addr: SocketAddr) -> Vec<RouteEntry> {
-    vec![RouteEntry {
-        host: HOST.into(),
-        path: "/".into(),
-        target: Target::Upstream(addr.into()),
-    }]
+    vec![RouteEntry::new(HOST, "/", Target::Upstream(addr.into()))]
 }
 
 /// An app instance: answers every request with its name (after reading the request
