@@ -17,6 +17,9 @@ pub mod paths {
         "/api/projects/{project}/environments/{environment}/branch";
     pub const ENVIRONMENT_SYNCHRONIZE: &str =
         "/api/projects/{project}/environments/{environment}/synchronize";
+    /// Empties the environment's HTTP cache in the router (`cache:clear`).
+    pub const ENVIRONMENT_CACHE_CLEAR: &str =
+        "/api/projects/{project}/environments/{environment}/cache/clear";
     pub const ENVIRONMENT_ACTION: &str =
         "/api/projects/{project}/environments/{environment}/{action}";
     pub const ACTIVITIES: &str = "/api/projects/{project}/activities";
@@ -355,6 +358,13 @@ pub struct ServiceStatus {
     /// Consecutive failed health checks.
     pub failures: u32,
     pub last_error: Option<String>,
+}
+
+/// The answer to `cache:clear`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheCleared {
+    /// How many stored responses were dropped.
+    pub cleared: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

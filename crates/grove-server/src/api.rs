@@ -40,6 +40,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route(paths::ENVIRONMENT_ROUTES, get(environment_routes))
         .route(paths::ENVIRONMENT_ACTION, post(environment_action))
+        .route(
+            paths::ENVIRONMENT_CACHE_CLEAR,
+            post(crate::http_cache::clear),
+        )
         .route(paths::ACTIVITIES, get(list_activities))
         .route(paths::ACTIVITY, get(get_activity))
         .route(paths::ACTIVITY_LOG, get(activity_log))

@@ -12,6 +12,7 @@ mod error;
 mod failpoint;
 mod git_http;
 mod handlers;
+mod http_cache;
 mod lifecycle;
 mod names;
 mod ndjson;

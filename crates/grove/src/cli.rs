@@ -221,6 +221,12 @@ pub enum Client {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Empty an environment's HTTP cache in the router.
+    #[command(name = "cache:clear")]
+    CacheClear {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Redeploy an environment's current code.
     #[command(name = "environment:redeploy", visible_alias = "redeploy")]
     EnvironmentRedeploy {
@@ -979,6 +985,19 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
         }
         Client::EnvironmentDeactivate { target, wait } => {
             return env_action(&api, &target, "deactivate", &wait).await;
+        }
+        Client::CacheClear { target } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_CACHE_CLEAR,
+                &[("project", &project), ("environment", &env)],
+            );
+            let cleared: grove_api::CacheCleared =
+                api.send(api.http.post(url)).await?.json().await?;
+            eprintln!(
+                "Cleared {} cached responses of {project}/{env}.",
+                cleared.cleared
+            );
         }
         Client::EnvironmentRedeploy { target, wait } => {
             return env_action(&api, &target, "redeploy", &wait).await;

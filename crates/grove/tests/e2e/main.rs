@@ -13,6 +13,7 @@ mod limits;
 mod magento;
 mod network;
 mod php;
+mod router;
 mod runtime;
 mod support;
 mod variables;
