@@ -609,126 +609,47 @@ mod tests {
         let any_cookie = policy(&["*"], &["Accept", "Accept-Language"]);
         let no_cookies = policy(&[], &[]);
         let named = policy(&["lang", "/^sess_/"], &[]);
-        let g = Method::GET;
-        // Same request: a hit; HEAD is answered from the GET.
-        check(&any_cookie, &[], CACHEABLE, g.clone(), &[], "HIT");
-        check(&any_cookie, &[], CACHEABLE, Method::HEAD, &[], "HIT");
-        // POST and other methods never use the cache.
-        check(&any_cookie, &[], CACHEABLE, Method::POST, &[], "BYPASS");
-        check(&any_cookie, &[], CACHEABLE, Method::PUT, &[], "BYPASS");
-        // ['*']: any cookie bypasses.
-        check(
-            &any_cookie,
-            &[],
-            CACHEABLE,
-            g.clone(),
-            &[("cookie", "a=1")],
-            "BYPASS",
-        );
-        // []: cookies are ignored.
-        check(
-            &no_cookies,
-            &[],
-            CACHEABLE,
-            g.clone(),
-            &[("cookie", "a=1")],
-            "HIT",
-        );
-        // Named cookies and /regex/ are part of the key; others are ignored.
-        let with = |c: &'static str| [("cookie", c)];
-        check(
-            &named,
-            &with("lang=fr"),
-            CACHEABLE,
-            g.clone(),
-            &with("lang=fr; x=2"),
-            "HIT",
-        );
-        check(
-            &named,
-            &with("lang=fr"),
-            CACHEABLE,
-            g.clone(),
-            &with("lang=de"),
-            "MISS",
-        );
-        check(
-            &named,
-            &with("sess_a=1"),
-            CACHEABLE,
-            g.clone(),
-            &with("sess_a=2"),
-            "MISS",
-        );
-        check(
-            &named,
-            &with("sess_a=1"),
-            CACHEABLE,
-            g.clone(),
-            &with("other=2; sess_a=1"),
-            "HIT",
-        );
-        // Headers are part of the key.
-        let accept = |v: &'static str| [("accept", v)];
-        check(
-            &any_cookie,
-            &accept("text/html"),
-            CACHEABLE,
-            g.clone(),
-            &accept("text/html"),
-            "HIT",
-        );
-        check(
-            &any_cookie,
-            &accept("text/html"),
-            CACHEABLE,
-            g.clone(),
-            &accept("application/json"),
-            "MISS",
-        );
-        check(
-            &no_cookies,
-            &accept("text/html"),
-            CACHEABLE,
-            g.clone(),
-            &accept("application/json"),
-            "HIT",
-        );
-        // Credentials bypass.
-        check(
-            &no_cookies,
-            &[],
-            CACHEABLE,
-            g.clone(),
-            &[("authorization", "Basic eDp5")],
-            "BYPASS",
-        );
-        // Vary: stored with the values of the headers it names.
-        let vary = &[("cache-control", "max-age=60"), ("vary", "X-Device")];
-        check(
-            &no_cookies,
-            &[("x-device", "mobile")],
-            vary,
-            g.clone(),
-            &[("x-device", "mobile")],
-            "HIT",
-        );
-        check(
-            &no_cookies,
-            &[("x-device", "mobile")],
-            vary,
-            g.clone(),
-            &[("x-device", "desktop")],
-            "MISS",
-        );
-        check(
-            &no_cookies,
-            &[],
-            &[("cache-control", "max-age=60"), ("vary", "*")],
-            g,
-            &[],
-            "MISS",
-        );
+        let vary: &[(&str, &str)] = &[("cache-control", "max-age=60"), ("vary", "X-Device")];
+        let vary_any: &[(&str, &str)] = &[("cache-control", "max-age=60"), ("vary", "*")];
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        // (route, stored for a request with, response, asked with, method, expected)
+        #[rustfmt::skip]
+        let table: &[(&CachePolicy, Headers, Headers, Headers, Method, &str)] = &[
+            // Same request: a hit; HEAD is answered from the GET.
+            (&any_cookie, &[], CACHEABLE, &[], Method::GET, "HIT"),
+            (&any_cookie, &[], CACHEABLE, &[], Method::HEAD, "HIT"),
+            // POST and other methods never use the cache.
+            (&any_cookie, &[], CACHEABLE, &[], Method::POST, "BYPASS"),
+            (&any_cookie, &[], CACHEABLE, &[], Method::PUT, "BYPASS"),
+            // ['*']: any cookie bypasses; []: cookies are ignored.
+            (&any_cookie, &[], CACHEABLE, &[("cookie", "a=1")], Method::GET, "BYPASS"),
+            (&no_cookies, &[], CACHEABLE, &[("cookie", "a=1")], Method::GET, "HIT"),
+            // Named cookies and /regex/ are part of the key; others are ignored.
+            (&named, &[("cookie", "lang=fr")], CACHEABLE, &[("cookie", "lang=fr; x=2")], Method::GET, "HIT"),
+            (&named, &[("cookie", "lang=fr")], CACHEABLE, &[("cookie", "lang=de")], Method::GET, "MISS"),
+            (&named, &[("cookie", "sess_a=1")], CACHEABLE, &[("cookie", "sess_a=2")], Method::GET, "MISS"),
+            (&named, &[("cookie", "sess_a=1")], CACHEABLE, &[("cookie", "b=2; sess_a=1")], Method::GET, "HIT"),
+            // Headers are part of the key.
+            (&any_cookie, &[("accept", "text/html")], CACHEABLE, &[("accept", "text/html")], Method::GET, "HIT"),
+            (&any_cookie, &[("accept", "text/html")], CACHEABLE, &[("accept", "text/json")], Method::GET, "MISS"),
+            (&no_cookies, &[("accept", "text/html")], CACHEABLE, &[("accept", "text/json")], Method::GET, "HIT"),
+            // Credentials bypass.
+            (&no_cookies, &[], CACHEABLE, &[("authorization", "Basic eDp5")], Method::GET, "BYPASS"),
+            // Vary: stored with the values of the headers it names; `*`: not stored.
+            (&no_cookies, &[("x-device", "mobile")], vary, &[("x-device", "mobile")], Method::GET, "HIT"),
+            (&no_cookies, &[("x-device", "mobile")], vary, &[("x-device", "desktop")], Method::GET, "MISS"),
+            (&no_cookies, &[], vary_any, &[], Method::GET, "MISS"),
+        ];
+        for (policy, stored_with, response, asked_with, method, expected) in table {
+            check(
+                policy,
+                stored_with,
+                response,
+                method.clone(),
+                asked_with,
+                expected,
+            );
+        }
     }
 
     #[test]
@@ -783,109 +704,79 @@ mod tests {
         check(404, &[("cache-control", "max-age=60")], default, Some(60));
     }
 
+    /// Stores `size` bytes under `key` for `owner`, for a minute.
+    fn put(cache: &HttpCache, owner: &str, key: u128, size: usize) -> bool {
+        let policy = policy(&[], &[]);
+        let response = headers(&[("cache-control", "max-age=60")]);
+        let body = Bytes::from(vec![b'x'; size]);
+        let empty = HeaderMap::new();
+        cache.store(
+            owner,
+            &policy,
+            key,
+            &empty,
+            StatusCode::OK,
+            &response,
+            body,
+            now(),
+        )
+    }
+
+    /// The stored body of `/<n>`, or the key it misses under.
+    fn get(cache: &HttpCache, owner: &str, n: usize, at: Instant) -> Result<Bytes, u128> {
+        let path = format!("/{n}");
+        let empty = HeaderMap::new();
+        let request = CacheRequest {
+            method: &Method::GET,
+            host: "h",
+            path_and_query: &path,
+            headers: &empty,
+        };
+        match cache.lookup(owner, &policy(&[], &[]), &request, at) {
+            Lookup::Miss { key } => Err(key),
+            Lookup::Hit(stored) => Ok(stored.body.clone()),
+            Lookup::Bypass => panic!("bypass"),
+        }
+    }
+
     #[test]
     fn entries_expire_and_the_least_recently_used_go_first() {
         let cache = HttpCache::with_capacity(3000);
-        let policy = policy(&[], &[]);
-        let now = now();
-        let empty = HeaderMap::new();
-        let path = |n: usize| format!("/{n}");
-        let key_of = |cache: &HttpCache, n: usize, at: Instant| {
-            let p = path(n);
-            let request = CacheRequest {
-                method: &Method::GET,
-                host: "h",
-                path_and_query: &p,
-                headers: &empty,
-            };
-            match cache.lookup(OWNER, &policy, &request, at) {
-                Lookup::Miss { key } => Err(key),
-                Lookup::Hit(stored) => Ok(stored.body.clone()),
-                Lookup::Bypass => panic!("bypass"),
-            }
-        };
-        let response = headers(&[("cache-control", "max-age=60")]);
+        let now = now().0;
         for n in 0..3 {
-            let key = key_of(&cache, n, now.0).expect_err("miss");
-            let body = Bytes::from(vec![b'x'; 900]);
-            assert!(cache.store(
-                OWNER,
-                &policy,
-                key,
-                &empty,
-                StatusCode::OK,
-                &response,
-                body,
-                now
-            ));
+            let key = get(&cache, OWNER, n, now).expect_err("miss");
+            assert!(put(&cache, OWNER, key, 900));
         }
         // 0 is used again, so 1 is the least recently used when 3 comes in.
-        assert!(key_of(&cache, 0, now.0).is_ok());
-        let key = key_of(&cache, 3, now.0).expect_err("miss");
-        cache.store(
-            OWNER,
-            &policy,
-            key,
-            &empty,
-            StatusCode::OK,
-            &response,
-            Bytes::from(vec![b'y'; 900]),
-            now,
-        );
-        assert!(key_of(&cache, 0, now.0).is_ok(), "recently used stays");
+        assert!(get(&cache, OWNER, 0, now).is_ok());
+        let key = get(&cache, OWNER, 3, now).expect_err("miss");
+        assert!(put(&cache, OWNER, key, 900));
+        assert!(get(&cache, OWNER, 0, now).is_ok(), "recently used stays");
         assert!(
-            key_of(&cache, 1, now.0).is_err(),
+            get(&cache, OWNER, 1, now).is_err(),
             "least recently used went"
         );
-        assert!(key_of(&cache, 3, now.0).is_ok());
+        assert!(get(&cache, OWNER, 3, now).is_ok());
         // max-age honoured: a minute later, every entry is stale.
-        let later = now.0 + Duration::from_secs(61);
-        assert!(key_of(&cache, 0, later).is_err());
-        // Too large for an entry: not stored.
-        let key = key_of(&cache, 9, now.0).expect_err("miss");
-        assert!(!cache.store(
-            OWNER,
-            &policy,
-            key,
-            &empty,
-            StatusCode::OK,
-            &response,
-            Bytes::from(vec![0; 4000]),
-            now
-        ));
+        let later = now + Duration::from_secs(61);
+        assert!(get(&cache, OWNER, 0, later).is_err());
+        // Larger than the whole cache: not stored.
+        let key = get(&cache, OWNER, 9, now).expect_err("miss");
+        assert!(!put(&cache, OWNER, key, 4000));
     }
 
     #[test]
     fn purge_drops_one_environment_only() {
         let cache = HttpCache::default();
-        let policy = policy(&[], &[]);
-        let empty = HeaderMap::new();
-        let response = headers(&[("cache-control", "max-age=60")]);
-        let now = now();
+        let now = now().0;
         for owner in ["shop/main", "shop/dev"] {
-            let request = CacheRequest {
-                method: &Method::GET,
-                host: "h",
-                path_and_query: "/",
-                headers: &empty,
-            };
-            let Lookup::Miss { key } = cache.lookup(owner, &policy, &request, now.0) else {
-                panic!("miss");
-            };
-            cache.store(
-                owner,
-                &policy,
-                key,
-                &empty,
-                StatusCode::OK,
-                &response,
-                Bytes::new(),
-                now,
-            );
+            let key = get(&cache, owner, 0, now).expect_err("miss");
+            assert!(put(&cache, owner, key, 10));
         }
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.purge("shop/main"), 1);
         assert_eq!(cache.len(), 1);
+        assert!(get(&cache, "shop/dev", 0, now).is_ok());
         assert_eq!(cache.purge("shop/main"), 0);
     }
 

@@ -111,7 +111,7 @@ async fn handle(
     let path = req.uri().path().to_string();
     let idempotent = is_idempotent(req.method());
     let (parts, body) = req.into_parts();
-    let body = match ClientBody::read_start(body).await {
+    let body = match ClientBody::read_start(body, READ_AHEAD).await {
         Ok(body) => body,
         Err(error) => return bad_body(&error),
     };
@@ -325,7 +325,7 @@ impl Proxied<'_> {
             return labelled(Response::from_parts(head, body), "MISS");
         }
         let response = match read_whole(body, cache::MAX_ENTRY_BYTES).await {
-            Ok(Whole::Read(bytes)) => {
+            Ok(Ok(bytes)) => {
                 cache.store(
                     miss.owner,
                     miss.policy,
@@ -339,7 +339,7 @@ impl Proxied<'_> {
                 let body = Full::new(bytes).map_err(|never| match never {}).boxed();
                 Response::from_parts(head, body)
             }
-            Ok(Whole::TooLarge(body)) => Response::from_parts(head, body),
+            Ok(Err(body)) => Response::from_parts(head, body),
             Err(error) => {
                 tracing::debug!(%error, "Upstream response body failed.");
                 text(
@@ -412,20 +412,25 @@ impl hyper::body::Body for TrackedBody {
 /// A client's request body, as the app receives it: what was read ahead, then the
 /// rest as it arrives. A failure of the rest (a malformed chunk, the client gone
 /// mid-body) is recorded in `failed`, so that the proxy can tell it from an upstream's.
-struct ClientBody {
+/// The cache reads an app's response the same way (`B` is then the app's body).
+struct ClientBody<B = Incoming> {
     read: VecDeque<Frame<Bytes>>,
-    /// `None` once the client's body has ended.
-    rest: Option<Incoming>,
+    /// `None` once the body has ended.
+    rest: Option<B>,
     failed: Arc<OnceLock<String>>,
 }
 
-impl ClientBody {
-    /// Reads up to [`READ_AHEAD`] bytes of `body`; an error is the client's.
-    async fn read_start(body: Incoming) -> Result<ClientBody, hyper::Error> {
+impl<B> ClientBody<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    /// Reads `body` until at least `limit` bytes were read or it ended; an error is
+    /// the body's sender's.
+    async fn read_start(body: B, limit: usize) -> Result<ClientBody<B>, hyper::Error> {
         let mut read = VecDeque::new();
         let mut size = 0;
         let mut rest = Some(body);
-        while size < READ_AHEAD
+        while size < limit
             && let Some(incoming) = rest.as_mut()
         {
             if incoming.is_end_stream() {
@@ -449,7 +454,7 @@ impl ClientBody {
     }
 
     /// A copy to send again, when the whole body was read ahead.
-    fn replay(&self) -> Option<ClientBody> {
+    fn replay(&self) -> Option<ClientBody<B>> {
         if self.rest.is_some() {
             return None;
         }
@@ -471,7 +476,10 @@ impl ClientBody {
     }
 }
 
-impl hyper::body::Body for ClientBody {
+impl<B> hyper::body::Body for ClientBody<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -531,63 +539,18 @@ impl hyper::body::Body for ClientBody {
     }
 }
 
-enum Whole {
-    Read(Bytes),
-    /// Longer than the limit: what was read, then the rest as it comes.
-    TooLarge(Body),
-}
-
-/// A response body read whole, when it is not longer than `limit`.
-async fn read_whole(mut body: Body, limit: usize) -> Result<Whole, hyper::Error> {
-    let mut read: Vec<Bytes> = Vec::new();
-    let mut size = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        let Ok(data) = frame.into_data() else {
-            // Trailers: not something the cache keeps; the body is whole anyway.
-            break;
-        };
-        size += data.len();
-        read.push(data);
-        if size > limit {
-            let prefix = Prefixed {
-                read: read.into(),
-                rest: body,
-            };
-            return Ok(Whole::TooLarge(prefix.boxed()));
-        }
+/// A response body read whole when it is not longer than `limit`; else what was
+/// read, then the rest as it comes.
+async fn read_whole(body: Body, limit: usize) -> Result<Result<Bytes, Body>, hyper::Error> {
+    let read = ClientBody::read_start(body, limit + 1).await?;
+    if read.rest.is_some() {
+        return Ok(Err(read.boxed()));
     }
-    let mut whole = Vec::with_capacity(size);
-    for data in read {
-        whole.extend_from_slice(&data);
+    let mut whole = Vec::new();
+    for data in read.read.iter().filter_map(Frame::data_ref) {
+        whole.extend_from_slice(data);
     }
-    Ok(Whole::Read(Bytes::from(whole)))
-}
-
-/// What was read of a body, then the rest of it.
-struct Prefixed {
-    read: VecDeque<Bytes>,
-    rest: Body,
-}
-
-impl hyper::body::Body for Prefixed {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        if let Some(data) = this.read.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        Pin::new(&mut this.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.read.is_empty() && self.rest.is_end_stream()
-    }
+    Ok(Ok(Bytes::from(whole)))
 }
 
 /// The answer to `OPTIONS *`: a question about the server, not about a resource of
