@@ -106,8 +106,10 @@ impl CachePolicy {
     }
 }
 
-/// The request as the cache sees it.
-pub(crate) struct CacheRequest<'a> {
+/// A request's head, as the router's checks and the cache see it.
+pub(crate) struct RequestHead<'a> {
+    /// The client's address.
+    pub client: std::net::IpAddr,
     pub method: &'a Method,
     pub host: &'a str,
     pub path_and_query: &'a str,
@@ -202,7 +204,7 @@ impl HttpCache {
         &self,
         owner: &str,
         policy: &CachePolicy,
-        request: &CacheRequest<'_>,
+        request: &RequestHead<'_>,
         now: Instant,
     ) -> Lookup {
         if (request.method != Method::GET && request.method != Method::HEAD)
@@ -347,7 +349,7 @@ impl HttpCache {
     }
 
     /// The key of a cacheable request; `None` when a cookie makes it bypass.
-    fn key(&self, owner: &str, policy: &CachePolicy, request: &CacheRequest<'_>) -> Option<u128> {
+    fn key(&self, owner: &str, policy: &CachePolicy, request: &RequestHead<'_>) -> Option<u128> {
         let mut first = self.keys.0.build_hasher();
         let mut second = self.keys.1.build_hasher();
         let mut feed = |bytes: &[u8]| {
@@ -521,6 +523,7 @@ mod tests {
     use super::*;
 
     const OWNER: &str = "shop/main";
+    const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn policy(cookies: &[&str], headers: &[&str]) -> CachePolicy {
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -558,7 +561,8 @@ mod tests {
         let cache = HttpCache::default();
         let now = now();
         let request = |method: &Method, h: &HeaderMap| -> &'static str {
-            let asked = CacheRequest {
+            let asked = RequestHead {
+                client: LOOPBACK,
                 method,
                 host: "main.shop.localhost",
                 path_and_query: "/page?x=1",
@@ -574,7 +578,8 @@ mod tests {
         let key = match cache.lookup(
             OWNER,
             policy,
-            &CacheRequest {
+            &RequestHead {
+                client: LOOPBACK,
                 method: &Method::GET,
                 host: "main.shop.localhost",
                 path_and_query: "/page?x=1",
@@ -726,7 +731,8 @@ mod tests {
     fn get(cache: &HttpCache, owner: &str, n: usize, at: Instant) -> Result<Bytes, u128> {
         let path = format!("/{n}");
         let empty = HeaderMap::new();
-        let request = CacheRequest {
+        let request = RequestHead {
+            client: LOOPBACK,
             method: &Method::GET,
             host: "h",
             path_and_query: &path,

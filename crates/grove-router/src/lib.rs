@@ -12,6 +12,7 @@
 //! routed (one valid `Host`, a target the router can forward; see `request`), and
 //! what the router refuses (400) never reaches an app.
 
+mod access;
 mod cache;
 mod connections;
 mod proxy;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use access::{AddressRule, HttpAccess, Network};
 pub use cache::{CachePolicy, DEFAULT_CAPACITY_BYTES, MAX_ENTRY_BYTES};
 pub use connections::{ConnectionLimits, ConnectionStats, serve_connections};
 /// Adapts a tower service (an axum `Router`) for [`serve_connections`].
@@ -120,11 +122,15 @@ struct Tables {
     /// Owners whose idempotent requests wait. Independent of `by_owner`: `set` and
     /// `remove` keep a hold.
     holds: HashMap<String, Hold>,
+    /// The access control of owners that have one; independent of `by_owner` too.
+    access: HashMap<String, Arc<HttpAccess>>,
 }
 
 struct OwnedEntry {
     owner: Arc<str>,
     entry: RouteEntry,
+    /// The owner's, copied from `Tables::access` so that a request finds it at once.
+    access: Option<Arc<HttpAccess>>,
 }
 
 struct Hold {
@@ -158,6 +164,8 @@ impl Drop for HoldGuard {
 /// What the proxy does with a request (see [`RouteTable::route`]).
 pub(crate) enum Routed {
     NotFound,
+    /// The owner's access control refused the request.
+    Denied(access::Verdict),
     /// The owner is held: wait for `released` to change (or close), at most `timeout`.
     Held {
         released: watch::Receiver<()>,
@@ -227,6 +235,17 @@ impl RouteTable {
         tables.by_owner.insert(owner.to_string(), entries);
         tables.reindex();
         self.inner.cache.purge(owner);
+    }
+
+    /// Sets (or, with `None`, lifts) the access control of `owner`: from now on every
+    /// request to its routes is checked.
+    pub fn set_access(&self, owner: &str, access: Option<HttpAccess>) {
+        let mut tables = self.write();
+        match access {
+            Some(access) => tables.access.insert(owner.to_string(), Arc::new(access)),
+            None => tables.access.remove(owner),
+        };
+        tables.reindex();
     }
 
     /// Empties the HTTP cache of `owner`; how many responses it dropped.
@@ -328,21 +347,28 @@ impl RouteTable {
     }
 
     /// Where a request goes. `may_hold` is whether the request can be held (it is
-    /// idempotent and was not held already). A request the route's cache answers
-    /// (`cached`, when the request may be) is not counted; an upstream is counted in
+    /// idempotent and was not held already). `head` is checked against the owner's
+    /// access control and the route's cache (a retry, without it, was checked
+    /// already); a request the cache answers is not counted; an upstream is counted in
     /// flight before the table's lock is released.
     pub(crate) fn route(
         &self,
         host: &str,
         path: &str,
         may_hold: bool,
-        cached: Option<&cache::CacheRequest<'_>>,
+        head: Option<&cache::RequestHead<'_>>,
     ) -> Routed {
         let host = normalize_host(host);
         let tables = self.read();
         let Some(found) = tables.find(&host, path) else {
             return Routed::NotFound;
         };
+        if let (Some(access), Some(request)) = (&found.access, head) {
+            let verdict = access.check(request.client, request.headers);
+            if verdict != access::Verdict::Pass {
+                return Routed::Denied(verdict);
+            }
+        }
         if let Some(answer) = redirect::find(&found.entry.redirects, path) {
             return Routed::Redirect(answer);
         }
@@ -360,7 +386,7 @@ impl RouteTable {
                 path,
             )),
             Target::Upstream(addr) => {
-                let cacheable = match (&found.entry.cache, cached) {
+                let cacheable = match (&found.entry.cache, head) {
                     (Some(policy), Some(request)) => {
                         match self.inner.cache.lookup(
                             &found.owner,
@@ -439,6 +465,7 @@ impl Tables {
     fn reindex(&mut self) {
         let mut by_host: HashMap<String, Vec<OwnedEntry>> = HashMap::new();
         for (owner, entries) in &self.by_owner {
+            let access = self.access.get(owner).cloned();
             let owner: Arc<str> = Arc::from(owner.as_str());
             for entry in entries {
                 by_host
@@ -447,6 +474,7 @@ impl Tables {
                     .push(OwnedEntry {
                         owner: owner.clone(),
                         entry: entry.clone(),
+                        access: access.clone(),
                     });
             }
         }

@@ -20,7 +20,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{self, CacheRequest, Miss, X_PLATFORM_CACHE};
+use crate::access::Verdict;
+use crate::cache::{self, Miss, RequestHead, X_PLATFORM_CACHE};
 use crate::connections::{ConnectionLimits, ConnectionStats, serve_connections};
 use crate::redirect::Answer;
 use crate::request::{self, Form, Forwarded};
@@ -116,7 +117,8 @@ async fn handle(
         Err(error) => return bad_body(&error),
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let cache_request = CacheRequest {
+    let cache_request = RequestHead {
+        client: peer.ip(),
         method: &parts.method,
         host: &host,
         path_and_query,
@@ -152,6 +154,15 @@ async fn handle(
             format!("No environment serves http://{host}{path}\n"),
         ),
         Routed::Redirect(answer) => redirect(&answer, parts.uri.query()),
+        Routed::Denied(Verdict::Unauthorized) => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Authentication required\n".into());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Restricted\""),
+            );
+            response
+        }
+        Routed::Denied(_) => text(StatusCode::FORBIDDEN, "Access denied\n".into()),
         Routed::Cached(stored) => from_cache(&stored),
         Routed::Upstream(guard, cacheable) => {
             let request = Proxied {

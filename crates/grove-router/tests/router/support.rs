@@ -217,10 +217,31 @@ pub struct HttpClient {
 impl HttpClient {
     /// One request to `HOST` through the router; `Err` when no complete response came.
     pub async fn send(&self, method: Method, path: &str, body: &str) -> Result<Reply, String> {
-        let request = Request::builder()
+        self.request(method, path, &[], body).await
+    }
+
+    /// A GET or other bodiless request with these headers.
+    pub async fn send_with(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(method, path, headers, "")
+            .await
+            .expect("request through the router")
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, String> {
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.router))
-            .header(header::HOST, HOST)
+            .header(header::HOST, HOST);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
         let response = self
