@@ -829,6 +829,10 @@ impl Backend for LocalDeploy<'_> {
         platform.replace_crons(&key, None).await;
         let owner = owner_key(&self.project.id, &self.env.name);
         let entries = router_entries(self.routes, &self.started, self.log);
+        // Access control is in place before the first request the new routes serve;
+        // without it, the new routes are not served at all.
+        crate::http_access::apply(platform, &self.project.id, &self.env.name)
+            .map_err(|error| format!("HTTP access control: {error}"))?;
         platform.router.set(&owner, entries);
         self.hold = None;
         if let Some(primary) = self.routes.primary() {

@@ -137,3 +137,68 @@ fn redirects_and_the_http_cache_follow_routes_yaml() {
     server.cli_ok(&["environment:redeploy", "-p", "shop", "-e", "main"]);
     assert_eq!(cache("/cached").0, "MISS", "purged by the deploy");
 }
+
+/// `curl` with Basic credentials (or none); the HTTP status.
+fn status_as(url: &str, user: Option<&str>) -> (u16, String) {
+    let mut command = std::process::Command::new("curl");
+    command.args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"]);
+    if let Some(user) = user {
+        command.args(["-u", user]);
+    }
+    let out = command.arg(url).output().expect("curl runs");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
+
+#[test]
+fn http_access_is_enforced_and_inherited_by_a_branched_child() {
+    let (server, work, url) = started_project();
+    let (ok, out) = work.push(&url, &["main"]);
+    assert!(ok, "push failed:\n{out}");
+    let main = primary_url(&server, "main");
+
+    // Basic auth: 401 with a challenge without credentials, 200 with them.
+    let http_access = |env: &str, args: &[&str]| {
+        let mut all = vec!["environment:http-access", "-p", "shop", "-e", env];
+        all.extend_from_slice(args);
+        server.cli_ok(&all)
+    };
+    http_access("main", &["--auth", "alice:s3cret", "--enabled", "1"]);
+    let (status, head) = status_as(&main, None);
+    assert_eq!(status, 401, "{head}");
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    assert_eq!(status_as(&main, Some("alice:wrong")).0, 401);
+    assert_eq!(status_as(&main, Some("alice:s3cret")).0, 200);
+
+    // Address rules: curl comes from 127.0.0.1. Denied is 403 without credentials
+    // configured; with them, credentials still let through (as on Platform.sh).
+    let out = http_access(
+        "main",
+        &["--access", "allow:10.0.0.0/8", "--access", "deny:0.0.0.0/0"],
+    );
+    assert!(out.contains("10.0.0.0/8"), "{out}");
+    assert_eq!(status_as(&main, None).0, 401);
+    assert_eq!(status_as(&main, Some("alice:s3cret")).0, 200);
+
+    // A branched child inherits the parent's settings.
+    server.cli_ok(&["environment:branch", "dev", "main", "-p", "shop"]);
+    let dev = crate::primary_url_when_ready(&server, "dev");
+    assert_eq!(status_as(&dev, None).0, 401, "the child inherits");
+    assert_eq!(status_as(&dev, Some("alice:s3cret")).0, 200);
+    let shown = http_access("dev", &[]);
+    assert!(shown.contains("\"inherited_from\": \"main\""), "{shown}");
+
+    // Its own settings replace the inherited ones; the parent keeps its own.
+    http_access("dev", &["--enabled", "0"]);
+    assert_eq!(status_as(&dev, None).0, 200);
+    assert_eq!(status_as(&main, None).0, 401);
+    // Only address rules of its own: 403 for a denied address.
+    http_access("dev", &["--enabled", "1", "--access", "deny:127.0.0.0/8"]);
+    assert_eq!(status_as(&dev, None).0, 403);
+    assert_eq!(status_as(&main, Some("alice:s3cret")).0, 200);
+}
