@@ -259,6 +259,9 @@ impl Proxied<'_> {
                 client: self.peer.ip(),
             },
         );
+        parts
+            .headers
+            .insert(request::X_REQUEST_ID, request::request_id());
         let retry = self
             .idempotent
             .then(|| body.replay().map(|body| (parts.clone(), body)))

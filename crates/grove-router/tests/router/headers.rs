@@ -192,6 +192,8 @@ async fn connection_named_headers_and_hop_by_hop_headers_do_not_reach_the_app() 
     assert_eq!(reply.received("x-client-ip"), ["127.0.0.1"]);
     assert_eq!(reply.received("x-forwarded-proto"), ["http"]);
     assert_eq!(reply.received("x-forwarded-for"), ["127.0.0.1"]);
+    let id = reply.received("x-request-id");
+    assert!(id.len() == 1 && id[0].len() == 32, "{reply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
