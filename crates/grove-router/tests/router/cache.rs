@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use grove_router::{CachePolicy, Redirect, RouteEntry, RouteTable, Target};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::support::*;
@@ -113,31 +111,11 @@ impl Got {
 }
 
 async fn ask(router: &Router, method: Method, path: &str, headers: &[(&str, &str)]) -> Got {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", router.addr))
-        .header(header::HOST, HOST);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .request(request.body(Full::new(Bytes::new())).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let reply = router.client().send_with(method, path, headers).await;
     Got {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        status: reply.status,
+        headers: reply.headers,
+        body: reply.body,
     }
 }
 

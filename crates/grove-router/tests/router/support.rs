@@ -205,6 +205,7 @@ impl Drop for Router {
 pub struct Reply {
     pub status: StatusCode,
     pub retry_after: Option<String>,
+    pub headers: hyper::HeaderMap,
     pub body: String,
 }
 
@@ -250,6 +251,7 @@ impl HttpClient {
             .await
             .map_err(|e| format!("request: {e:?}"))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -264,6 +266,7 @@ impl HttpClient {
         Ok(Reply {
             status,
             retry_after,
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
