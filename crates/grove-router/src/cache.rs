@@ -365,9 +365,14 @@ impl HttpCache {
                 feed(value.as_bytes());
             }
         }
-        let mut cookies = cookies_of(request.headers).peekable();
+        let cookie_headers = request.headers.get_all(header::COOKIE);
+        // Cookies the key cannot read make the request bypass, as any cookie does
+        // with `['*']`.
+        if cookie_headers.iter().any(|v| v.to_str().is_err()) {
+            return None;
+        }
         match &policy.cookies {
-            Cookies::Bypass if cookies.peek().is_some() => return None,
+            Cookies::Bypass if request.headers.contains_key(header::COOKIE) => return None,
             Cookies::Bypass => {}
             Cookies::Key(names) => {
                 for name in names {
@@ -629,6 +634,7 @@ mod tests {
             // ['*']: any cookie bypasses; []: cookies are ignored.
             (&any_cookie, &[], CACHEABLE, &[("cookie", "a=1")], Method::GET, "BYPASS"),
             (&no_cookies, &[], CACHEABLE, &[("cookie", "a=1")], Method::GET, "HIT"),
+            (&any_cookie, &[], CACHEABLE, &[("cookie", "")], Method::GET, "BYPASS"),
             // Named cookies and /regex/ are part of the key; others are ignored.
             (&named, &[("cookie", "lang=fr")], CACHEABLE, &[("cookie", "lang=fr; x=2")], Method::GET, "HIT"),
             (&named, &[("cookie", "lang=fr")], CACHEABLE, &[("cookie", "lang=de")], Method::GET, "MISS"),
