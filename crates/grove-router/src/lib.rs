@@ -72,7 +72,8 @@ impl RouteEntry {
     }
 
     /// With these partial redirects, ordered as they are tried: exact and prefix paths
-    /// first (the longest first), then regexes in the order given.
+    /// first (the longest first), then regexes in the order given (the server gives
+    /// them sorted by pattern: the order of routes.yaml does not survive its JSON).
     pub fn with_redirects(mut self, mut redirects: Vec<Redirect>) -> RouteEntry {
         redirect::sort(&mut redirects);
         self.redirects = redirects;
