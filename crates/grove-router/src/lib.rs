@@ -194,6 +194,8 @@ pub(crate) enum Cacheable {
 pub(crate) struct InFlightGuard {
     shared: Arc<Shared>,
     pub(crate) addr: Upstream,
+    /// The environment the request is for, to name it when its app does not answer.
+    pub(crate) owner: Arc<str>,
 }
 
 impl Drop for InFlightGuard {
@@ -417,6 +419,7 @@ impl RouteTable {
                     InFlightGuard {
                         shared: self.inner.clone(),
                         addr,
+                        owner: found.owner.clone(),
                     },
                     cacheable,
                 )

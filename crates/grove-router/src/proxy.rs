@@ -278,6 +278,7 @@ impl Proxied<'_> {
             return bad_body(body_error);
         }
         tracing::debug!(%error, upstream = %guard.addr, "Upstream request failed.");
+        let owner = guard.owner.clone();
         if let Some((parts, body)) = retry
             && let Routed::Upstream(next, _) = table.route(self.host, self.path, false, None)
             && next.addr != guard.addr
@@ -293,9 +294,32 @@ impl Proxied<'_> {
                 }
             }
         }
+        self.not_answering(&owner, table)
+    }
+
+    /// The app of `owner` gave no response: 503 with `Retry-After` while the
+    /// environment is being deployed, else 502; either way naming the environment and
+    /// its state, at once (the router never waits for an app that is down).
+    fn not_answering(&self, owner: &str, table: &RouteTable) -> Response<Body> {
+        let (project, env) = owner.split_once('/').unwrap_or(("", owner));
+        let what = format!(
+            "The app of environment {env} (project {project}) at http://{}",
+            self.host
+        );
+        if table.is_held(owner) {
+            let mut response = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what} is being deployed; try again in a few seconds\n"),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            return response;
+        }
         text(
             StatusCode::BAD_GATEWAY,
-            format!("The app behind http://{} is not answering\n", self.host),
+            format!("{what} is not answering: it is starting, restarting or failing\n"),
         )
     }
 
@@ -356,10 +380,7 @@ impl Proxied<'_> {
             Ok(Err(body)) => Response::from_parts(head, body),
             Err(error) => {
                 tracing::debug!(%error, "Upstream response body failed.");
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("The app behind http://{} is not answering\n", self.host),
-                )
+                self.not_answering(miss.owner, table)
             }
         };
         drop(fetching);

@@ -376,4 +376,19 @@ async fn an_upstream_that_is_gone_is_still_502_with_a_body() {
     )
     .await;
     assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(
+        reply.body.contains(
+            "environment main (project shop) at http://main.shop.localhost is not answering"
+        ),
+        "names the environment: {reply:?}"
+    );
+    // While the environment is being deployed: 503, to be retried.
+    table.hold(OWNER, std::time::Duration::from_secs(60));
+    let reply = exchange(
+        &router,
+        &format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\nhello"),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.body.contains("is being deployed"), "{reply:?}");
 }
