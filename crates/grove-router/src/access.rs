@@ -129,7 +129,9 @@ impl HttpAccess {
         }
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// Whether the request's `Authorization` is one of the environment's own
+    /// credentials (the cache may then answer it: it is no user's of the app).
+    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(sent) = headers.get(header::AUTHORIZATION) else {
             return false;
         };

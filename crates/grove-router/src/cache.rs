@@ -7,7 +7,9 @@
 //! the cache; `[]`: cookies are ignored). What the app sends decides the rest:
 //! `Cache-Control: private|no-store|no-cache` and `Set-Cookie` are never stored,
 //! `s-maxage`, then `max-age`, then `Expires` give the time to live, else the route's
-//! `default_ttl` (0 by default: nothing without caching headers is stored). A `Vary`
+//! `default_ttl` (0 by default: nothing without caching headers is stored). A request
+//! with `Authorization` bypasses, unless it is the credentials of the environment's
+//! HTTP access control, which the router checked (RFC 9111 §3.5). A `Vary`
 //! response is stored with the values of the headers it names and only answers
 //! requests with the same values. Misses of one key wait for the one request that
 //! went to the app (coalescing). An environment's entries go when it deploys.
@@ -200,15 +202,18 @@ impl HttpCache {
         }
     }
 
+    /// `router_credentials`: the request's `Authorization` is the environment's
+    /// access control's, not the app's.
     pub(crate) fn lookup(
         &self,
         owner: &str,
         policy: &CachePolicy,
         request: &RequestHead<'_>,
         now: Instant,
+        router_credentials: bool,
     ) -> Lookup {
         if (request.method != Method::GET && request.method != Method::HEAD)
-            || request.headers.contains_key(header::AUTHORIZATION)
+            || (request.headers.contains_key(header::AUTHORIZATION) && !router_credentials)
         {
             return Lookup::Bypass;
         }
@@ -573,7 +578,7 @@ mod tests {
                 path_and_query: "/page?x=1",
                 headers: h,
             };
-            match cache.lookup(OWNER, policy, &asked, now.0) {
+            match cache.lookup(OWNER, policy, &asked, now.0, false) {
                 Lookup::Bypass => "BYPASS",
                 Lookup::Miss { .. } => "MISS",
                 Lookup::Hit(_) => "HIT",
@@ -591,6 +596,7 @@ mod tests {
                 headers: &first,
             },
             now.0,
+            false,
         ) {
             Lookup::Miss { key } => key,
             _ => panic!("the first request misses"),
@@ -744,7 +750,7 @@ mod tests {
             path_and_query: &path,
             headers: &empty,
         };
-        match cache.lookup(owner, &policy(&[], &[]), &request, at) {
+        match cache.lookup(owner, &policy(&[], &[]), &request, at, false) {
             Lookup::Miss { key } => Err(key),
             Lookup::Hit(stored) => Ok(stored.body.clone()),
             Lookup::Bypass => panic!("bypass"),

@@ -391,11 +391,16 @@ impl RouteTable {
             Target::Upstream(addr) => {
                 let cacheable = match (&found.entry.cache, head) {
                     (Some(policy), Some(request)) => {
+                        let router_credentials = found
+                            .access
+                            .as_ref()
+                            .is_some_and(|access| access.authorized(request.headers));
                         match self.inner.cache.lookup(
                             &found.owner,
                             policy,
                             request,
                             tokio::time::Instant::now(),
+                            router_credentials,
                         ) {
                             cache::Lookup::Hit(stored) => return Routed::Cached(stored),
                             cache::Lookup::Bypass => Some(Cacheable::Bypass),

@@ -356,3 +356,31 @@ async fn redirects_are_answered_by_the_router() {
     );
     assert_eq!(app.asked("/old/a/b"), 0);
 }
+
+#[tokio::test]
+async fn the_environments_own_credentials_do_not_bypass_the_cache() {
+    let (app, table, router) = cached_router(&["*"]).await;
+    let users = vec![("alice".to_string(), "secret".to_string())];
+    let alice = [("authorization", "Basic YWxpY2U6c2VjcmV0")];
+    // An app's own credentials bypass (RFC 9111 §3.5)…
+    assert_eq!(
+        ask(&router, Method::GET, "/max-age", &alice).await.cache(),
+        "BYPASS"
+    );
+    // …the environment's access control's do not: the router checked them.
+    table.set_access(OWNER, Some(grove_router::HttpAccess::new(&users, vec![])));
+    assert_eq!(
+        ask(&router, Method::GET, "/max-age", &alice).await.cache(),
+        "MISS"
+    );
+    assert_eq!(
+        ask(&router, Method::GET, "/max-age", &alice).await.cache(),
+        "HIT"
+    );
+    // Never without them.
+    assert_eq!(
+        ask(&router, Method::GET, "/max-age", &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.asked("/max-age"), 2);
+}
