@@ -117,14 +117,14 @@ async fn handle(
         Err(error) => return bad_body(&error),
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let cache_request = RequestHead {
+    let head = RequestHead {
         client: peer.ip(),
         method: &parts.method,
         host: &host,
         path_and_query,
         headers: &parts.headers,
     };
-    let mut routed = table.route(&host, &path, idempotent, Some(&cache_request));
+    let mut routed = table.route(&host, &path, idempotent, Some(&head));
     if let Routed::Held {
         mut released,
         timeout,
@@ -146,7 +146,7 @@ async fn handle(
             );
             return response;
         }
-        routed = table.route(&host, &path, false, Some(&cache_request));
+        routed = table.route(&host, &path, false, Some(&head));
     }
     match routed {
         Routed::NotFound | Routed::Held { .. } => text(
