@@ -19,6 +19,12 @@ pub mod paths {
         "/api/projects/{project}/environments/{environment}/branch";
     pub const ENVIRONMENT_SYNCHRONIZE: &str =
         "/api/projects/{project}/environments/{environment}/synchronize";
+    /// The environment's HTTP access control (`environment:http-access`).
+    pub const ENVIRONMENT_HTTP_ACCESS: &str =
+        "/api/projects/{project}/environments/{environment}/http-access";
+    /// Empties the environment's HTTP cache in the router (`cache:clear`).
+    pub const ENVIRONMENT_CACHE_CLEAR: &str =
+        "/api/projects/{project}/environments/{environment}/cache/clear";
     pub const ENVIRONMENT_ACTION: &str =
         "/api/projects/{project}/environments/{environment}/{action}";
     pub const ACTIVITIES: &str = "/api/projects/{project}/activities";
@@ -358,6 +364,44 @@ pub struct ServiceStatus {
     /// Consecutive failed health checks.
     pub failures: u32,
     pub last_error: Option<String>,
+}
+
+/// One address rule of `environment:http-access`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessAddress {
+    /// `allow` or `deny`.
+    pub permission: String,
+    /// An IP address or CIDR network.
+    pub address: String,
+}
+
+/// An environment's HTTP access control as it applies (its own, or inherited).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpAccess {
+    pub is_enabled: bool,
+    /// The users of Basic authentication (their passwords are never sent back).
+    pub basic_auth_users: Vec<String>,
+    /// Checked in order; the first that matches decides.
+    pub addresses: Vec<AccessAddress>,
+    /// The ancestor whose settings apply, when the environment has none of its own.
+    pub inherited_from: Option<String>,
+}
+
+/// A change of an environment's own HTTP access control; what is left out stays.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HttpAccessUpdate {
+    pub is_enabled: Option<bool>,
+    /// User name -> password; replaces the users.
+    pub basic_auth: Option<std::collections::BTreeMap<String, String>>,
+    /// Replaces the rules.
+    pub addresses: Option<Vec<AccessAddress>>,
+}
+
+/// The answer to `cache:clear`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheCleared {
+    /// How many stored responses were dropped.
+    pub cleared: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

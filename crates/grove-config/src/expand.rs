@@ -229,7 +229,9 @@ fn expand_one(spec: &RouteSpec, template: &RouteUrl, ctx: &RouteContext<'_>) -> 
         cache: spec.cache.clone(),
         ssi: spec.ssi.clone(),
         attributes: spec.attributes.clone(),
-        redirects: spec.redirects.clone(),
+        redirects: crate::routes::expand_redirect_targets(&spec.redirects, |to| {
+            expand_target(to, ctx)
+        }),
     })
 }
 

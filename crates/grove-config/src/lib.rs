@@ -48,6 +48,7 @@ pub use relationships::{
     EndpointAccess, RelationshipContext, endpoint_scheme_and_port, relationship_endpoint,
     relationship_variables, relationships_json,
 };
+pub use routes::{PartialRedirect, RouteCache, partial_redirects, route_cache};
 pub use services::default_endpoint;
 pub use tree::{MemoryTree, SourceTree};
 pub use validate::parse_expires;

@@ -218,6 +218,9 @@ fn read_route(r: &mut Reader<'_, '_>, key: &Node, spec: &Node) -> Option<RouteSp
         .get("sticky")
         .and_then(|n| r.bool(n, "sticky"))
         .unwrap_or(false);
+    if let Some(cache) = spec.get("cache") {
+        check_cache(r, cache);
+    }
     let cache = with_defaults(
         json!({"enabled": true, "default_ttl": 0, "cookies": ["*"], "headers": ["Accept", "Accept-Language"]}),
         spec.get("cache"),
@@ -326,6 +329,161 @@ fn check_expires(r: &mut Reader<'_, '_>, node: &Node, what: &str) {
             format!("invalid `{what}: {text}`"),
             Some("use -1, seconds, or a number with a unit: ms, s, m, h, d, w, M, y".into()),
         );
+    }
+}
+
+/// One partial redirect of a route (`redirects.paths`), with the platform's defaults:
+/// `prefix` and `append_suffix` true (false with `regexp`), code 302, `expires` from
+/// the rule, else from `redirects.expires`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialRedirect {
+    /// The request path it matches, or a regex when `regexp`.
+    pub path: String,
+    pub regexp: bool,
+    pub prefix: bool,
+    pub append_suffix: bool,
+    pub to: String,
+    pub code: u16,
+    /// How long clients may cache the redirect, in seconds (negative: not at all);
+    /// `None` when the file does not say.
+    pub expires: Option<i64>,
+}
+
+/// The partial redirects of a route's (validated) `redirects` value. Rules the
+/// validation refused are left out.
+pub fn partial_redirects(redirects: &Value) -> Vec<PartialRedirect> {
+    let expires_of = |v: Option<&Value>| {
+        v.and_then(|v| match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => crate::validate::parse_expires(s),
+            _ => None,
+        })
+    };
+    let default_expires = expires_of(redirects.get("expires"));
+    let Some(paths) = redirects.get("paths").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .filter_map(|(path, rule)| {
+            let to = rule.get("to")?.as_str()?.to_owned();
+            let flag = |key: &str, default: bool| {
+                rule.get(key).and_then(Value::as_bool).unwrap_or(default)
+            };
+            let regexp = flag("regexp", false);
+            let code = match rule.get("code").and_then(Value::as_u64) {
+                None => 302,
+                Some(code @ (301 | 302 | 307 | 308)) => code as u16,
+                Some(_) => return None,
+            };
+            Some(PartialRedirect {
+                path: path.clone(),
+                regexp,
+                prefix: !regexp && flag("prefix", true),
+                append_suffix: !regexp && flag("append_suffix", true),
+                to,
+                code,
+                expires: expires_of(rule.get("expires")).or(default_expires),
+            })
+        })
+        .collect()
+}
+
+/// `redirects` with every `to` passed through `expand` (placeholders of the
+/// environment).
+pub(crate) fn expand_redirect_targets(redirects: &Value, expand: impl Fn(&str) -> String) -> Value {
+    let mut expanded = redirects.clone();
+    if let Some(paths) = expanded.get_mut("paths").and_then(Value::as_object_mut) {
+        for rule in paths.values_mut() {
+            if let Some(to) = rule.get_mut("to")
+                && let Some(text) = to.as_str()
+            {
+                *to = Value::String(expand(text));
+            }
+        }
+    }
+    expanded
+}
+
+/// A route's HTTP cache settings (`cache`), with the platform's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteCache {
+    pub enabled: bool,
+    /// Seconds a response without caching headers of its own is kept.
+    pub default_ttl: u64,
+    /// `["*"]`: any cookie bypasses the cache; `[]`: cookies are ignored; otherwise
+    /// the names (or `/regex/`) of the cookies that are part of the key.
+    pub cookies: Vec<String>,
+    /// Request headers whose values are part of the key.
+    pub headers: Vec<String>,
+}
+
+/// The cache settings of a route's (validated, defaults filled in) `cache` value.
+pub fn route_cache(cache: &Value) -> RouteCache {
+    let strings = |key: &str, default: &[&str]| match cache.get(key).and_then(Value::as_array) {
+        Some(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        None => default.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    RouteCache {
+        enabled: cache
+            .get("enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        default_ttl: cache
+            .get("default_ttl")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        cookies: strings("cookies", &["*"]),
+        headers: strings("headers", &["Accept", "Accept-Language"]),
+    }
+}
+
+/// `cache: {enabled, default_ttl, cookies, headers}`.
+fn check_cache(r: &mut Reader<'_, '_>, node: &Node) {
+    const CACHE_KEYS: Keys = &[
+        ("enabled", Yes),
+        ("default_ttl", Yes),
+        ("cookies", Yes),
+        ("headers", Yes),
+    ];
+    let Some(entries) = r.map_or_null(node, "cache") else {
+        return;
+    };
+    r.check_keys(entries, CACHE_KEYS, "cache.");
+    if let Some(enabled) = node.get("enabled") {
+        r.bool(enabled, "cache.enabled");
+    }
+    if let Some(ttl) = node.get("default_ttl") {
+        r.u64(ttl, "cache.default_ttl");
+    }
+    for key in ["cookies", "headers"] {
+        let Some(list) = node.get(key) else { continue };
+        let crate::yaml::Kind::Seq(items) = &list.kind else {
+            r.error(list, format!("`cache.{key}` must be a list of names"), None);
+            continue;
+        };
+        for item in items {
+            let Some(name) = r.string(item, &format!("cache.{key}")) else {
+                continue;
+            };
+            if key == "headers" && name.eq_ignore_ascii_case("cookie") {
+                r.error(
+                    item,
+                    "`Cookie` cannot be a cache header",
+                    Some("list the cookies that matter under `cache.cookies`".into()),
+                );
+            }
+            if key == "cookies"
+                && let Some(regex) = name
+                    .strip_prefix('/')
+                    .and_then(|rest| rest.strip_suffix('/'))
+            {
+                crate::app::check_regex_node(r, item, regex);
+            }
+        }
     }
 }
 

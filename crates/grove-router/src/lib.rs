@@ -12,8 +12,11 @@
 //! routed (one valid `Host`, a target the router can forward; see `request`), and
 //! what the router refuses (400) never reaches an app.
 
+mod access;
+mod cache;
 mod connections;
 mod proxy;
+mod redirect;
 mod request;
 mod upstream;
 
@@ -24,10 +27,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use access::{AddressRule, HttpAccess, Network};
+pub use cache::{CachePolicy, DEFAULT_CAPACITY_BYTES, MAX_ENTRY_BYTES};
 pub use connections::{ConnectionLimits, ConnectionStats, serve_connections};
 /// Adapts a tower service (an axum `Router`) for [`serve_connections`].
 pub use hyper_util::service::TowerToHyperService;
 pub use proxy::{serve, serve_with};
+pub use redirect::Redirect;
 pub use upstream::Upstream;
 
 /// Where a request goes.
@@ -47,6 +53,37 @@ pub struct RouteEntry {
     /// Path prefix, starting and ending with `/`.
     pub path: String,
     pub target: Target,
+    /// Partial redirects, tried before the target (see [`RouteEntry::with_redirects`]).
+    pub redirects: Vec<Redirect>,
+    /// The route's HTTP cache; `None` when it is disabled.
+    pub cache: Option<Arc<CachePolicy>>,
+}
+
+impl RouteEntry {
+    /// An entry without partial redirects or cache.
+    pub fn new(host: impl Into<String>, path: impl Into<String>, target: Target) -> RouteEntry {
+        RouteEntry {
+            host: host.into(),
+            path: path.into(),
+            target,
+            redirects: Vec::new(),
+            cache: None,
+        }
+    }
+
+    /// With these partial redirects, ordered as they are tried: exact and prefix paths
+    /// first (the longest first), then regexes in the order given (the server gives
+    /// them sorted by pattern: the order of routes.yaml does not survive its JSON).
+    pub fn with_redirects(mut self, mut redirects: Vec<Redirect>) -> RouteEntry {
+        redirect::sort(&mut redirects);
+        self.redirects = redirects;
+        self
+    }
+
+    pub fn with_cache(mut self, cache: Option<CachePolicy>) -> RouteEntry {
+        self.cache = cache.map(Arc::new);
+        self
+    }
 }
 
 /// A match: the target and the route's path prefix it matched under.
@@ -75,6 +112,7 @@ struct Shared {
     /// once `set` has returned every request still bound for the old upstream is counted.
     in_flight: watch::Sender<HashMap<Upstream, usize>>,
     next_hold_id: AtomicU64,
+    cache: cache::HttpCache,
 }
 
 #[derive(Default)]
@@ -85,11 +123,15 @@ struct Tables {
     /// Owners whose idempotent requests wait. Independent of `by_owner`: `set` and
     /// `remove` keep a hold.
     holds: HashMap<String, Hold>,
+    /// The access control of owners that have one; independent of `by_owner` too.
+    access: HashMap<String, Arc<HttpAccess>>,
 }
 
 struct OwnedEntry {
     owner: Arc<str>,
     entry: RouteEntry,
+    /// The owner's, copied from `Tables::access` so that a request finds it at once.
+    access: Option<Arc<HttpAccess>>,
 }
 
 struct Hold {
@@ -123,24 +165,37 @@ impl Drop for HoldGuard {
 /// What the proxy does with a request (see [`RouteTable::route`]).
 pub(crate) enum Routed {
     NotFound,
+    /// The owner's access control refused the request.
+    Denied(access::Verdict),
     /// The owner is held: wait for `released` to change (or close), at most `timeout`.
     Held {
         released: watch::Receiver<()>,
         timeout: Duration,
     },
-    Redirect {
-        location: String,
-        code: u16,
-        prefix: String,
+    Redirect(redirect::Answer),
+    /// Answered from the cache, without the app.
+    Cached(Arc<cache::Stored>),
+    /// Counted as in flight on `guard.addr` until the guard is dropped. `cache` is
+    /// what the route's cache said, when it has one.
+    Upstream(InFlightGuard, Option<Cacheable>),
+}
+
+/// A request on a route with a cache that was not answered from it.
+pub(crate) enum Cacheable {
+    Bypass,
+    Miss {
+        key: u128,
+        owner: Arc<str>,
+        policy: Arc<CachePolicy>,
     },
-    /// Counted as in flight on `guard.addr` until the guard is dropped.
-    Upstream(InFlightGuard),
 }
 
 /// One request counted in [`RouteTable::in_flight`] while it lives.
 pub(crate) struct InFlightGuard {
     shared: Arc<Shared>,
     pub(crate) addr: Upstream,
+    /// The environment the request is for, to name it when its app does not answer.
+    pub(crate) owner: Arc<str>,
 }
 
 impl Drop for InFlightGuard {
@@ -165,12 +220,45 @@ impl RouteTable {
         RouteTable::default()
     }
 
-    /// Replaces every entry of `owner` (an environment) at once. A hold on the owner
+    /// A table whose HTTP cache holds at most `bytes` of responses.
+    pub fn with_cache_capacity(bytes: usize) -> RouteTable {
+        RouteTable {
+            inner: Arc::new(Shared {
+                cache: cache::HttpCache::with_capacity(bytes),
+                ..Shared::default()
+            }),
+        }
+    }
+
+    /// Replaces every entry of `owner` (an environment) at once, and empties its HTTP
+    /// cache (what it stored came from the code it ran before). A hold on the owner
     /// stays: requests it holds are routed to the new entries when it is released.
     pub fn set(&self, owner: &str, entries: Vec<RouteEntry>) {
         let mut tables = self.write();
         tables.by_owner.insert(owner.to_string(), entries);
         tables.reindex();
+        self.inner.cache.purge(owner);
+    }
+
+    /// Sets (or, with `None`, lifts) the access control of `owner`: from now on every
+    /// request to its routes is checked.
+    pub fn set_access(&self, owner: &str, access: Option<HttpAccess>) {
+        let mut tables = self.write();
+        match access {
+            Some(access) => tables.access.insert(owner.to_string(), Arc::new(access)),
+            None => tables.access.remove(owner),
+        };
+        tables.reindex();
+    }
+
+    /// Empties the HTTP cache of `owner`; how many responses it dropped.
+    pub fn clear_cache(&self, owner: &str) -> usize {
+        self.inner.cache.purge(owner)
+    }
+
+    /// How many responses the HTTP cache holds, all environments together.
+    pub fn cached_responses(&self) -> usize {
+        self.inner.cache.len()
     }
 
     /// Drops every entry of `owner`. Requests it holds are woken and answered with what
@@ -181,6 +269,7 @@ impl RouteTable {
         if tables.by_owner.remove(owner).is_some() {
             tables.reindex();
         }
+        self.inner.cache.purge(owner);
         if let Some(hold) = tables.holds.get(owner) {
             hold.wake.send_replace(());
         }
@@ -261,14 +350,31 @@ impl RouteTable {
     }
 
     /// Where a request goes. `may_hold` is whether the request can be held (it is
-    /// idempotent and was not held already). An upstream is counted in flight before
-    /// the table's lock is released.
-    pub(crate) fn route(&self, host: &str, path: &str, may_hold: bool) -> Routed {
+    /// idempotent and was not held already). `head` is checked against the owner's
+    /// access control and the route's cache (a retry, without it, was checked
+    /// already); a request the cache answers is not counted; an upstream is counted in
+    /// flight before the table's lock is released.
+    pub(crate) fn route(
+        &self,
+        host: &str,
+        path: &str,
+        may_hold: bool,
+        head: Option<&cache::RequestHead<'_>>,
+    ) -> Routed {
         let host = normalize_host(host);
         let tables = self.read();
         let Some(found) = tables.find(&host, path) else {
             return Routed::NotFound;
         };
+        if let (Some(access), Some(request)) = (&found.access, head) {
+            let verdict = access.check(request.client, request.headers);
+            if verdict != access::Verdict::Pass {
+                return Routed::Denied(verdict);
+            }
+        }
+        if let Some(answer) = redirect::find(&found.entry.redirects, path) {
+            return Routed::Redirect(answer);
+        }
         if may_hold && let Some(hold) = tables.holds.get(&*found.owner) {
             return Routed::Held {
                 released: hold.wake.subscribe(),
@@ -276,22 +382,52 @@ impl RouteTable {
             };
         }
         match &found.entry.target {
-            Target::Redirect { location, code } => Routed::Redirect {
-                location: location.clone(),
-                code: *code,
-                prefix: found.entry.path.clone(),
-            },
+            Target::Redirect { location, code } => Routed::Redirect(redirect::whole_route(
+                location,
+                *code,
+                &found.entry.path,
+                path,
+            )),
             Target::Upstream(addr) => {
+                let cacheable = match (&found.entry.cache, head) {
+                    (Some(policy), Some(request)) => {
+                        let router_credentials = found
+                            .access
+                            .as_ref()
+                            .is_some_and(|access| access.authorized(request.headers));
+                        match self.inner.cache.lookup(
+                            &found.owner,
+                            policy,
+                            request,
+                            tokio::time::Instant::now(),
+                            router_credentials,
+                        ) {
+                            cache::Lookup::Hit(stored) => return Routed::Cached(stored),
+                            cache::Lookup::Bypass => Some(Cacheable::Bypass),
+                            cache::Lookup::Miss { key } => Some(Cacheable::Miss {
+                                key,
+                                owner: found.owner.clone(),
+                                policy: policy.clone(),
+                            }),
+                        }
+                    }
+                    (Some(_), None) => Some(Cacheable::Bypass),
+                    (None, _) => None,
+                };
                 let addr = addr.clone();
                 // No waiter cares about a count going up: `drained` waits for zero.
                 self.inner.in_flight.send_if_modified(|counts| {
                     *counts.entry(addr.clone()).or_default() += 1;
                     false
                 });
-                Routed::Upstream(InFlightGuard {
-                    shared: self.inner.clone(),
-                    addr,
-                })
+                Routed::Upstream(
+                    InFlightGuard {
+                        shared: self.inner.clone(),
+                        addr,
+                        owner: found.owner.clone(),
+                    },
+                    cacheable,
+                )
             }
         }
     }
@@ -338,6 +474,7 @@ impl Tables {
     fn reindex(&mut self) {
         let mut by_host: HashMap<String, Vec<OwnedEntry>> = HashMap::new();
         for (owner, entries) in &self.by_owner {
+            let access = self.access.get(owner).cloned();
             let owner: Arc<str> = Arc::from(owner.as_str());
             for entry in entries {
                 by_host
@@ -346,6 +483,7 @@ impl Tables {
                     .push(OwnedEntry {
                         owner: owner.clone(),
                         entry: entry.clone(),
+                        access: access.clone(),
                     });
             }
         }
@@ -390,11 +528,7 @@ mod tests {
     }
 
     fn entry(host: &str, path: &str, port: u16) -> RouteEntry {
-        RouteEntry {
-            host: host.into(),
-            path: path.into(),
-            target: upstream(port),
-        }
+        RouteEntry::new(host, path, upstream(port))
     }
 
     #[test]

@@ -20,9 +20,12 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Verdict;
+use crate::cache::{self, Miss, RequestHead, X_PLATFORM_CACHE};
 use crate::connections::{ConnectionLimits, ConnectionStats, serve_connections};
+use crate::redirect::Answer;
 use crate::request::{self, Form, Forwarded};
-use crate::{InFlightGuard, RouteTable, Routed};
+use crate::{Cacheable, InFlightGuard, RouteTable, Routed};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 type UpstreamClient = Client<UpstreamConnector, Body>;
@@ -36,6 +39,9 @@ const RETRY_AFTER_SECONDS: &str = "5";
 /// app, a slow client does not tie up the app while it sends, and an idempotent
 /// request can be sent again to a new upstream. Larger bodies stream from there on.
 const READ_AHEAD: usize = 64 * 1024;
+/// How long a request waits for another one fetching the same missing cache key
+/// before it goes to the app itself.
+const COALESCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// What `OPTIONS *` is told the router serves.
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
 
@@ -106,11 +112,19 @@ async fn handle(
     let path = req.uri().path().to_string();
     let idempotent = is_idempotent(req.method());
     let (parts, body) = req.into_parts();
-    let body = match ClientBody::read_start(body).await {
+    let body = match ClientBody::read_start(body, READ_AHEAD).await {
         Ok(body) => body,
         Err(error) => return bad_body(&error),
     };
-    let mut routed = table.route(&host, &path, idempotent);
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let head = RequestHead {
+        client: peer.ip(),
+        method: &parts.method,
+        host: &host,
+        path_and_query,
+        headers: &parts.headers,
+    };
+    let mut routed = table.route(&host, &path, idempotent, Some(&head));
     if let Routed::Held {
         mut released,
         timeout,
@@ -132,41 +146,88 @@ async fn handle(
             );
             return response;
         }
-        routed = table.route(&host, &path, false);
+        routed = table.route(&host, &path, false, Some(&head));
     }
     match routed {
         Routed::NotFound | Routed::Held { .. } => text(
             StatusCode::NOT_FOUND,
             format!("No environment serves http://{host}{path}\n"),
         ),
-        Routed::Redirect {
-            location,
-            code,
-            prefix,
-        } => {
-            let rest = path.strip_prefix(prefix.as_str()).unwrap_or("");
-            let mut location = format!("{location}{rest}");
-            if let Some(query) = parts.uri.query() {
-                location.push('?');
-                location.push_str(query);
-            }
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            let mut response = text(status, format!("Moved to {location}\n"));
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
+        Routed::Redirect(answer) => redirect(&answer, parts.uri.query()),
+        Routed::Denied(Verdict::Unauthorized) => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Authentication required\n".into());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Restricted\""),
+            );
             response
         }
-        Routed::Upstream(guard) => {
+        Routed::Denied(_) => text(StatusCode::FORBIDDEN, "Access denied\n".into()),
+        Routed::Cached(stored) => from_cache(&stored),
+        Routed::Upstream(guard, cacheable) => {
             let request = Proxied {
                 peer,
                 host: &host,
                 path: &path,
                 idempotent,
             };
-            request.send(parts, body, guard, table, client).await
+            match cacheable {
+                None => request.send(parts, body, guard, table, client).await,
+                Some(Cacheable::Bypass) => labelled(
+                    request.send(parts, body, guard, table, client).await,
+                    "BYPASS",
+                ),
+                Some(Cacheable::Miss { key, owner, policy }) => {
+                    let miss = CacheMiss {
+                        key,
+                        owner: &owner,
+                        policy: &policy,
+                    };
+                    request
+                        .through_cache(miss, parts, body, guard, table, client)
+                        .await
+                }
+            }
         }
     }
+}
+
+/// The answer to a redirect: `Location` with the request's query string.
+fn redirect(answer: &Answer, query: Option<&str>) -> Response<Body> {
+    let location = answer.location_with(query);
+    let status = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    let mut response = text(status, format!("Moved to {location}\n"));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    answer.caching_headers(response.headers_mut(), std::time::SystemTime::now());
+    response
+}
+
+/// A stored response (hyper leaves the body out for HEAD).
+fn from_cache(stored: &cache::Stored) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(stored.body.clone())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = stored.status;
+    *response.headers_mut() = stored.headers.clone();
+    labelled(response, "HIT")
+}
+
+fn labelled(mut response: Response<Body>, label: &'static str) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(X_PLATFORM_CACHE, HeaderValue::from_static(label));
+    response
+}
+
+/// A GET or HEAD the route's cache did not have.
+struct CacheMiss<'a> {
+    key: u128,
+    owner: &'a str,
+    policy: &'a cache::CachePolicy,
 }
 
 struct Proxied<'a> {
@@ -198,6 +259,9 @@ impl Proxied<'_> {
                 client: self.peer.ip(),
             },
         );
+        parts
+            .headers
+            .insert(request::X_REQUEST_ID, request::request_id());
         let retry = self
             .idempotent
             .then(|| body.replay().map(|body| (parts.clone(), body)))
@@ -214,8 +278,9 @@ impl Proxied<'_> {
             return bad_body(body_error);
         }
         tracing::debug!(%error, upstream = %guard.addr, "Upstream request failed.");
+        let owner = guard.owner.clone();
         if let Some((parts, body)) = retry
-            && let Routed::Upstream(next) = table.route(self.host, self.path, false)
+            && let Routed::Upstream(next, _) = table.route(self.host, self.path, false, None)
             && next.addr != guard.addr
         {
             drop(guard);
@@ -229,10 +294,97 @@ impl Proxied<'_> {
                 }
             }
         }
+        self.not_answering(&owner, table)
+    }
+
+    /// The app of `owner` gave no response: 503 with `Retry-After` while the
+    /// environment is being deployed, else 502; either way naming the environment and
+    /// its state, at once (the router never waits for an app that is down).
+    fn not_answering(&self, owner: &str, table: &RouteTable) -> Response<Body> {
+        let (project, env) = owner.split_once('/').unwrap_or(("", owner));
+        let what = format!(
+            "The app of environment {env} (project {project}) at http://{}",
+            self.host
+        );
+        if table.is_held(owner) {
+            let mut response = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what} is being deployed; try again in a few seconds\n"),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            return response;
+        }
         text(
             StatusCode::BAD_GATEWAY,
-            format!("The app behind http://{} is not answering\n", self.host),
+            format!("{what} is not answering: it is starting, restarting or failing\n"),
         )
+    }
+
+    /// A cache miss: one GET per key goes to the app, and its response is stored when
+    /// it may be; other GETs of the key wait for it and are answered from the cache,
+    /// or go to the app themselves when nothing was stored. A HEAD is passed on.
+    async fn through_cache(
+        &self,
+        miss: CacheMiss<'_>,
+        parts: Parts,
+        body: ClientBody,
+        guard: InFlightGuard,
+        table: &RouteTable,
+        client: &UpstreamClient,
+    ) -> Response<Body> {
+        if parts.method != Method::GET {
+            return labelled(self.send(parts, body, guard, table, client).await, "MISS");
+        }
+        let cache = &table.inner.cache;
+        let fetching = match cache.begin(miss.key) {
+            Miss::Fetch(fetching) => fetching,
+            Miss::Wait(mut done) => {
+                let _ = tokio::time::timeout(COALESCE_WAIT, done.changed()).await;
+                let now = tokio::time::Instant::now();
+                if let Some(stored) = cache.get(miss.key, &parts.headers, now) {
+                    return from_cache(&stored);
+                }
+                return labelled(self.send(parts, body, guard, table, client).await, "MISS");
+            }
+        };
+        let request_headers = parts.headers.clone();
+        let response = self.send(parts, body, guard, table, client).await;
+        let (head, body) = response.into_parts();
+        let now = std::time::SystemTime::now();
+        let too_large = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n > cache::MAX_ENTRY_BYTES as u64);
+        if too_large || !cache::may_store(head.status, &head.headers, miss.policy, now) {
+            drop(fetching);
+            return labelled(Response::from_parts(head, body), "MISS");
+        }
+        let response = match read_whole(body, cache::MAX_ENTRY_BYTES).await {
+            Ok(Ok(bytes)) => {
+                cache.store(
+                    miss.owner,
+                    miss.policy,
+                    miss.key,
+                    &request_headers,
+                    head.status,
+                    &head.headers,
+                    bytes.clone(),
+                    (tokio::time::Instant::now(), now),
+                );
+                let body = Full::new(bytes).map_err(|never| match never {}).boxed();
+                Response::from_parts(head, body)
+            }
+            Ok(Err(body)) => Response::from_parts(head, body),
+            Err(error) => {
+                tracing::debug!(%error, "Upstream response body failed.");
+                self.not_answering(miss.owner, table)
+            }
+        };
+        drop(fetching);
+        labelled(response, "MISS")
     }
 
     fn request(&self, mut parts: Parts, body: Body, upstream: &Upstream) -> Option<Request<Body>> {
@@ -295,20 +447,25 @@ impl hyper::body::Body for TrackedBody {
 /// A client's request body, as the app receives it: what was read ahead, then the
 /// rest as it arrives. A failure of the rest (a malformed chunk, the client gone
 /// mid-body) is recorded in `failed`, so that the proxy can tell it from an upstream's.
-struct ClientBody {
+/// The cache reads an app's response the same way (`B` is then the app's body).
+struct ClientBody<B = Incoming> {
     read: VecDeque<Frame<Bytes>>,
-    /// `None` once the client's body has ended.
-    rest: Option<Incoming>,
+    /// `None` once the body has ended.
+    rest: Option<B>,
     failed: Arc<OnceLock<String>>,
 }
 
-impl ClientBody {
-    /// Reads up to [`READ_AHEAD`] bytes of `body`; an error is the client's.
-    async fn read_start(body: Incoming) -> Result<ClientBody, hyper::Error> {
+impl<B> ClientBody<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    /// Reads `body` until at least `limit` bytes were read or it ended; an error is
+    /// the body's sender's.
+    async fn read_start(body: B, limit: usize) -> Result<ClientBody<B>, hyper::Error> {
         let mut read = VecDeque::new();
         let mut size = 0;
         let mut rest = Some(body);
-        while size < READ_AHEAD
+        while size < limit
             && let Some(incoming) = rest.as_mut()
         {
             if incoming.is_end_stream() {
@@ -332,7 +489,7 @@ impl ClientBody {
     }
 
     /// A copy to send again, when the whole body was read ahead.
-    fn replay(&self) -> Option<ClientBody> {
+    fn replay(&self) -> Option<ClientBody<B>> {
         if self.rest.is_some() {
             return None;
         }
@@ -354,7 +511,10 @@ impl ClientBody {
     }
 }
 
-impl hyper::body::Body for ClientBody {
+impl<B> hyper::body::Body for ClientBody<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -412,6 +572,20 @@ impl hyper::body::Body for ClientBody {
         }
         hint
     }
+}
+
+/// A response body read whole when it is not longer than `limit`; else what was
+/// read, then the rest as it comes.
+async fn read_whole(body: Body, limit: usize) -> Result<Result<Bytes, Body>, hyper::Error> {
+    let read = ClientBody::read_start(body, limit + 1).await?;
+    if read.rest.is_some() {
+        return Ok(Err(read.boxed()));
+    }
+    let mut whole = Vec::new();
+    for data in read.read.iter().filter_map(Frame::data_ref) {
+        whole.extend_from_slice(data);
+    }
+    Ok(Ok(Bytes::from(whole)))
 }
 
 /// The answer to `OPTIONS *`: a question about the server, not about a resource of

@@ -266,6 +266,44 @@ pub(crate) fn upstream_headers(headers: &mut HeaderMap, forwarded: &Forwarded<'_
     }
 }
 
+/// `X-Request-Id`: a new id for each request the router forwards, 32 hex digits as
+/// nginx's `$request_id`, so that an app's log lines and the router's can be matched.
+/// A client's own is replaced: the app can trust it is the router's. Unique within
+/// the process (a counter), unguessable across processes (keyed by a random seed).
+pub(crate) fn request_id() -> HeaderValue {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<(RandomState, u64)> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (keys, prefix) = SEED.get_or_init(|| {
+        let keys = RandomState::new();
+        let prefix = keys.hash_one(std::process::id());
+        (keys, prefix)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // The high half keyed and varying, the low half the counter under a keyed mask:
+    // two requests of one process never share an id.
+    let high = keys.hash_one(n);
+    let low = n ^ prefix;
+    let mut hex = [0u8; 32];
+    for (i, byte) in high
+        .to_be_bytes()
+        .iter()
+        .chain(&low.to_be_bytes())
+        .enumerate()
+    {
+        hex[2 * i] = HEX[usize::from(byte >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("0"))
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `X-Request-Id`.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +522,17 @@ mod tests {
                 ("x-client-ip", "127.0.0.2"),
             ]))
         );
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_never_repeat() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            let text = id.to_str().expect("ascii");
+            assert_eq!(text.len(), 32, "{text}");
+            assert!(text.bytes().all(|b| HEX.contains(&b)), "{text}");
+        }
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route(paths::ENVIRONMENT_ROUTES, get(environment_routes))
         .route(paths::ENVIRONMENT_LOGS, get(crate::env_logs::logs))
         .route(paths::ENVIRONMENT_ACTION, post(environment_action))
+        .route(
+            paths::ENVIRONMENT_HTTP_ACCESS,
+            get(crate::http_access::get).patch(crate::http_access::update),
+        )
+        .route(
+            paths::ENVIRONMENT_CACHE_CLEAR,
+            post(crate::http_cache::clear),
+        )
         .route(paths::ACTIVITIES, get(list_activities))
         .route(paths::ACTIVITY, get(get_activity))
         .route(paths::ACTIVITY_LOG, get(activity_log))

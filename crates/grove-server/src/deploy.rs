@@ -21,7 +21,7 @@ use grove_deployment::{
     APP_DIR, AppPlan, Backend, CACHE_DIR, DataSource, Deployment, Hook, Observed, ServicePlan,
 };
 use grove_git::Repository;
-use grove_router::{HoldGuard, RouteEntry, Target, Upstream};
+use grove_router::{CachePolicy, HoldGuard, Redirect, RouteEntry, Target, Upstream};
 use grove_runtime::{Bind, Instance, Listen, SandboxSpec};
 use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp_now};
 
@@ -835,6 +835,10 @@ impl Backend for LocalDeploy<'_> {
         platform.replace_crons(&key, None).await;
         let owner = owner_key(&self.project.id, &self.env.name);
         let entries = router_entries(self.routes, &self.started, self.log);
+        // Access control is in place before the first request the new routes serve;
+        // without it, the new routes are not served at all.
+        crate::http_access::apply(platform, &self.project.id, &self.env.name)
+            .map_err(|error| format!("HTTP access control: {error}"))?;
         platform.router.set(&owner, entries);
         self.hold = None;
         if let Some(primary) = self.routes.primary() {
@@ -1402,13 +1406,57 @@ fn router_entries(
                 continue;
             }
         };
-        entries.push(RouteEntry {
-            host: route.host.clone(),
-            path: route.path.clone(),
-            target,
-        });
+        let entry = RouteEntry::new(route.host.clone(), route.path.clone(), target)
+            .with_redirects(partial_redirects(route, log))
+            .with_cache(route_cache(route, log));
+        entries.push(entry);
     }
     entries
+}
+
+/// The route's `redirects.paths` for the router; a regex it cannot compile is said
+/// in the log and left out.
+fn partial_redirects(route: &grove_config::Route, log: &ActivityLog) -> Vec<Redirect> {
+    grove_config::partial_redirects(&route.redirects)
+        .into_iter()
+        .filter_map(|r| {
+            if !r.regexp {
+                let (path, to) = (&r.path, &r.to);
+                return Some(Redirect::path(
+                    path,
+                    r.prefix,
+                    r.append_suffix,
+                    to,
+                    r.code,
+                    r.expires,
+                ));
+            }
+            Redirect::regex(&r.path, &r.to, r.code, r.expires)
+                .map_err(|error| {
+                    log.line(format!(
+                        "W: route {}: redirect `{}` skipped: {error}",
+                        route.original_url, r.path
+                    ));
+                })
+                .ok()
+        })
+        .collect()
+}
+
+/// The route's HTTP cache for the router, `None` when disabled.
+fn route_cache(route: &grove_config::Route, log: &ActivityLog) -> Option<CachePolicy> {
+    let cache = grove_config::route_cache(&route.cache);
+    if !cache.enabled {
+        return None;
+    }
+    CachePolicy::new(cache.default_ttl, &cache.cookies, &cache.headers)
+        .map_err(|error| {
+            log.line(format!(
+                "W: route {}: cache disabled: {error}",
+                route.original_url
+            ));
+        })
+        .ok()
 }
 
 async fn stop_all(apps: &[RunningApp]) {

@@ -13,6 +13,8 @@ mod error;
 mod failpoint;
 mod git_http;
 mod handlers;
+mod http_access;
+mod http_cache;
 mod lifecycle;
 mod names;
 mod ndjson;

@@ -12,6 +12,7 @@
 
 mod access;
 mod backups;
+mod http_access;
 mod logs;
 mod migrations;
 mod time;
@@ -32,6 +33,7 @@ pub use access::{
     TokenRow,
 };
 pub use backups::BackupRow;
+pub use http_access::HttpAccessRow;
 pub use logs::LogWriter;
 pub use time::{format_unix_millis, timestamp_now};
 pub use variables::VariableRow;

@@ -168,4 +168,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX backups_by_environment ON backups(project, environment, created_at);
     "#,
+    // 8: reserved for the migration of a branch developed alongside (merged
+    // separately); a no-op here so that the one below keeps its number.
+    "SELECT 1;",
+    // 9: HTTP access control of an environment (`environment:http-access`): Basic
+    // credentials (`user:password` lines) and address rules (`allow|deny CIDR` lines,
+    // in order); environments without a row inherit their parent's.
+    r#"
+    CREATE TABLE http_access (
+        project     TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        enabled     INTEGER NOT NULL,
+        basic_auth  TEXT NOT NULL DEFAULT '',
+        addresses   TEXT NOT NULL DEFAULT '',
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (project, environment),
+        FOREIGN KEY (project, environment) REFERENCES environments(project, name)
+            ON DELETE CASCADE
+    );
+    "#,
 ];

@@ -602,3 +602,48 @@ fn backups_are_listed_newest_first_finished_and_interrupted_ones_fail() {
     assert!(s.backup("shop", "a").expect("get").is_none());
     assert!(!s.delete_backup("shop", "a").expect("delete again"));
 }
+
+#[test]
+fn http_access_is_stored_replaced_and_goes_with_its_environment() {
+    let s = store();
+    s.insert_project(&project("shop")).expect("insert");
+    let now = timestamp_now();
+    s.insert_environment(&EnvironmentRow {
+        project: "shop".into(),
+        name: "main".into(),
+        machine_name: "main".into(),
+        title: "main".into(),
+        kind: "production".into(),
+        status: "active".into(),
+        parent: None,
+        created_at: now.clone(),
+        updated_at: now,
+        crons: None,
+    })
+    .expect("insert env");
+    assert_eq!(s.http_access("shop", "main").expect("query"), None);
+    let mut row = crate::HttpAccessRow {
+        project: "shop".into(),
+        environment: "main".into(),
+        enabled: true,
+        basic_auth: vec![("alice".into(), "pa:ss word".into())],
+        addresses: vec![
+            ("allow".into(), "192.0.2.0/24".into()),
+            ("deny".into(), "0.0.0.0/0".into()),
+        ],
+        updated_at: String::new(),
+    };
+    s.set_http_access(&row).expect("set");
+    let stored = s.http_access("shop", "main").expect("query").expect("row");
+    assert_eq!(
+        (&stored.basic_auth, &stored.addresses, stored.enabled),
+        (&row.basic_auth, &row.addresses, true)
+    );
+    row.enabled = false;
+    row.basic_auth.clear();
+    s.set_http_access(&row).expect("replace");
+    let stored = s.http_access("shop", "main").expect("query").expect("row");
+    assert_eq!((stored.enabled, stored.basic_auth.len()), (false, 0));
+    s.delete_environment("shop", "main").expect("delete");
+    assert_eq!(s.http_access("shop", "main").expect("query"), None);
+}

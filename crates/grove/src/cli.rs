@@ -233,6 +233,28 @@ pub enum Client {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Show or change an environment's HTTP access control (Basic authentication and
+    /// address rules); environments below it without their own settings inherit it.
+    #[command(name = "environment:http-access", visible_alias = "httpaccess")]
+    EnvironmentHttpAccess {
+        #[command(flatten)]
+        target: Target,
+        /// `user:password` for Basic authentication (repeatable; replaces the users).
+        #[arg(long = "auth", value_name = "USER:PASSWORD")]
+        auth: Vec<String>,
+        /// `allow:CIDR` or `deny:CIDR`, checked in order (repeatable; replaces the rules).
+        #[arg(long = "access", value_name = "PERMISSION:ADDRESS")]
+        access: Vec<String>,
+        /// Turn access control on (1) or off (0).
+        #[arg(long, value_name = "1|0")]
+        enabled: Option<String>,
+    },
+    /// Empty an environment's HTTP cache in the router.
+    #[command(name = "cache:clear")]
+    CacheClear {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Redeploy an environment's current code.
     #[command(name = "environment:redeploy", visible_alias = "redeploy")]
     EnvironmentRedeploy {
@@ -1119,6 +1141,42 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
         Client::EnvironmentDeactivate { target, wait } => {
             return env_action(&api, &target, "deactivate", &wait).await;
         }
+        Client::EnvironmentHttpAccess {
+            target,
+            auth,
+            access,
+            enabled,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_HTTP_ACCESS,
+                &[("project", &project), ("environment", &env)],
+            );
+            let settings: grove_api::HttpAccess =
+                if auth.is_empty() && access.is_empty() && enabled.is_none() {
+                    api.get(url).await?
+                } else {
+                    let change = http_access_change(&auth, &access, enabled.as_deref())?;
+                    api.send(api.http.patch(url).json(&change))
+                        .await?
+                        .json()
+                        .await?
+                };
+            outln!("{}", serde_json::to_string_pretty(&settings)?);
+        }
+        Client::CacheClear { target } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_CACHE_CLEAR,
+                &[("project", &project), ("environment", &env)],
+            );
+            let cleared: grove_api::CacheCleared =
+                api.send(api.http.post(url)).await?.json().await?;
+            eprintln!(
+                "Cleared {} cached responses of {project}/{env}.",
+                cleared.cleared
+            );
+        }
         Client::EnvironmentRedeploy { target, wait } => {
             return env_action(&api, &target, "redeploy", &wait).await;
         }
@@ -1672,6 +1730,42 @@ async fn env_action(
         ],
     );
     api.operate(&project, api.http.post(url), wait).await
+}
+
+/// The change `environment:http-access` asks for: what is given replaces what was.
+fn http_access_change(
+    auth: &[String],
+    access: &[String],
+    enabled: Option<&str>,
+) -> anyhow::Result<grove_api::HttpAccessUpdate> {
+    let is_enabled = match enabled {
+        None => None,
+        Some("1" | "true") => Some(true),
+        Some("0" | "false") => Some(false),
+        Some(other) => bail!("--enabled takes 1 or 0, not `{other}`"),
+    };
+    let mut users = std::collections::BTreeMap::new();
+    for pair in auth {
+        let Some((user, password)) = pair.split_once(':') else {
+            bail!("--auth takes USER:PASSWORD, not `{pair}`");
+        };
+        users.insert(user.to_string(), password.to_string());
+    }
+    let addresses = access
+        .iter()
+        .map(|rule| match rule.split_once(':') {
+            Some((permission, address)) => Ok(grove_api::AccessAddress {
+                permission: permission.to_string(),
+                address: address.to_string(),
+            }),
+            None => bail!("--access takes allow:ADDRESS or deny:ADDRESS, not `{rule}`"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(grove_api::HttpAccessUpdate {
+        is_enabled,
+        basic_auth: (!auth.is_empty()).then_some(users),
+        addresses: (!access.is_empty()).then_some(addresses),
+    })
 }
 
 /// The project and, for an environment-level variable, the environment: `--level`

@@ -74,11 +74,11 @@ async fn router() -> (RouteTable, Router, Echo, Echo) {
     table.set(OWNER, entries(main.addr));
     table.set(
         "shop/other",
-        vec![RouteEntry {
-            host: OTHER.into(),
-            path: "/".into(),
-            target: Target::Upstream(other.addr.into()),
-        }],
+        vec![RouteEntry::new(
+            OTHER,
+            "/",
+            Target::Upstream(other.addr.into()),
+        )],
     );
     let router = Router::start(&table).await;
     (table, router, main, other)
@@ -192,6 +192,8 @@ async fn connection_named_headers_and_hop_by_hop_headers_do_not_reach_the_app() 
     assert_eq!(reply.received("x-client-ip"), ["127.0.0.1"]);
     assert_eq!(reply.received("x-forwarded-proto"), ["http"]);
     assert_eq!(reply.received("x-forwarded-for"), ["127.0.0.1"]);
+    let id = reply.received("x-request-id");
+    assert!(id.len() == 1 && id[0].len() == 32, "{reply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,4 +376,19 @@ async fn an_upstream_that_is_gone_is_still_502_with_a_body() {
     )
     .await;
     assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(
+        reply.body.contains(
+            "environment main (project shop) at http://main.shop.localhost is not answering"
+        ),
+        "names the environment: {reply:?}"
+    );
+    // While the environment is being deployed: 503, to be retried.
+    table.hold(OWNER, std::time::Duration::from_secs(60));
+    let reply = exchange(
+        &router,
+        &format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 5\r\n\r\nhello"),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.body.contains("is being deployed"), "{reply:?}");
 }

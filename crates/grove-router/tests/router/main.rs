@@ -1,6 +1,8 @@
 //! The router in-process: the real `serve` on a loopback port in front of small upstreams
 //! on loopback ports, driven by a real HTTP client.
 
+mod access;
+mod cache;
 mod deploy;
 mod drain;
 mod headers;

@@ -25,11 +25,7 @@ pub const HOST: &str = "main.shop.localhost";
 pub const EVENTUALLY: Duration = Duration::from_secs(30);
 
 pub fn entries(addr: SocketAddr) -> Vec<RouteEntry> {
-    vec![RouteEntry {
-        host: HOST.into(),
-        path: "/".into(),
-        target: Target::Upstream(addr.into()),
-    }]
+    vec![RouteEntry::new(HOST, "/", Target::Upstream(addr.into()))]
 }
 
 /// An app instance: answers every request with its name (after reading the request
@@ -209,6 +205,7 @@ impl Drop for Router {
 pub struct Reply {
     pub status: StatusCode,
     pub retry_after: Option<String>,
+    pub headers: hyper::HeaderMap,
     pub body: String,
 }
 
@@ -221,10 +218,31 @@ pub struct HttpClient {
 impl HttpClient {
     /// One request to `HOST` through the router; `Err` when no complete response came.
     pub async fn send(&self, method: Method, path: &str, body: &str) -> Result<Reply, String> {
-        let request = Request::builder()
+        self.request(method, path, &[], body).await
+    }
+
+    /// A GET or other bodiless request with these headers.
+    pub async fn send_with(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(method, path, headers, "")
+            .await
+            .expect("request through the router")
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, String> {
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.router))
-            .header(header::HOST, HOST)
+            .header(header::HOST, HOST);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
         let response = self
@@ -233,6 +251,7 @@ impl HttpClient {
             .await
             .map_err(|e| format!("request: {e:?}"))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -247,6 +266,7 @@ impl HttpClient {
         Ok(Reply {
             status,
             retry_after,
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }

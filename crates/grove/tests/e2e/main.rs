@@ -14,6 +14,7 @@ mod limits;
 mod magento;
 mod network;
 mod php;
+mod router;
 mod runtime;
 mod support;
 mod variables;
