@@ -46,6 +46,8 @@ pub enum Action {
     Restore,
     /// Delete a backup of an environment of this type.
     DeleteBackup,
+    /// Open an SSH session (a shell or a command) in an environment of this type.
+    Ssh,
 }
 
 impl Action {
@@ -53,7 +55,7 @@ impl Action {
     pub fn needs(self) -> EnvironmentRole {
         match self {
             Action::View => EnvironmentRole::Viewer,
-            Action::Push | Action::Branch | Action::Backup | Action::Restore => {
+            Action::Push | Action::Branch | Action::Backup | Action::Restore | Action::Ssh => {
                 EnvironmentRole::Contributor
             }
             Action::DeleteByPush
@@ -86,6 +88,7 @@ impl Action {
             Action::Backup => "back up",
             Action::Restore => "restore a backup into",
             Action::DeleteBackup => "delete backups of",
+            Action::Ssh => "open SSH sessions on",
         }
     }
 }

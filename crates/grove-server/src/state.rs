@@ -30,6 +30,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub api_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// The SSH gateway's address (`None`: no gateway).
+    pub ssh_listen: Option<SocketAddr>,
     pub domain: String,
     /// How long a new app instance may take to accept connections.
     pub app_start_timeout: Duration,
@@ -134,6 +136,8 @@ pub struct Platform {
     pub cgroups: Option<grove_runtime::Cgroups>,
     /// The OOM kills of each environment's cgroup already reported.
     pub(crate) oom_reported: Mutex<HashMap<EnvKey, u64>>,
+    /// The logins the SSH gateway's `sshd` can look up.
+    pub(crate) ssh_logins: crate::ssh::Logins,
 }
 
 /// What an activity is about and which environments it owns while it runs.
@@ -191,6 +195,7 @@ impl Platform {
         router: grove_router::RouteTable,
         logs: LogWriter,
     ) -> Platform {
+        let ssh_logins = crate::ssh::Logins::new(&settings.data_dir);
         Platform {
             images: grove_runtime::ImageStore::new(
                 settings.images_dir(),
@@ -214,6 +219,7 @@ impl Platform {
             plan_lock: Mutex::new(()),
             cgroups: None,
             oom_reported: Mutex::new(HashMap::new()),
+            ssh_logins,
         }
     }
 

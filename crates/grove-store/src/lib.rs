@@ -14,6 +14,7 @@ mod access;
 mod backups;
 mod logs;
 mod migrations;
+mod ssh_keys;
 mod time;
 mod variables;
 
@@ -33,6 +34,7 @@ pub use access::{
 };
 pub use backups::BackupRow;
 pub use logs::LogWriter;
+pub use ssh_keys::SshKeyRow;
 pub use time::{format_unix_millis, timestamp_now};
 pub use variables::VariableRow;
 

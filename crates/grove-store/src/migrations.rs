@@ -168,4 +168,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX backups_by_environment ON backups(project, environment, created_at);
     "#,
+    // 8: users' SSH public keys (`ssh-key:add`), looked up by fingerprint when the SSH
+    // gateway authenticates a connection.
+    r#"
+    CREATE TABLE ssh_keys (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL UNIQUE,
+        key_type    TEXT NOT NULL,
+        key_data    TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    "#,
 ];

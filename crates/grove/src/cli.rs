@@ -341,6 +341,37 @@ pub enum Client {
     /// Delete one of your API tokens: it stops working at once.
     #[command(name = "auth:token-delete")]
     TokenDelete { id: String },
+    /// Add an SSH public key (a `.pub` file, or stdin) to your account.
+    #[command(name = "ssh-key:add")]
+    SshKeyAdd {
+        /// The public key file (default: ~/.ssh/id_ed25519.pub; `-` reads stdin).
+        file: Option<PathBuf>,
+        /// The key's name in listings (default: its comment).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List your SSH public keys.
+    #[command(name = "ssh-key:list", visible_alias = "ssh-keys")]
+    SshKeyList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Delete one of your SSH keys: it stops working at once.
+    #[command(name = "ssh-key:delete")]
+    SshKeyDelete { id: String },
+    /// Open a shell, or run a command, in an environment's app (through the SSH
+    /// gateway, with `ssh` and your keys; `$GROVE_SSH_COMMAND` replaces `ssh`).
+    #[command(name = "environment:ssh", visible_alias = "ssh")]
+    Ssh {
+        #[command(flatten)]
+        target: Target,
+        /// The app (default: the environment's only app).
+        #[arg(short = 'A', long)]
+        app: Option<String>,
+        /// The command to run (default: an interactive shell).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Create a variable of the project or of an environment; active environments it
     /// changes are redeployed.
     #[command(name = "variable:create")]
@@ -610,6 +641,57 @@ fn encode_segment(value: &str) -> String {
         }
     }
     out
+}
+
+/// `grove ssh`: `ssh -p PORT <project>-<env>[--<app>]@HOST [-t] [-- COMMAND]`, with
+/// ssh's exit status.
+async fn ssh(
+    api: &Api,
+    target: &Target,
+    app: Option<String>,
+    command: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let gateway: grove_api::SshGateway =
+        api.get(api.url(grove_api::paths::SSH_GATEWAY, &[])).await?;
+    let Some(address) = gateway.address else {
+        bail!("this grove server runs no SSH gateway (its --ssh-listen is off or failed)");
+    };
+    let address: std::net::SocketAddr = address
+        .parse()
+        .with_context(|| format!("the server's SSH address `{address}`"))?;
+    let (project, env) = api.environment(target).await?;
+    let info: Environment = api
+        .get(api.url(
+            grove_api::paths::ENVIRONMENT,
+            &[("project", &project), ("environment", &env)],
+        ))
+        .await?;
+    let mut login = format!("{project}-{}", info.machine_name);
+    if let Some(app) = app {
+        login = format!("{login}--{app}");
+    }
+    let ssh_command = std::env::var("GROVE_SSH_COMMAND").unwrap_or_else(|_| "ssh".into());
+    let mut words = ssh_command.split_whitespace();
+    let program = words.next().unwrap_or("ssh");
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(words).arg("-p").arg(address.port().to_string());
+    if command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        cmd.arg("-t");
+    }
+    cmd.arg(format!("{login}@{}", address.ip()));
+    if !command.is_empty() {
+        // ssh joins its arguments with spaces into one command line, run by bash.
+        cmd.arg("--").arg(command.join(" "));
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running `{program}`"))?;
+    Ok(ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(255),
+    ))
 }
 
 pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
@@ -1228,6 +1310,63 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             .await?;
             println!("Deleted API token {id}.");
         }
+        Client::SshKeyAdd { file, name } => {
+            let path = match file {
+                Some(file) => file,
+                None => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".ssh/id_ed25519.pub"),
+            };
+            let key = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the key from stdin")?
+            } else {
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            };
+            let key: grove_api::SshKey = api
+                .send(
+                    api.http
+                        .post(api.url(grove_api::paths::SSH_KEYS, &[]))
+                        .json(&grove_api::AddSshKey { key, title: name }),
+                )
+                .await?
+                .json()
+                .await?;
+            println!(
+                "Added SSH key {} ({} {}).",
+                key.id, key.key_type, key.fingerprint
+            );
+        }
+        Client::SshKeyList { format } => {
+            let keys: Vec<grove_api::SshKey> =
+                api.get(api.url(grove_api::paths::SSH_KEYS, &[])).await?;
+            print_rows(
+                &keys,
+                format,
+                &["ID", "TITLE", "TYPE", "FINGERPRINT", "CREATED"],
+                |k| {
+                    vec![
+                        k.id.to_string(),
+                        k.title.clone(),
+                        k.key_type.clone(),
+                        k.fingerprint.clone(),
+                        k.created_at.clone(),
+                    ]
+                },
+            )?;
+        }
+        Client::SshKeyDelete { id } => {
+            api.send(
+                api.http
+                    .delete(api.url(grove_api::paths::SSH_KEY, &[("key", &id)])),
+            )
+            .await?;
+            println!("Deleted SSH key {id}.");
+        }
+        Client::Ssh {
+            target,
+            app,
+            command,
+        } => return ssh(&api, &target, app, command).await,
         Client::VariableCreate {
             target,
             level,

@@ -14,6 +14,7 @@ mod magento;
 mod network;
 mod php;
 mod runtime;
+mod ssh;
 mod support;
 mod variables;
 

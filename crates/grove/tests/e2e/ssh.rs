@@ -1,0 +1,459 @@
+//! The SSH gateway with the stock OpenSSH client: keys, commands and shells in an
+//! environment's app sandbox, its MariaDB through the relationship, git over SSH,
+//! roles, concurrent sessions, and sessions ending with their client.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::access::{add_user, cli_as, text};
+use crate::support::{GROVE, Server, Work, descendants, free_port};
+
+/// A server with its SSH gateway on a free port, and project `shop`.
+struct Gateway {
+    server: Server,
+    port: u16,
+    keys: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let server = Server::start_with(&[("GROVE_SSH_LISTEN", &listen)]);
+        server.cli_ok(&["project:create", "shop"]);
+        Gateway {
+            server,
+            port,
+            keys: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A new ed25519 key pair; the private key's path.
+    fn key(&self, name: &str) -> PathBuf {
+        let path = self.keys.path().join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success(), "{out:?}");
+        path
+    }
+
+    /// The stock client's options: this key only, no known_hosts, no agent.
+    fn ssh_options(&self, key: &Path) -> Vec<String> {
+        [
+            "-i",
+            &key.display().to_string(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-p",
+            &self.port.to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn ssh_command(&self, key: &Path, login: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.ssh_options(key))
+            .args(extra)
+            .arg(format!("{login}@127.0.0.1"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `ssh login@127.0.0.1 -- command`.
+    fn ssh(&self, key: &Path, login: &str, command: &str) -> Output {
+        self.ssh_command(key, login, &[])
+            .arg("--")
+            .arg(command)
+            .output()
+            .expect("ssh runs")
+    }
+
+    /// `GIT_SSH_COMMAND` for this key.
+    fn git_ssh(&self, key: &Path) -> String {
+        format!("ssh {}", self.ssh_options(key).join(" "))
+    }
+
+    fn git_url(&self) -> String {
+        format!("ssh://git@127.0.0.1:{}/shop.git", self.port)
+    }
+
+    /// git in `dir` over SSH with `key`; (success, stdout and stderr).
+    fn git(&self, key: &Path, dir: &Path, args: &[&str]) -> (bool, String) {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_SSH_COMMAND", self.git_ssh(key))
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .stdin(Stdio::null())
+            .output()
+            .expect("git runs");
+        (out.status.success(), text(&out))
+    }
+}
+
+/// Runs SQL against the `database` relationship (read from `PLATFORM_RELATIONSHIPS`,
+/// as an app would), printing rows without headers.
+const DB_SCRIPT: &str = r#"set -e
+eval "$(echo "$PLATFORM_RELATIONSHIPS" | base64 -d | python3 -c '
+import json, shlex, sys
+r = json.load(sys.stdin)["database"][0]
+for var, key in (("H", "host"), ("P", "port"), ("U", "username"), ("W", "password"), ("D", "path")):
+    print("%s=%s" % (var, shlex.quote(str(r[key]))))
+')"
+mariadb -h "$H" -P "$P" -u "$U" -p"$W" "$D" -N -e "$1"
+"#;
+
+/// The example app with a MariaDB service whose deploy hook writes a row.
+fn app_with_database() -> Work {
+    let work = Work::example();
+    work.write("db.sh", DB_SCRIPT);
+    work.write(
+        ".platform/services.yaml",
+        "db:\n  type: mariadb:10.11\n  disk: 256\n",
+    );
+    let config = std::fs::read_to_string(work.path().join(".platform.app.yaml")).expect("config");
+    let config = config.replace(
+        "hooks:\n",
+        "hooks:\n  deploy: |\n    sh db.sh \"CREATE TABLE IF NOT EXISTS notes (v TEXT); INSERT INTO notes VALUES ('written by the deploy hook')\"\n",
+    );
+    work.write(
+        ".platform.app.yaml",
+        &format!("{config}\nrelationships:\n  database: \"db:mysql\"\n"),
+    );
+    work.commit("a database");
+    work
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
+    let gw = Gateway::start();
+    let server = &gw.server;
+
+    // Keys: added from a .pub file, listed with ssh-keygen's fingerprint; weak or
+    // malformed keys refused with the reason.
+    let key = gw.key("dev");
+    let pub_file = format!("{}.pub", key.display());
+    let added = server.cli_ok(&["ssh-key:add", &pub_file]);
+    assert!(added.contains("ssh-ed25519"), "{added}");
+    let fingerprint = String::from_utf8_lossy(
+        &Command::new("ssh-keygen")
+            .args(["-l", "-f", &pub_file])
+            .output()
+            .expect("ssh-keygen -l")
+            .stdout,
+    )
+    .split_whitespace()
+    .nth(1)
+    .expect("fingerprint")
+    .to_string();
+    let listed = server.cli_ok(&["ssh-key:list"]);
+    assert!(listed.contains(&fingerprint), "{listed}\n{fingerprint}");
+    let weak = gw.keys.path().join("weak");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-f"])
+        .arg(&weak)
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success(), "{out:?}");
+    let refused = server.cli(&["ssh-key:add", &format!("{}.pub", weak.display())]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("RSA keys need at least 2048 bits; this one has 1024"),
+        "{}",
+        text(&refused)
+    );
+    let refused = server.cli(&["ssh-key:add", &key.display().to_string()]);
+    assert!(
+        text(&refused).contains("a private key"),
+        "{}",
+        text(&refused)
+    );
+    let again = server.cli(&["ssh-key:add", &pub_file]);
+    assert!(!again.status.success(), "a key belongs to one user only");
+
+    // The first push, over SSH: the deploy log streams back, the push succeeds.
+    let work = app_with_database();
+    let (ok, out) = gw.git(&key, work.path(), &["push", &gw.git_url(), "main"]);
+    assert!(ok, "{out}\n{}", server.log());
+    assert!(
+        out.contains("remote: ") && out.contains("Building on tree"),
+        "{out}"
+    );
+
+    // A command in the app's sandbox: runtime variables, read-only /app, status back.
+    let out = gw.ssh(
+        &key,
+        "shop-main--app",
+        "echo branch=$PLATFORM_BRANCH; ls /app; touch /app/x",
+    );
+    let (so, se) = (stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(so.contains("branch=main"), "{so}\n{se}");
+    assert!(so.contains("server.py") && so.contains("db.sh"), "{so}");
+    assert!(se.contains("Read-only file system"), "{se}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "touch failed, and so did the session"
+    );
+    // The default app, and the mount is writable.
+    let out = gw.ssh(
+        &key,
+        "shop-main",
+        "echo hi > /app/var/note && cat /app/var/note; exit 7",
+    );
+    assert_eq!(stdout(&out), "hi\n", "{out:?}");
+    assert_eq!(out.status.code(), Some(7));
+    // The relationship's MariaDB, with the row the deploy hook wrote.
+    let out = gw.ssh(&key, "shop-main--app", "sh db.sh 'SELECT v FROM notes'");
+    assert!(
+        stdout(&out).contains("written by the deploy hook"),
+        "{out:?}"
+    );
+    // No such environment or app: sshd knows no such login.
+    let out = gw.ssh(&key, "shop-nope", "true");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    let out = gw.ssh(&key, "shop-main--other", "true");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+
+    // An interactive shell on a terminal.
+    let mut shell = gw
+        .ssh_command(&key, "shop-main--app", &["-tt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh -tt");
+    shell
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"test -t 0 && echo on-a-terminal-$PLATFORM_BRANCH\nexit 3\n")
+        .expect("type");
+    let out = shell.wait_with_output().expect("shell ends");
+    assert!(stdout(&out).contains("on-a-terminal-main"), "{out:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // `grove ssh` builds the same command.
+    let out = Command::new(GROVE)
+        .args([
+            "ssh",
+            "-p",
+            "shop",
+            "-e",
+            "main",
+            "--",
+            "echo",
+            "via-cli-$PLATFORM_PROJECT",
+        ])
+        .env("GROVE_URL", format!("http://127.0.0.1:{}", server.api_port))
+        .env("GROVE_TOKEN", server.token())
+        .env(
+            "GROVE_SSH_COMMAND",
+            format!("ssh {}", gw.ssh_options(&key)[..12].join(" ")),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("grove ssh");
+    assert_eq!(stdout(&out), "via-cli-shop\n", "{out:?}");
+
+    // Clone over SSH, push a change over SSH: it deploys.
+    let clone = tempfile::tempdir().expect("tempdir");
+    let (ok, out) = gw.git(
+        &key,
+        clone.path(),
+        &["clone", "-q", &gw.git_url(), "checkout"],
+    );
+    assert!(ok, "{out}");
+    let checkout = clone.path().join("checkout");
+    std::fs::write(checkout.join("NEWS"), "pushed over ssh\n").expect("write");
+    assert!(gw.git(&key, &checkout, &["add", "NEWS"]).0);
+    assert!(gw.git(&key, &checkout, &["commit", "-q", "-m", "news"]).0);
+    let (ok, out) = gw.git(&key, &checkout, &["push", "origin", "main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("remote: "), "{out}");
+    let out = gw.ssh(&key, "shop-main--app", "cat /app/NEWS");
+    assert_eq!(stdout(&out), "pushed over ssh\n", "{out:?}");
+
+    // A deleted key stops working at once.
+    let keys: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["ssh-key:list", "--format", "json"])).expect("json");
+    let id = keys[0]["id"].to_string();
+    server.cli_ok(&["ssh-key:delete", &id]);
+    let out = gw.ssh(&key, "shop-main--app", "true");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn ssh_needs_the_contributor_role_and_git_over_ssh_the_rules_of_http() {
+    let gw = Gateway::start();
+    let server = &gw.server;
+    let work = Work::example();
+    assert!(work.push(&server.git_url("shop"), &["main"]).0);
+    server.cli_ok(&["project:create", "other"]);
+
+    let users = [
+        ("viewer@example.com", "shop", "production:viewer"),
+        ("dev@example.com", "shop", "production:contributor"),
+        ("stranger@example.com", "other", "admin"),
+    ];
+    let mut keys = Vec::new();
+    for (email, project, role) in users {
+        let token = add_user(server, project, email, &[role]);
+        let key = gw.key(email);
+        let out = cli_as(
+            server,
+            &token,
+            &["ssh-key:add", &format!("{}.pub", key.display())],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        keys.push(key);
+    }
+    let [viewer, contributor, stranger] = [&keys[0], &keys[1], &keys[2]];
+
+    // Sessions: the contributor only; a project the user has no role in does not exist.
+    let out = gw.ssh(contributor, "shop-main--app", "echo $PLATFORM_BRANCH");
+    assert_eq!(stdout(&out), "main\n", "{out:?}");
+    let out = gw.ssh(viewer, "shop-main--app", "echo $PLATFORM_BRANCH");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs the `contributor` role"),
+        "{out:?}"
+    );
+    let out = gw.ssh(stranger, "shop-main--app", "echo $PLATFORM_BRANCH");
+    assert!(stdout(&out).is_empty(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no environment `shop-main--app`"),
+        "{out:?}"
+    );
+
+    // Git: the viewer clones and cannot push; the stranger cannot even clone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, out) = gw.git(viewer, dir.path(), &["clone", "-q", &gw.git_url(), "v"]);
+    assert!(ok, "{out}");
+    let checkout = dir.path().join("v");
+    std::fs::write(checkout.join("NEWS"), "from a viewer\n").expect("write");
+    assert!(gw.git(viewer, &checkout, &["add", "NEWS"]).0);
+    assert!(gw.git(viewer, &checkout, &["commit", "-q", "-m", "news"]).0);
+    let (ok, out) = gw.git(viewer, &checkout, &["push", "origin", "main"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("needs the `contributor` role"), "{out}");
+    let (ok, out) = gw.git(stranger, dir.path(), &["clone", "-q", &gw.git_url(), "s"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("no project `shop`"), "{out}");
+    // The contributor's push of the same commit deploys.
+    let (ok, out) = gw.git(contributor, &checkout, &["push", &gw.git_url(), "main"]);
+    assert!(ok, "{out}");
+    let out = gw.ssh(contributor, "shop-main--app", "cat /app/NEWS");
+    assert_eq!(stdout(&out), "from a viewer\n", "{out:?}");
+
+    // Neither a host user nor the git login opens a shell.
+    let out = gw.ssh(contributor, "root", "id");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let out = gw.ssh(contributor, "git", "id");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is for git"),
+        "{out:?}"
+    );
+}
+
+/// The processes below the server whose command line is `marker`.
+fn sandboxed(server: &Server, marker: &str) -> Vec<u32> {
+    descendants(server.pid())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == marker)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ssh_sessions_run_concurrently_and_end_with_their_client() {
+    let gw = Gateway::start();
+    let server = &gw.server;
+    let key = gw.key("dev");
+    server.cli_ok(&["ssh-key:add", &format!("{}.pub", key.display())]);
+    assert!(Work::example().push(&server.git_url("shop"), &["main"]).0);
+
+    // Ten sessions at once, each seeing the environment.
+    let sessions: Vec<Child> = (0..10)
+        .map(|i| {
+            gw.ssh_command(&key, "shop-main--app", &[])
+                .arg("--")
+                .arg(format!("sleep 1; echo session-{i}-$PLATFORM_BRANCH"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("ssh")
+        })
+        .collect();
+    for (i, session) in sessions.into_iter().enumerate() {
+        let out = session.wait_with_output().expect("session ends");
+        assert_eq!(stdout(&out), format!("session-{i}-main\n"), "{out:?}");
+        assert!(out.status.success());
+    }
+
+    // Closing the client (killed: no goodbye) ends what its session runs, with and
+    // without a terminal.
+    for (marker, extra) in [("31337", &[][..]), ("31338", &["-tt"][..])] {
+        let mut client = gw
+            .ssh_command(&key, "shop-main--app", extra)
+            .arg("--")
+            .arg(format!("echo started; sleep {marker}; echo never"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh");
+        let mut first = [0u8; 7];
+        std::io::Read::read_exact(client.stdout.as_mut().expect("stdout"), &mut first)
+            .expect("the session started");
+        assert_eq!(&first, b"started");
+        let sleeping = format!("sleep {marker}");
+        assert_eq!(sandboxed(server, &sleeping).len(), 1, "the session runs");
+        client.kill().expect("kill the client");
+        let _ = client.wait();
+        wait_until(&format!("`{sleeping}` outlived its client"), || {
+            sandboxed(server, &sleeping).is_empty()
+        });
+    }
+}
