@@ -20,6 +20,18 @@ pub struct Target {
     environment: Option<String>,
 }
 
+/// A mount of an environment's app.
+#[derive(Args, Clone)]
+pub struct MountTarget {
+    #[command(flatten)]
+    target: Target,
+    #[arg(short = 'A', long)]
+    app: Option<String>,
+    /// The mount, as the app's configuration names it (e.g. `var`).
+    #[arg(long)]
+    mount: String,
+}
+
 #[derive(Args, Clone)]
 pub struct Wait {
     /// Return as soon as the activity is created instead of streaming its log.
@@ -372,6 +384,42 @@ pub enum Client {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Copy a local directory into a mount of an environment's app (rsync over the
+    /// SSH gateway: only what changed travels).
+    #[command(name = "mount:upload")]
+    MountUpload {
+        #[command(flatten)]
+        mount: MountTarget,
+        #[arg(long)]
+        source: PathBuf,
+    },
+    /// Copy a mount of an environment's app into a local directory (rsync over the SSH
+    /// gateway).
+    #[command(name = "mount:download")]
+    MountDownload {
+        #[command(flatten)]
+        mount: MountTarget,
+        #[arg(long = "target")]
+        target_dir: PathBuf,
+    },
+    /// Show an app's relationships (its decoded `PLATFORM_RELATIONSHIPS`, read over SSH).
+    #[command(name = "environment:relationships", visible_alias = "relationships")]
+    EnvironmentRelationships {
+        #[command(flatten)]
+        target: Target,
+        #[arg(short = 'A', long)]
+        app: Option<String>,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+    },
+    /// List an environment's routes.
+    #[command(name = "route:list", visible_alias = "routes")]
+    RouteList {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Create a variable of the project or of an environment; active environments it
     /// changes are redeployed.
     #[command(name = "variable:create")]
@@ -560,6 +608,32 @@ impl Api {
         }
     }
 
+    /// An environment's name and routes.
+    async fn routes(&self, target: &Target) -> anyhow::Result<(String, Vec<Route>)> {
+        let (project, env) = self.environment(target).await?;
+        let routes = self
+            .get(self.url(
+                grove_api::paths::ENVIRONMENT_ROUTES,
+                &[("project", &project), ("environment", &env)],
+            ))
+            .await?;
+        Ok((env, routes))
+    }
+
+    /// Deletes one of the caller's own things (an API token, an SSH key) by id.
+    async fn delete_mine(
+        &self,
+        path: &str,
+        param: &str,
+        id: &str,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url(path, &[(param, id)])))
+            .await?;
+        println!("Deleted {what} {id}.");
+        Ok(())
+    }
+
     /// The project and environment name a command acts on.
     async fn environment(&self, target: &Target) -> anyhow::Result<(String, String)> {
         let project = self.project(target).await?;
@@ -643,55 +717,100 @@ fn encode_segment(value: &str) -> String {
     out
 }
 
-/// `grove ssh`: `ssh -p PORT <project>-<env>[--<app>]@HOST [-t] [-- COMMAND]`, with
-/// ssh's exit status.
-async fn ssh(
-    api: &Api,
-    target: &Target,
-    app: Option<String>,
-    command: Vec<String>,
-) -> anyhow::Result<ExitCode> {
-    let gateway: grove_api::SshGateway =
-        api.get(api.url(grove_api::paths::SSH_GATEWAY, &[])).await?;
-    let Some(address) = gateway.address else {
-        bail!("this grove server runs no SSH gateway (its --ssh-listen is off or failed)");
-    };
-    let address: std::net::SocketAddr = address
-        .parse()
-        .with_context(|| format!("the server's SSH address `{address}`"))?;
-    let (project, env) = api.environment(target).await?;
-    let info: Environment = api
-        .get(api.url(
-            grove_api::paths::ENVIRONMENT,
-            &[("project", &project), ("environment", &env)],
-        ))
-        .await?;
-    let mut login = format!("{project}-{}", info.machine_name);
-    if let Some(app) = app {
-        login = format!("{login}--{app}");
+/// How to reach an environment's app through the SSH gateway: the `ssh` command
+/// (`$GROVE_SSH_COMMAND` or `ssh`, with the port) and `<login>@<host>`.
+struct SshTarget {
+    /// The ssh program and its options, port included.
+    ssh: Vec<String>,
+    destination: String,
+}
+
+impl SshTarget {
+    async fn of(api: &Api, target: &Target, app: Option<&str>) -> anyhow::Result<SshTarget> {
+        let gateway: grove_api::SshGateway =
+            api.get(api.url(grove_api::paths::SSH_GATEWAY, &[])).await?;
+        let Some(address) = gateway.address else {
+            bail!("this grove server runs no SSH gateway (its --ssh-listen is off or failed)");
+        };
+        let address: std::net::SocketAddr = address
+            .parse()
+            .with_context(|| format!("the server's SSH address `{address}`"))?;
+        let (project, env) = api.environment(target).await?;
+        let info: Environment = api
+            .get(api.url(
+                grove_api::paths::ENVIRONMENT,
+                &[("project", &project), ("environment", &env)],
+            ))
+            .await?;
+        let mut login = format!("{project}-{}", info.machine_name);
+        if let Some(app) = app {
+            login = format!("{login}--{app}");
+        }
+        let command = std::env::var("GROVE_SSH_COMMAND").unwrap_or_else(|_| "ssh".into());
+        let mut ssh: Vec<String> = command.split_whitespace().map(String::from).collect();
+        if ssh.is_empty() {
+            ssh.push("ssh".into());
+        }
+        ssh.extend(["-p".to_string(), address.port().to_string()]);
+        Ok(SshTarget {
+            ssh,
+            destination: format!("{login}@{}", address.ip()),
+        })
     }
-    let ssh_command = std::env::var("GROVE_SSH_COMMAND").unwrap_or_else(|_| "ssh".into());
-    let mut words = ssh_command.split_whitespace();
-    let program = words.next().unwrap_or("ssh");
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(words).arg("-p").arg(address.port().to_string());
-    if command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        cmd.arg("-t");
+
+    /// `ssh … <login>@<host> [-t] [-- COMMAND]`.
+    fn command(&self, command: &[String], tty: bool) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.ssh[0]);
+        cmd.args(&self.ssh[1..]);
+        if tty {
+            cmd.arg("-t");
+        }
+        cmd.arg(&self.destination);
+        if !command.is_empty() {
+            // ssh joins its arguments with spaces into one command line, run by bash.
+            cmd.arg("--").arg(command.join(" "));
+        }
+        cmd
     }
-    cmd.arg(format!("{login}@{}", address.ip()));
-    if !command.is_empty() {
-        // ssh joins its arguments with spaces into one command line, run by bash.
-        cmd.arg("--").arg(command.join(" "));
+
+    /// `rsync -a -s -e 'ssh …' FROM TO`, `remote` naming a path in the app.
+    fn rsync(&self, from: &str, to: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("rsync");
+        cmd.args(["--archive", "--compress", "--protect-args", "-e"])
+            .arg(self.ssh.join(" "))
+            .arg(from.replace("{remote}", &format!("{}:", self.destination)))
+            .arg(to.replace("{remote}", &format!("{}:", self.destination)));
+        cmd
     }
-    let status = cmd
-        .status()
-        .with_context(|| format!("running `{program}`"))?;
-    Ok(ExitCode::from(
+}
+
+/// An ssh or rsync child's exit status as ours.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    ExitCode::from(
         status
             .code()
             .and_then(|c| u8::try_from(c).ok())
             .unwrap_or(255),
-    ))
+    )
+}
+
+/// `/app/<mount>/` for a mount's path as `.platform.app.yaml` names it (`var`,
+/// `/web/media`).
+fn mount_dir(mount: &str) -> anyhow::Result<String> {
+    let path = mount.trim_matches('/');
+    let valid = !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !valid {
+        bail!("`{mount}` is not a mount path (e.g. `var` or `web/media`)");
+    }
+    Ok(format!("/app/{path}/"))
 }
 
 pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
@@ -1086,13 +1205,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             primary,
             pipe,
         } => {
-            let (project, env) = api.environment(&target).await?;
-            let routes: Vec<Route> = api
-                .get(api.url(
-                    grove_api::paths::ENVIRONMENT_ROUTES,
-                    &[("project", &project), ("environment", &env)],
-                ))
-                .await?;
+            let (env, routes) = api.routes(&target).await?;
             let urls: Vec<&Route> = routes.iter().filter(|r| !primary || r.primary).collect();
             if urls.is_empty() {
                 bail!("environment `{env}` serves no URLs (is it active and deployed?)");
@@ -1303,12 +1416,8 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             })?;
         }
         Client::TokenDelete { id } => {
-            api.send(
-                api.http
-                    .delete(api.url(grove_api::paths::TOKEN, &[("token", &id)])),
-            )
-            .await?;
-            println!("Deleted API token {id}.");
+            api.delete_mine(grove_api::paths::TOKEN, "token", &id, "API token")
+                .await?;
         }
         Client::SshKeyAdd { file, name } => {
             let path = match file {
@@ -1355,18 +1464,74 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             )?;
         }
         Client::SshKeyDelete { id } => {
-            api.send(
-                api.http
-                    .delete(api.url(grove_api::paths::SSH_KEY, &[("key", &id)])),
-            )
-            .await?;
-            println!("Deleted SSH key {id}.");
+            api.delete_mine(grove_api::paths::SSH_KEY, "key", &id, "SSH key")
+                .await?;
         }
         Client::Ssh {
             target,
             app,
             command,
-        } => return ssh(&api, &target, app, command).await,
+        } => {
+            let ssh = SshTarget::of(&api, &target, app.as_deref()).await?;
+            let tty = command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let status = ssh.command(&command, tty).status().context("running ssh")?;
+            return Ok(exit_code(status));
+        }
+        Client::MountUpload { mount, source } => {
+            let ssh = SshTarget::of(&api, &mount.target, mount.app.as_deref()).await?;
+            let from = format!("{}/", source.display());
+            let to = format!("{{remote}}{}", mount_dir(&mount.mount)?);
+            let status = ssh.rsync(&from, &to).status().context("running rsync")?;
+            return Ok(exit_code(status));
+        }
+        Client::MountDownload { mount, target_dir } => {
+            let ssh = SshTarget::of(&api, &mount.target, mount.app.as_deref()).await?;
+            std::fs::create_dir_all(&target_dir)
+                .with_context(|| format!("creating {}", target_dir.display()))?;
+            let from = format!("{{remote}}{}", mount_dir(&mount.mount)?);
+            let to = format!("{}/", target_dir.display());
+            let status = ssh.rsync(&from, &to).status().context("running rsync")?;
+            return Ok(exit_code(status));
+        }
+        Client::EnvironmentRelationships {
+            target,
+            app,
+            format,
+        } => {
+            let ssh = SshTarget::of(&api, &target, app.as_deref()).await?;
+            let out = ssh
+                .command(&["echo $PLATFORM_RELATIONSHIPS".to_string()], false)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("running ssh")?;
+            if !out.status.success() {
+                std::io::stderr().write_all(&out.stderr)?;
+                return Ok(exit_code(out.status));
+            }
+            let encoded = String::from_utf8_lossy(&out.stdout);
+            let decoded = base64::engine::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                encoded.trim(),
+            )
+            .context("PLATFORM_RELATIONSHIPS is not base64")?;
+            let relationships: serde_json::Value =
+                serde_json::from_slice(&decoded).context("PLATFORM_RELATIONSHIPS is not JSON")?;
+            print_value(&relationships, format)?;
+        }
+        Client::RouteList { target, format } => {
+            let (_, routes) = api.routes(&target).await?;
+            print_rows(&routes, format, &["URL", "TYPE", "TO", "PRIMARY"], |r| {
+                vec![
+                    r.url.clone(),
+                    r.kind.clone(),
+                    r.upstream
+                        .clone()
+                        .or_else(|| r.to.clone())
+                        .unwrap_or_default(),
+                    if r.primary { "yes" } else { "" }.to_string(),
+                ]
+            })?;
+        }
         Client::VariableCreate {
             target,
             level,

@@ -87,6 +87,25 @@ impl Gateway {
         format!("ssh {}", self.ssh_options(key).join(" "))
     }
 
+    /// The CLI as the user of `token`, its ssh using `key`.
+    fn grove_as(&self, token: &str, key: &Path, args: &[&str]) -> Output {
+        let options = self.ssh_options(key);
+        // Without `-p PORT`: the CLI adds the gateway's.
+        let ssh = format!("ssh {}", options[..options.len() - 2].join(" "));
+        Command::new(GROVE)
+            .args(args)
+            .env(
+                "GROVE_URL",
+                format!("http://127.0.0.1:{}", self.server.api_port),
+            )
+            .env("GROVE_TOKEN", token)
+            .env("GROVE_SSH_COMMAND", ssh)
+            .env_remove("GROVE_PROJECT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("grove runs")
+    }
+
     fn git_url(&self) -> String {
         format!("ssh://git@127.0.0.1:{}/shop.git", self.port)
     }
@@ -258,9 +277,13 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
     assert!(stdout(&out).contains("on-a-terminal-main"), "{out:?}");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 
-    // `grove ssh` builds the same command.
-    let out = Command::new(GROVE)
-        .args([
+    // `grove ssh` builds the same command; `environment:relationships` reads the
+    // decoded relationships through it.
+    let token = server.token();
+    let out = gw.grove_as(
+        &token,
+        &key,
+        &[
             "ssh",
             "-p",
             "shop",
@@ -269,17 +292,54 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
             "--",
             "echo",
             "via-cli-$PLATFORM_PROJECT",
-        ])
-        .env("GROVE_URL", format!("http://127.0.0.1:{}", server.api_port))
-        .env("GROVE_TOKEN", server.token())
-        .env(
-            "GROVE_SSH_COMMAND",
-            format!("ssh {}", gw.ssh_options(&key)[..12].join(" ")),
-        )
+        ],
+    );
+    assert_eq!(stdout(&out), "via-cli-shop\n", "{out:?}");
+    let out = gw.grove_as(
+        &token,
+        &key,
+        &[
+            "environment:relationships",
+            "-p",
+            "shop",
+            "-e",
+            "main",
+            "--format",
+            "json",
+        ],
+    );
+    let relationships: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(
+        relationships["database"][0]["port"], 3306,
+        "{relationships}"
+    );
+    assert_eq!(
+        relationships["database"][0]["scheme"], "mysql",
+        "{relationships}"
+    );
+
+    let routes = server.cli_ok(&["route:list", "-p", "shop", "-e", "main"]);
+    assert!(
+        routes.contains("http://main.shop.localhost:") && routes.contains("yes"),
+        "{routes}"
+    );
+
+    // scp (over sftp, OpenSSH's default) into a mount, run in the sandbox too.
+    let local = gw.keys.path().join("upload.txt");
+    std::fs::write(&local, "copied with scp\n").expect("write");
+    let options = gw.ssh_options(&key);
+    let out = Command::new("scp")
+        .args(&options[..options.len() - 2])
+        .args(["-P", &gw.port.to_string()])
+        .arg(&local)
+        .arg("shop-main--app@127.0.0.1:/app/var/upload.txt")
         .stdin(Stdio::null())
         .output()
-        .expect("grove ssh");
-    assert_eq!(stdout(&out), "via-cli-shop\n", "{out:?}");
+        .expect("scp");
+    assert!(out.status.success(), "{out:?}");
+    let out = gw.ssh(&key, "shop-main--app", "cat /app/var/upload.txt");
+    assert_eq!(stdout(&out), "copied with scp\n", "{out:?}");
 
     // Clone over SSH, push a change over SSH: it deploys.
     let clone = tempfile::tempdir().expect("tempdir");
@@ -325,7 +385,7 @@ fn ssh_needs_the_contributor_role_and_git_over_ssh_the_rules_of_http() {
         ("dev@example.com", "shop", "production:contributor"),
         ("stranger@example.com", "other", "admin"),
     ];
-    let mut keys = Vec::new();
+    let (mut keys, mut tokens) = (Vec::new(), Vec::new());
     for (email, project, role) in users {
         let token = add_user(server, project, email, &[role]);
         let key = gw.key(email);
@@ -336,6 +396,7 @@ fn ssh_needs_the_contributor_role_and_git_over_ssh_the_rules_of_http() {
         );
         assert!(out.status.success(), "{}", text(&out));
         keys.push(key);
+        tokens.push(token);
     }
     let [viewer, contributor, stranger] = [&keys[0], &keys[1], &keys[2]];
 
@@ -376,6 +437,41 @@ fn ssh_needs_the_contributor_role_and_git_over_ssh_the_rules_of_http() {
     let out = gw.ssh(contributor, "shop-main--app", "cat /app/NEWS");
     assert_eq!(stdout(&out), "from a viewer\n", "{out:?}");
 
+    // Mounts: an upload then a download round-trip a tree byte for byte; the viewer's
+    // upload is refused.
+    let tree = tempfile::tempdir().expect("tempdir");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    std::fs::create_dir_all(tree.path().join("sub/deeper")).expect("mkdir");
+    std::fs::write(tree.path().join("a.txt"), "one\n").expect("write");
+    std::fs::write(tree.path().join("sub/b.bin"), &bytes).expect("write");
+    std::fs::write(tree.path().join("sub/deeper/c d.txt"), "with a space\n").expect("write");
+    let source = tree.path().display().to_string();
+    let back = tempfile::tempdir().expect("tempdir");
+    let copy = back.path().join("copy").display().to_string();
+    let mount = |verb: &str, flag: &str, dir: &str| -> Vec<String> {
+        [
+            verb, "-p", "shop", "-e", "main", "--mount", "var", flag, dir,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let upload = mount("mount:upload", "--source", &source);
+    let upload: Vec<&str> = upload.iter().map(String::as_str).collect();
+    let out = gw.grove_as(&tokens[1], contributor, &upload);
+    assert!(out.status.success(), "{}", text(&out));
+    let download = mount("mount:download", "--target", &copy);
+    let download: Vec<&str> = download.iter().map(String::as_str).collect();
+    let out = gw.grove_as(&tokens[1], contributor, &download);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(files(tree.path()), files(&back.path().join("copy")));
+    let out = gw.grove_as(&tokens[0], viewer, &upload);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("needs the `contributor` role"),
+        "{}",
+        text(&out)
+    );
+
     // Neither a host user nor the git login opens a shell.
     let out = gw.ssh(contributor, "root", "id");
     assert_eq!(out.status.code(), Some(255), "{out:?}");
@@ -384,6 +480,24 @@ fn ssh_needs_the_contributor_role_and_git_over_ssh_the_rules_of_http() {
         String::from_utf8_lossy(&out.stderr).contains("is for git"),
         "{out:?}"
     );
+}
+
+/// Every file below `root` with its contents, by relative path.
+fn files(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if entry.file_type().expect("type").is_dir() {
+                dirs.push(path);
+            } else {
+                let relative = path.strip_prefix(root).expect("below root").to_path_buf();
+                found.insert(relative, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    found
 }
 
 /// The processes below the server whose command line is `marker`.
