@@ -358,6 +358,25 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
     assert!(out.contains("remote: "), "{out}");
     let out = gw.ssh(&key, "shop-main--app", "cat /app/NEWS");
     assert_eq!(stdout(&out), "pushed over ssh\n", "{out:?}");
+    // Push options over SSH: a new environment, activated, reachable by its login.
+    let (ok, out) = gw.git(
+        &key,
+        &checkout,
+        &[
+            "push",
+            "-o",
+            "environment.activate",
+            "origin",
+            "main:feature-x",
+        ],
+    );
+    assert!(ok, "{out}");
+    let out = gw.ssh(
+        &key,
+        "shop-feature-x--app",
+        "echo $PLATFORM_BRANCH; cat /app/NEWS",
+    );
+    assert_eq!(stdout(&out), "feature-x\npushed over ssh\n", "{out:?}");
 
     // A deleted key stops working at once.
     let keys: serde_json::Value =
