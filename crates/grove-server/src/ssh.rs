@@ -556,15 +556,15 @@ fn environment_target(
         ))
     })?;
     let names = || shells.keys().cloned().collect::<Vec<_>>().join(", ");
-    let shell = match app {
-        Some(app) => shells.get(app).ok_or_else(|| {
+    let (app, shell) = match app {
+        Some(app) => shells.get_key_value(app).ok_or_else(|| {
             Error::NotFound(format!(
                 "environment `{}` has no app `{app}` (it has: {})",
                 env.name,
                 names()
             ))
         })?,
-        None if shells.len() == 1 => shells.values().next().ok_or_else(unknown)?,
+        None if shells.len() == 1 => shells.iter().next().ok_or_else(unknown)?,
         None => {
             return Err(Error::Invalid(format!(
                 "environment `{}` runs several apps ({}): log in as {login}--<app>",
@@ -573,8 +573,19 @@ fn environment_target(
             )));
         }
     };
-    let mut spec = shell.spec(&session_command(session.command.as_deref(), session.tty));
+    let mut command = session_command(session.command.as_deref(), session.tty);
+    if session.command.is_none() && session.tty {
+        // Platform.sh greets an interactive login with where it landed.
+        let welcome = format!(
+            "Welcome to Grove.\n\nThis is environment {} of project {project}, app {app}.\n",
+            env.name
+        );
+        command = format!("printf '%s\\n' {}; {command}", shell_quote(&welcome));
+    }
+    let mut spec = shell.spec(&command);
     spec.terminal = session.tty;
+    // The prompt names the login, as on Platform.sh (`web@<project>-<env>--<app>`).
+    spec.hostname = Some(format!("{project}-{}--{app}", env.machine_name));
     if let Some(term) = session.term.as_deref().filter(|t| valid_login(t)) {
         spec.env.push(("TERM".to_string(), term.to_string()));
     }

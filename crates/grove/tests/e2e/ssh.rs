@@ -275,6 +275,14 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
         .expect("type");
     let out = shell.wait_with_output().expect("shell ends");
     assert!(stdout(&out).contains("on-a-terminal-main"), "{out:?}");
+    assert!(
+        stdout(&out).contains("This is environment main of project shop, app app."),
+        "{out:?}"
+    );
+    assert!(
+        stdout(&out).contains("@shop-main--app:"),
+        "the prompt: {out:?}"
+    );
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 
     // `grove ssh` builds the same command; `environment:relationships` reads the
