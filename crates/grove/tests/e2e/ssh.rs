@@ -139,10 +139,15 @@ for var, key in (("H", "host"), ("P", "port"), ("U", "username"), ("W", "passwor
 mariadb -h "$H" -P "$P" -u "$U" -p"$W" "$D" -N -e "$1"
 "#;
 
-/// The example app with a MariaDB service whose deploy hook writes a row.
+/// The example app with a MariaDB service whose deploy hook writes a row, and an
+/// `.environment` file.
 fn app_with_database() -> Work {
     let work = Work::example();
     work.write("db.sh", DB_SCRIPT);
+    work.write(
+        ".environment",
+        "export FROM_ENVIRONMENT_FILE=\"sourced on $PLATFORM_BRANCH\"\n",
+    );
     work.write(
         ".platform/services.yaml",
         "db:\n  type: mariadb:10.11\n  disk: 256\n",
@@ -224,10 +229,14 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
     let out = gw.ssh(
         &key,
         "shop-main--app",
-        "echo branch=$PLATFORM_BRANCH; ls /app; touch /app/x",
+        "echo branch=$PLATFORM_BRANCH; echo $FROM_ENVIRONMENT_FILE; ls /app; touch /app/x",
     );
     let (so, se) = (stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert!(so.contains("branch=main"), "{so}\n{se}");
+    assert!(
+        so.contains("sourced on main"),
+        ".environment is sourced: {so}"
+    );
     assert!(so.contains("server.py") && so.contains("db.sh"), "{so}");
     assert!(se.contains("Read-only file system"), "{se}");
     assert_eq!(
