@@ -518,6 +518,44 @@ fn ssh_needs_the_contributor_role_and_git_over_ssh_the_rules_of_http() {
     );
 }
 
+/// What a child writes to stdout, chunk by chunk, read on a thread of its own.
+struct TerminalOutput {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl TerminalOutput {
+    fn of(child: &mut Child) -> TerminalOutput {
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let (tx, chunks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        TerminalOutput {
+            chunks,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits until the output (since the last call) contains `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("`{needle}` never came; the output was:\n{}", self.seen),
+            }
+        }
+        self.seen.clear();
+    }
+}
+
 /// Every file below `root` with its contents, by relative path.
 fn files(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut found = std::collections::BTreeMap::new();
@@ -582,6 +620,29 @@ fn ssh_sessions_run_concurrently_and_end_with_their_client() {
         assert!(out.status.success());
     }
 
+    // On a terminal, Ctrl-C interrupts the foreground command, not the shell.
+    let mut shell = gw
+        .ssh_command(&key, "shop-main--app", &["-tt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh -tt");
+    let mut output = TerminalOutput::of(&mut shell);
+    let mut input = shell.stdin.take().expect("stdin");
+    // `$((40+2))`: the echo of the typed line does not contain what it prints. The
+    // foreground job prints it itself, so Ctrl-C comes once it runs.
+    input
+        .write_all(b"bash -c 'echo sleeping-$((40+2)); exec sleep 1000'\n")
+        .expect("type");
+    output.wait_for("sleeping-42");
+    input.write_all(b"\x03").expect("Ctrl-C");
+    // The shell is still there, and saw its job killed by SIGINT.
+    input.write_all(b"echo status-$?-after\n").expect("type");
+    output.wait_for("status-130-after");
+    input.write_all(b"exit 4\n").expect("type");
+    assert_eq!(shell.wait().expect("shell ends").code(), Some(4));
+
     // Closing the client (killed: no goodbye) ends what its session runs, with and
     // without a terminal.
     for (marker, extra) in [("31337", &[][..]), ("31338", &["-tt"][..])] {
@@ -599,7 +660,10 @@ fn ssh_sessions_run_concurrently_and_end_with_their_client() {
             .expect("the session started");
         assert_eq!(&first, b"started");
         let sleeping = format!("sleep {marker}");
-        assert_eq!(sandboxed(server, &sleeping).len(), 1, "the session runs");
+        // `started` comes just before the shell starts the sleep.
+        wait_until(&format!("`{sleeping}` never ran"), || {
+            sandboxed(server, &sleeping).len() == 1
+        });
         client.kill().expect("kill the client");
         let _ = client.wait();
         wait_until(&format!("`{sleeping}` outlived its client"), || {
