@@ -595,8 +595,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn ssh_sessions_run_concurrently_and_end_with_their_client() {
-    let gw = Gateway::start();
+fn ssh_sessions_run_concurrently_end_with_their_client_and_survive_a_restart() {
+    let mut gw = Gateway::start();
     let server = &gw.server;
     let key = gw.key("dev");
     server.cli_ok(&["ssh-key:add", &format!("{}.pub", key.display())]);
@@ -670,4 +670,17 @@ fn ssh_sessions_run_concurrently_and_end_with_their_client() {
             sandboxed(server, &sleeping).is_empty()
         });
     }
+    // After a restart, the same host key and logins: the environment's login works
+    // again once it is restored.
+    let host_key =
+        std::fs::read(gw.server.data_dir().join("ssh/host_ed25519_key.pub")).expect("host key");
+    gw.server.stop();
+    let listen = format!("127.0.0.1:{}", gw.port);
+    gw.server.spawn_with(&[("GROVE_SSH_LISTEN", &listen)]);
+    wait_until("the environment's login never worked again", || {
+        stdout(&gw.ssh(&key, "shop-main--app", "echo $PLATFORM_BRANCH")) == "main\n"
+    });
+    let again =
+        std::fs::read(gw.server.data_dir().join("ssh/host_ed25519_key.pub")).expect("host key");
+    assert_eq!(host_key, again, "the host key is kept");
 }
