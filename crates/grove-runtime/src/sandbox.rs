@@ -919,6 +919,19 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_session_keeps_its_session_and_nothing_else() {
+        let plain = SandboxSpec::new("/srv/app", "bash -i");
+        let mut terminal = plain.clone();
+        terminal.terminal = true;
+        assert_eq!(
+            args(&plain).replace("--new-session ", ""),
+            args(&terminal),
+            "only --new-session differs"
+        );
+        assert!(args(&plain).contains("--new-session"));
+    }
+
+    #[test]
     fn build_sandbox_has_writable_app_and_host_tmp_and_can_drop_network() {
         let mut spec = SandboxSpec::new("/srv/app", "true");
         spec.app_writable = true;

@@ -736,6 +736,40 @@ mod tests {
     }
 
     #[test]
+    fn sshd_takes_only_keys_through_the_gate_and_paths_it_cannot_misread() {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 2222));
+        let config = sshd_config(
+            listen,
+            Path::new("/data/ssh/host_ed25519_key"),
+            Path::new("/usr/bin/grove"),
+            Path::new("/data/ssh/gate.sock"),
+        )
+        .expect("config");
+        for line in [
+            "ListenAddress 127.0.0.1:2222",
+            "AuthorizedKeysFile none",
+            "AuthorizedKeysCommand /usr/bin/grove ssh-gate keys /data/ssh/gate.sock %u %t %k",
+            "PasswordAuthentication no",
+            "PermitRootLogin forced-commands-only",
+            "AllowTcpForwarding no",
+            "PermitUserEnvironment no",
+        ] {
+            assert!(config.lines().any(|l| l == line), "{line}\n{config}");
+        }
+        for bad in [
+            "/my data/gate.sock",
+            "/data/%u.sock",
+            "relative.sock",
+            "/a\"b",
+        ] {
+            assert!(
+                sshd_config(listen, Path::new("/k"), Path::new("/g"), Path::new(bad)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn logins_are_plain_names() {
         assert!(valid_login("shop-main--web"));
         for bad in ["", "-o", "a:b", "a b", "a\nb", "a/b", "é"] {
