@@ -312,19 +312,9 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
         ],
     );
     assert_eq!(stdout(&out), "via-cli-shop\n", "{out:?}");
-    let out = gw.grove_as(
-        &token,
-        &key,
-        &[
-            "environment:relationships",
-            "-p",
-            "shop",
-            "-e",
-            "main",
-            "--format",
-            "json",
-        ],
-    );
+    let relationships_of_main = "environment:relationships -p shop -e main --format json";
+    let args: Vec<&str> = relationships_of_main.split(' ').collect();
+    let out = gw.grove_as(&token, &key, &args);
     let relationships: serde_json::Value =
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {out:?}"));
     assert_eq!(
