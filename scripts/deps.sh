@@ -14,6 +14,8 @@ packages=(
   btrfs-progs
   # the backup store (grove-backup): deduplicated, compressed, encrypted repositories
   restic
+  # the SSH gateway (grove runs its own sshd) and the tests' client
+  openssh-server openssh-client
   # PHP apps: PHP-FPM behind nginx (grove-web's generated configuration) per instance
   nginx php8.2-fpm php8.2-cli
   # the extensions and the tool Magento-shaped projects use (the tests' PHP apps)
@@ -36,7 +38,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
   # Grove runs its own instances of these servers per environment; the distribution's
   # default instances would only take memory (and RabbitMQ's listens on every address).
-  for service in mariadb postgresql redis-server rabbitmq-server memcached nginx php8.2-fpm; do
+  for service in mariadb postgresql redis-server rabbitmq-server memcached nginx php8.2-fpm ssh; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       $sudo_cmd systemctl disable --now "$service" >/dev/null 2>&1 || true
     else

@@ -38,6 +38,11 @@ pub mod paths {
     /// The caller's own API tokens.
     pub const TOKENS: &str = "/api/me/tokens";
     pub const TOKEN: &str = "/api/me/tokens/{token}";
+    /// The caller's own SSH public keys.
+    pub const SSH_KEYS: &str = "/api/me/ssh-keys";
+    pub const SSH_KEY: &str = "/api/me/ssh-keys/{key}";
+    /// Where the SSH gateway listens (`grove ssh`).
+    pub const SSH_GATEWAY: &str = "/api/ssh";
     /// The project's variables (`variable:* --level project`).
     pub const PROJECT_VARIABLES: &str = "/api/projects/{project}/variables";
     pub const PROJECT_VARIABLE: &str = "/api/projects/{project}/variables/{name}";
@@ -201,6 +206,33 @@ pub struct Token {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+/// `ssh-key:add`: a public key as in an `authorized_keys` line (`TYPE BASE64 [COMMENT]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddSshKey {
+    pub key: String,
+    /// What the key is called in listings (default: the key's comment).
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// One of the caller's SSH public keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshKey {
+    pub id: i64,
+    pub title: String,
+    /// `ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`, ...
+    pub key_type: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub created_at: String,
+}
+
+/// The SSH gateway: `None` when this server runs none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshGateway {
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -560,4 +592,53 @@ pub struct RuntimeInstallEvent {
     /// Why the install failed (with `done`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What `grove ssh-gate` (run by the SSH gateway's `sshd`) and the server say to each
+/// other over the gateway's Unix socket: one JSON line each way. A session's request
+/// comes with the session's stdin, stdout and stderr as descriptors (SCM_RIGHTS).
+pub mod ssh_gate {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(tag = "request", rename_all = "snake_case")]
+    pub enum Request {
+        /// `AuthorizedKeysCommand`: the `authorized_keys` lines for a key offered for
+        /// a login (none when the key is unknown or the login is not Grove's).
+        Keys {
+            login: String,
+            key_type: String,
+            key_data: String,
+        },
+        /// A session of an authenticated key: a command (`SSH_ORIGINAL_COMMAND`) or
+        /// an interactive shell.
+        Session(Session),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Session {
+        /// The authenticated key's fingerprint.
+        pub key: String,
+        pub login: String,
+        #[serde(default)]
+        pub command: Option<String>,
+        /// stdin is a terminal (`ssh -t`, an interactive login).
+        #[serde(default)]
+        pub tty: bool,
+        #[serde(default)]
+        pub term: Option<String>,
+        /// The client's `GIT_PROTOCOL` (git protocol v2).
+        #[serde(default)]
+        pub git_protocol: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Reply {
+        /// The session's exit status.
+        #[serde(default)]
+        pub exit: i32,
+        /// `authorized_keys` lines.
+        #[serde(default)]
+        pub lines: Vec<String>,
+    }
 }

@@ -161,6 +161,39 @@ pub async fn run_command_until(
     })
 }
 
+/// Runs a command with `stdio` as its stdin, stdout and stderr (an SSH session's pipes
+/// or terminal) until it exits, or until `stop` completes (the client went away): then
+/// the whole sandbox is killed. No time limit: a session lasts as long as its user.
+pub async fn run_attached(
+    spec: &SandboxSpec,
+    stdio: [std::os::fd::OwnedFd; 3],
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<CommandOutcome, RuntimeError> {
+    let mut cmd = spec.command()?;
+    let [stdin, stdout, stderr] = stdio;
+    cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    // Our copies of the session's descriptors go with the command.
+    drop(cmd);
+    tokio::pin!(stop);
+    let status = tokio::select! {
+        exit = child.wait() => exit.map_err(RuntimeError::Wait)?,
+        () = &mut stop => {
+            tracing::debug!(pid = ?child.id(), "session ended by its client; killing its sandbox");
+            let killed = kill_sandbox(&mut child);
+            wait_gone(&killed, TEARDOWN_WAIT).await;
+            child.wait().await.map_err(RuntimeError::Wait)?
+        }
+    };
+    Ok(CommandOutcome {
+        exit_code: status.code(),
+        signal: status.signal(),
+        timed_out: false,
+        stopped: false,
+        timeout: Duration::ZERO,
+    })
+}
+
 pub(crate) fn spawn_error(source: std::io::Error) -> RuntimeError {
     match bwrap_path() {
         Ok(bwrap) if source.kind() != std::io::ErrorKind::NotFound => RuntimeError::Spawn {

@@ -43,11 +43,11 @@ pub use catalog::{
     VersionPolicy,
 };
 pub use cgroup::{CgroupError, CgroupJoin, Cgroups, Limits};
-pub use command::{CommandOutcome, run_command, run_command_until};
+pub use command::{CommandOutcome, run_attached, run_command, run_command_until};
 pub use images::{IMAGES, ImageError, ImageRecipe, ImageStore};
 pub use instance::{Instance, InstanceState, Listen};
 pub use netns::NetNs;
-pub use sandbox::{Bind, BindSource, Network, SandboxSpec};
+pub use sandbox::{Bind, BindSource, Network, SandboxSpec, host_command_with_files};
 
 /// What went wrong while running something in a sandbox.
 #[derive(Debug, thiserror::Error)]

@@ -67,6 +67,10 @@ pub struct SandboxSpec {
     /// The cgroup (an environment's, a build's) the sandbox runs in: the child
     /// joins it before it execs, so nothing it runs escapes the limits.
     pub cgroup: Option<CgroupJoin>,
+    /// The command's stdin is a terminal that becomes its controlling terminal (an
+    /// SSH session's): no new session of its own, so Ctrl-C, window resizes and job
+    /// control reach it. Only for a terminal the user owns anyway (no TIOCSTI risk).
+    pub terminal: bool,
 }
 
 /// The network a sandbox sees.
@@ -207,6 +211,7 @@ impl SandboxSpec {
             etc_hosts: None,
             niceness: None,
             cgroup: None,
+            terminal: false,
         }
     }
 
@@ -328,12 +333,14 @@ impl SandboxSpec {
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             args.extend(items.iter().map(|s| s.as_ref().to_owned()));
         };
-        push(&[
-            &"--die-with-parent",
+        push(&[&"--die-with-parent"]);
+        if !self.terminal {
             // A new session: the command can't reach our terminal (TIOCSTI), and
             // terminal signals (Ctrl-C on a foreground daemon) don't hit it; it is
             // stopped only through `Instance::stop` or a timeout.
-            &"--new-session",
+            push(&[&"--new-session"]);
+        }
+        push(&[
             &"--unshare-pid",
             &"--unshare-ipc",
             &"--unshare-uts",
@@ -524,6 +531,11 @@ impl SandboxSpec {
         // process, group and set of descriptors, so bwrap stays our child
         // (`--die-with-parent`).
         let mut argv: Vec<OsString> = Vec::new();
+        if self.terminal {
+            // A session of its own whose controlling terminal is stdin (taken from
+            // the session that had it: we are root), then exec: still one process.
+            argv.extend(["setsid", "--ctty"].map(OsString::from));
+        }
         if let Some(join) = &self.cgroup {
             // The process joins its cgroup before bwrap runs, so nothing the
             // sandbox starts escapes the limits. (A shell rather than a pre_exec
@@ -556,8 +568,10 @@ impl SandboxSpec {
             .env_clear()
             .envs(self.effective_env())
             .stdin(Stdio::null())
-            .process_group(0)
             .kill_on_drop(true);
+        if !self.terminal {
+            cmd.process_group(0);
+        }
         if !fds.is_empty() {
             // Our descriptors are close-on-exec: only this child gets them, as the
             // numbers `bwrap_args` gave them (bwrap closes each once mounted).
@@ -769,6 +783,30 @@ pub fn nsenter_path() -> Result<&'static Path, RuntimeError> {
         .ok_or(RuntimeError::NsenterNotFound)
 }
 
+/// `program` on the host, in a mount namespace of its own where each `(source,
+/// target)` file is bound read-only over the host's `target`; everything else is the
+/// host's, capabilities included (the SSH gateway: `sshd` with Grove's own
+/// `/etc/passwd`). It dies with its parent and is killed when dropped.
+pub fn host_command_with_files(
+    program: &Path,
+    files: &[(PathBuf, &str)],
+) -> Result<tokio::process::Command, RuntimeError> {
+    let mut cmd = tokio::process::Command::new(bwrap_path()?);
+    cmd.args([
+        "--die-with-parent",
+        "--cap-add",
+        "ALL",
+        "--dev-bind",
+        "/",
+        "/",
+    ]);
+    for (source, target) in files {
+        cmd.arg("--ro-bind").arg(source).arg(target);
+    }
+    cmd.arg("--").arg(program).kill_on_drop(true);
+    Ok(cmd)
+}
+
 /// Where `bwrap` is on this host.
 pub fn bwrap_path() -> Result<&'static Path, RuntimeError> {
     static BWRAP: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -878,6 +916,19 @@ mod tests {
              --symlink ../tmp /var/tmp --remount-ro / \
              --chdir /app -- /bin/dash -c python3 -m http.server $PORT"
         );
+    }
+
+    #[test]
+    fn a_terminal_session_keeps_its_session_and_nothing_else() {
+        let plain = SandboxSpec::new("/srv/app", "bash -i");
+        let mut terminal = plain.clone();
+        terminal.terminal = true;
+        assert_eq!(
+            args(&plain).replace("--new-session ", ""),
+            args(&terminal),
+            "only --new-session differs"
+        );
+        assert!(args(&plain).contains("--new-session"));
     }
 
     #[test]

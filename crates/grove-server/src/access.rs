@@ -50,6 +50,8 @@ pub enum Action {
     Cancel,
     /// Read what the apps and services of an environment of this type printed.
     ReadLogs,
+    /// Open an SSH session (a shell or a command) in an environment of this type.
+    Ssh,
 }
 
 impl Action {
@@ -62,7 +64,8 @@ impl Action {
             | Action::Backup
             | Action::Restore
             | Action::Cancel
-            | Action::ReadLogs => EnvironmentRole::Contributor,
+            | Action::ReadLogs
+            | Action::Ssh => EnvironmentRole::Contributor,
             Action::DeleteByPush
             | Action::ForcePush
             | Action::Activate
@@ -95,6 +98,7 @@ impl Action {
             Action::Backup => "back up",
             Action::Restore => "restore a backup into",
             Action::DeleteBackup => "delete backups of",
+            Action::Ssh => "open SSH sessions on",
         }
     }
 }

@@ -72,6 +72,15 @@ pub fn router(platform: Arc<Platform>) -> Router {
             axum::routing::delete(crate::users::delete_token),
         )
         .route(
+            paths::SSH_KEYS,
+            get(crate::ssh_keys::list).post(crate::ssh_keys::add),
+        )
+        .route(
+            paths::SSH_KEY,
+            axum::routing::delete(crate::ssh_keys::delete),
+        )
+        .route(paths::SSH_GATEWAY, get(crate::ssh_keys::gateway))
+        .route(
             paths::PROJECT_VARIABLES,
             get(crate::variables::list_project).post(crate::variables::create_project),
         )

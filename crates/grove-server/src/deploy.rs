@@ -26,7 +26,7 @@ use grove_runtime::{Bind, Instance, Listen, SandboxSpec};
 use grove_store::{BuildRow, DeploymentRow, EnvironmentRow, ProjectRow, timestamp_now};
 
 use crate::activity::ActivityLog;
-use crate::running::{RunningApp, RunningEnvironment};
+use crate::running::{AppCommands, RunningApp, RunningEnvironment};
 use crate::state::{Platform, STOP_GRACE, owner_key, short};
 use crate::web_server::Front;
 
@@ -856,7 +856,17 @@ impl Backend for LocalDeploy<'_> {
                 commit: desired.commit.clone(),
                 routes: self.routes.clone(),
                 apps: std::mem::take(&mut self.started),
+                shells: self
+                    .sandboxes
+                    .iter()
+                    .map(|s| (s.app.name.clone(), s.commands()))
+                    .collect(),
             }),
+        );
+        platform.ssh_logins.register(
+            &self.project.id,
+            &self.env.machine_name,
+            self.sandboxes.iter().map(|s| s.app.name.as_str()),
         );
         self.previous = previous;
         Ok(())
@@ -1233,9 +1243,10 @@ struct AppSandbox<'a> {
 }
 
 impl AppSandbox<'_> {
-    /// A sandbox running `command` (start commands, hooks, crons: the runtime).
-    fn spec(&self, command: &str) -> SandboxSpec {
-        let mut spec = SandboxSpec::new(&self.build_dir, self.with_environment(command));
+    /// How commands run in this app's runtime sandbox (start commands, hooks, crons,
+    /// SSH sessions).
+    fn commands(&self) -> AppCommands {
+        let mut spec = SandboxSpec::new(&self.build_dir, "");
         spec.image = self.image.clone();
         spec.env = self.env.clone();
         spec.binds = self.binds.clone();
@@ -1243,20 +1254,15 @@ impl AppSandbox<'_> {
         spec.hostname = Some(self.app.name.clone());
         spec.network = self.network.clone();
         spec.cgroup = self.cgroup.clone();
-        spec
+        AppCommands {
+            sandbox: spec,
+            environment_file: self.environment_file,
+        }
     }
 
-    /// Platform.sh sources the app's `.environment` with bash when its container starts,
-    /// so what it exports is in the environment of every start command, hook and cron
-    /// (never of the build). The command itself still runs with dash, as there.
-    fn with_environment(&self, command: &str) -> String {
-        if !self.environment_file || command.is_empty() {
-            return command.to_string();
-        }
-        format!(
-            "exec bash -c '. {APP_DIR}/.environment; exec dash -c \"$1\"' grove-environment {}",
-            shell_quote(command)
-        )
+    /// A sandbox running `command` (start commands, hooks, crons: the runtime).
+    fn spec(&self, command: &str) -> SandboxSpec {
+        self.commands().spec(command)
     }
 
     /// Runs a command that must succeed (`post_start`).

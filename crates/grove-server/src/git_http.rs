@@ -98,19 +98,7 @@ async fn cgi(platform: &Platform, user: &UserRow, request: Request) -> Result<Re
         .env("HTTP_GIT_PROTOCOL", header("git-protocol"))
         .env("REMOTE_USER", &user.name)
         .env("REMOTE_ADDR", "127.0.0.1")
-        // What the pre-receive hook needs to reach us.
-        .env("GROVE_EXE", &settings.grove_exe)
-        .env(
-            "GROVE_HOOK_URL",
-            format!(
-                "{}{}",
-                settings.api_url(),
-                grove_api::paths::HOOK_PRE_RECEIVE
-            ),
-        )
-        .env("GROVE_HOOK_TOKEN", &platform.hook_secret)
-        .env("GROVE_PROJECT", &project)
-        .env("GROVE_USER", &user.name)
+        .envs(hook_env(platform, &project, &user.name))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,6 +171,31 @@ async fn cgi(platform: &Platform, user: &UserRow, request: Request) -> Result<Re
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// What the pre-receive hook of a push by `user` needs to reach us (git over HTTP and
+/// over SSH).
+pub(crate) fn hook_env(
+    platform: &Platform,
+    project: &str,
+    user: &str,
+) -> [(&'static str, std::ffi::OsString); 5] {
+    let settings = &platform.settings;
+    [
+        ("GROVE_EXE", settings.grove_exe.clone().into()),
+        (
+            "GROVE_HOOK_URL",
+            format!(
+                "{}{}",
+                settings.api_url(),
+                grove_api::paths::HOOK_PRE_RECEIVE
+            )
+            .into(),
+        ),
+        ("GROVE_HOOK_TOKEN", platform.hook_secret.clone().into()),
+        ("GROVE_PROJECT", project.into()),
+        ("GROVE_USER", user.into()),
+    ]
 }
 
 /// Called by the pre-receive hook of a push in progress. Streams the activity log as

@@ -23,6 +23,8 @@ mod platform;
 mod running;
 mod runtimes;
 mod services;
+mod ssh;
+mod ssh_keys;
 mod state;
 mod tree;
 mod users;
@@ -166,6 +168,20 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         "Grove is running."
     );
 
+    // Before `recover`: its deploys register their logins with the gateway's file.
+    let ssh_gateway = match settings.ssh_listen {
+        Some(listen) => match ssh::start(platform.clone(), listen, shutdown.clone()).await {
+            Ok(gateway) => {
+                tracing::info!(ssh = %gateway.address, "SSH gateway is running.");
+                Some(gateway)
+            }
+            Err(error) => {
+                tracing::error!(%error, ssh = %listen, "No SSH gateway.");
+                None
+            }
+        },
+        None => None,
+    };
     platform.recover().await;
     tokio::spawn(platform.clone().watch_health(shutdown.clone()));
     tokio::spawn(platform.clone().schedule_backups(shutdown.clone()));
@@ -184,6 +200,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         .await;
     });
     shutdown.cancelled().await;
+    drop(ssh_gateway);
     tracing::info!("Shutting down: stopping app instances.");
     platform.shutdown().await;
     if let Some(cgroups) = platform.cgroups.clone() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use grove_runtime::Instance;
+use grove_runtime::{Instance, SandboxSpec};
 use grove_services::{RunningService, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,41 @@ pub struct RunningEnvironment {
     pub commit: String,
     pub routes: grove_config::RouteTable,
     pub apps: Vec<RunningApp>,
+    /// How a command runs in each app's runtime sandbox (SSH sessions), by app name.
+    pub shells: BTreeMap<String, AppCommands>,
+}
+
+/// How a command runs in an app's runtime sandbox, as its hooks and crons do: its
+/// build read-only, its mounts, variables, network and cgroup, `.environment` sourced.
+#[derive(Clone)]
+pub struct AppCommands {
+    /// The sandbox, with an empty command.
+    pub(crate) sandbox: SandboxSpec,
+    /// The build has a `.environment` file.
+    pub(crate) environment_file: bool,
+}
+
+impl AppCommands {
+    /// The sandbox running `command`.
+    pub fn spec(&self, command: &str) -> SandboxSpec {
+        let mut spec = self.sandbox.clone();
+        spec.command = self.with_environment(command);
+        spec
+    }
+
+    /// Platform.sh sources the app's `.environment` with bash when its container starts,
+    /// so what it exports is in the environment of every start command, hook and cron
+    /// (never of the build). The command itself still runs with dash, as there.
+    fn with_environment(&self, command: &str) -> String {
+        if !self.environment_file || command.is_empty() {
+            return command.to_string();
+        }
+        format!(
+            "exec bash -c '. {}/.environment; exec dash -c \"$1\"' grove-environment {}",
+            grove_runtime::sandbox::APP_DIR,
+            crate::deploy::shell_quote(command)
+        )
+    }
 }
 
 pub struct RunningApp {

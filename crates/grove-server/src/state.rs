@@ -30,6 +30,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub api_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// The SSH gateway's address (`None`: no gateway).
+    pub ssh_listen: Option<SocketAddr>,
     pub domain: String,
     /// How long a new app instance may take to accept connections.
     pub app_start_timeout: Duration,
@@ -137,6 +139,8 @@ pub struct Platform {
     /// The activities not complete yet, by id: cancelling one's token cancels it
     /// (`activity:cancel`).
     pub(crate) cancellable: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// The logins the SSH gateway's `sshd` can look up.
+    pub(crate) ssh_logins: crate::ssh::Logins,
 }
 
 /// What an activity is about and which environments it owns while it runs.
@@ -194,6 +198,7 @@ impl Platform {
         router: grove_router::RouteTable,
         logs: LogWriter,
     ) -> Platform {
+        let ssh_logins = crate::ssh::Logins::new(&settings.data_dir);
         Platform {
             images: grove_runtime::ImageStore::new(
                 settings.images_dir(),
@@ -218,6 +223,7 @@ impl Platform {
             cgroups: None,
             oom_reported: Mutex::new(HashMap::new()),
             cancellable: Mutex::new(HashMap::new()),
+            ssh_logins,
         }
     }
 

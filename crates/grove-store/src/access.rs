@@ -143,9 +143,9 @@ pub struct AddedUser {
     pub created: bool,
 }
 
-const USER_COLUMNS: &str = "u.id, u.name, u.role";
+pub(crate) const USER_COLUMNS: &str = "u.id, u.name, u.role";
 
-fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+pub(crate) fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         id: r.get(0)?,
         name: r.get(1)?,

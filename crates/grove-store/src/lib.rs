@@ -15,6 +15,7 @@ mod backups;
 mod http_access;
 mod logs;
 mod migrations;
+mod ssh_keys;
 mod time;
 mod variables;
 
@@ -35,6 +36,7 @@ pub use access::{
 pub use backups::BackupRow;
 pub use http_access::HttpAccessRow;
 pub use logs::LogWriter;
+pub use ssh_keys::SshKeyRow;
 pub use time::{format_unix_millis, timestamp_now};
 pub use variables::VariableRow;
 

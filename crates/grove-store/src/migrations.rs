@@ -168,9 +168,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX backups_by_environment ON backups(project, environment, created_at);
     "#,
-    // 8: reserved for the migration of a branch developed alongside (merged
-    // separately); a no-op here so that the one below keeps its number.
-    "SELECT 1;",
+    // 8: users' SSH public keys (`ssh-key:add`), looked up by fingerprint when the SSH
+    // gateway authenticates a connection.
+    r#"
+    CREATE TABLE ssh_keys (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL UNIQUE,
+        key_type    TEXT NOT NULL,
+        key_data    TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    "#,
     // 9: HTTP access control of an environment (`environment:http-access`): Basic
     // credentials (`user:password` lines) and address rules (`allow|deny CIDR` lines,
     // in order); environments without a row inherit their parent's.

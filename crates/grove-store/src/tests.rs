@@ -193,6 +193,27 @@ fn tokens_resolve_to_their_user() {
 }
 
 #[test]
+fn ssh_keys_belong_to_one_user_and_go_with_it() {
+    let s = store();
+    let alice = s.insert_user("alice", "user").expect("user");
+    let bob = s.insert_user("bob", "user").expect("user");
+    let key = s
+        .add_ssh_key(alice, "SHA256:a", "ssh-ed25519", "AAAA", "laptop")
+        .expect("key");
+    assert!(matches!(
+        s.add_ssh_key(bob, "SHA256:a", "ssh-ed25519", "AAAA", "stolen"),
+        Err(StoreError::Conflict(_))
+    ));
+    let (id, user) = s.user_by_ssh_key("SHA256:a").expect("q").expect("found");
+    assert_eq!((id, user.name.as_str()), (key.id, "alice"));
+    assert_eq!(s.ssh_keys(alice).expect("list"), vec![key.clone()]);
+    assert!(s.ssh_keys(bob).expect("list").is_empty());
+    assert!(!s.delete_ssh_key(bob, key.id).expect("delete"), "not bob's");
+    assert!(s.delete_ssh_key(alice, key.id).expect("delete"));
+    assert!(s.user_by_ssh_key("SHA256:a").expect("q").is_none());
+}
+
+#[test]
 fn a_hundred_thousand_log_lines_are_stored_completely_and_in_order() {
     const LINES: u64 = 100_000;
     let (_dir, s) = file_store(&["a1"]);

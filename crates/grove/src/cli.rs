@@ -23,6 +23,18 @@ pub struct Target {
     environment: Option<String>,
 }
 
+/// A mount of an environment's app.
+#[derive(Args, Clone)]
+pub struct MountTarget {
+    #[command(flatten)]
+    target: Target,
+    #[arg(short = 'A', long)]
+    app: Option<String>,
+    /// The mount, as the app's configuration names it (e.g. `var`).
+    #[arg(long)]
+    mount: String,
+}
+
 #[derive(Args, Clone)]
 pub struct Wait {
     /// Return as soon as the activity is created (its id on stdout) instead of
@@ -452,6 +464,65 @@ pub enum Client {
     /// Delete one of your API tokens: it stops working at once.
     #[command(name = "auth:token-delete")]
     TokenDelete { id: String },
+    /// Add an SSH public key (a `.pub` file, or stdin) to your account.
+    #[command(name = "ssh-key:add")]
+    SshKeyAdd {
+        /// The public key file (default: ~/.ssh/id_ed25519.pub; `-` reads stdin).
+        file: Option<PathBuf>,
+        /// The key's name in listings (default: its comment).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List your SSH public keys.
+    #[command(name = "ssh-key:list", visible_alias = "ssh-keys")]
+    SshKeyList {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Delete one of your SSH keys: it stops working at once.
+    #[command(name = "ssh-key:delete")]
+    SshKeyDelete { id: String },
+    /// Open a shell, or run a command, in an environment's app (through the SSH
+    /// gateway, with `ssh` and your keys; `$GROVE_SSH_COMMAND` replaces `ssh`).
+    #[command(name = "environment:ssh", visible_alias = "ssh")]
+    Ssh {
+        #[command(flatten)]
+        target: Target,
+        /// The app (default: the environment's only app).
+        #[arg(short = 'A', long)]
+        app: Option<String>,
+        /// The command to run (default: an interactive shell).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Copy a local directory into a mount of an environment's app (rsync over the
+    /// SSH gateway: only what changed travels).
+    #[command(name = "mount:upload")]
+    MountUpload {
+        #[command(flatten)]
+        mount: MountTarget,
+        #[arg(long)]
+        source: PathBuf,
+    },
+    /// Copy a mount of an environment's app into a local directory (rsync over the SSH
+    /// gateway).
+    #[command(name = "mount:download")]
+    MountDownload {
+        #[command(flatten)]
+        mount: MountTarget,
+        #[arg(long = "target")]
+        target_dir: PathBuf,
+    },
+    /// Show an app's relationships (its decoded `PLATFORM_RELATIONSHIPS`, read over SSH).
+    #[command(name = "environment:relationships", visible_alias = "relationships")]
+    EnvironmentRelationships {
+        #[command(flatten)]
+        target: Target,
+        #[arg(short = 'A', long)]
+        app: Option<String>,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+    },
     /// Create a variable of the project or of an environment; active environments it
     /// changes are redeployed.
     #[command(name = "variable:create")]
@@ -650,6 +721,20 @@ impl Api {
         }
     }
 
+    /// Deletes one of the caller's own things (an API token, an SSH key) by id.
+    async fn delete_mine(
+        &self,
+        path: &str,
+        param: &str,
+        id: &str,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url(path, &[(param, id)])))
+            .await?;
+        outln!("Deleted {what} {id}.");
+        Ok(())
+    }
+
     /// The project and environment name a command acts on.
     async fn environment(&self, target: &Target) -> anyhow::Result<(String, String)> {
         let project = self.project(target).await?;
@@ -754,6 +839,102 @@ fn encode_segment(value: &str) -> String {
         }
     }
     out
+}
+
+/// How to reach an environment's app through the SSH gateway: the `ssh` command
+/// (`$GROVE_SSH_COMMAND` or `ssh`, with the port) and `<login>@<host>`.
+struct SshTarget {
+    /// The ssh program and its options, port included.
+    ssh: Vec<String>,
+    destination: String,
+}
+
+impl SshTarget {
+    async fn of(api: &Api, target: &Target, app: Option<&str>) -> anyhow::Result<SshTarget> {
+        let gateway: grove_api::SshGateway =
+            api.get(api.url(grove_api::paths::SSH_GATEWAY, &[])).await?;
+        let Some(address) = gateway.address else {
+            bail!("this grove server runs no SSH gateway (its --ssh-listen is off or failed)");
+        };
+        let address: std::net::SocketAddr = address
+            .parse()
+            .with_context(|| format!("the server's SSH address `{address}`"))?;
+        let (project, env) = api.environment(target).await?;
+        let info: Environment = api
+            .get(api.url(
+                grove_api::paths::ENVIRONMENT,
+                &[("project", &project), ("environment", &env)],
+            ))
+            .await?;
+        let mut login = format!("{project}-{}", info.machine_name);
+        if let Some(app) = app {
+            login = format!("{login}--{app}");
+        }
+        let command = std::env::var("GROVE_SSH_COMMAND").unwrap_or_else(|_| "ssh".into());
+        let mut ssh: Vec<String> = command.split_whitespace().map(String::from).collect();
+        if ssh.is_empty() {
+            ssh.push("ssh".into());
+        }
+        ssh.extend(["-p".to_string(), address.port().to_string()]);
+        Ok(SshTarget {
+            ssh,
+            destination: format!("{login}@{}", address.ip()),
+        })
+    }
+
+    /// `ssh … <login>@<host> [-t] [-- COMMAND]`.
+    fn command(&self, command: &[String], tty: bool) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.ssh[0]);
+        cmd.args(&self.ssh[1..]);
+        if tty {
+            cmd.arg("-t");
+        }
+        cmd.arg(&self.destination);
+        if !command.is_empty() {
+            // ssh joins its arguments with spaces into one command line, run by bash.
+            cmd.arg("--").arg(command.join(" "));
+        }
+        cmd
+    }
+
+    /// `rsync -a -s -e 'ssh …' FROM TO`, `remote` naming a path in the app.
+    fn rsync(&self, from: &str, to: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("rsync");
+        cmd.args(["--archive", "--compress", "--protect-args", "-e"])
+            .arg(self.ssh.join(" "))
+            .arg(from.replace("{remote}", &format!("{}:", self.destination)))
+            .arg(to.replace("{remote}", &format!("{}:", self.destination)));
+        cmd
+    }
+}
+
+/// An ssh or rsync child's exit status as ours.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(255),
+    )
+}
+
+/// `/app/<mount>/` for a mount's path as `.platform.app.yaml` names it (`var`,
+/// `/web/media`).
+fn mount_dir(mount: &str) -> anyhow::Result<String> {
+    let path = mount.trim_matches('/');
+    let valid = !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !valid {
+        bail!("`{mount}` is not a mount path (e.g. `var` or `web/media`)");
+    }
+    Ok(format!("/app/{path}/"))
 }
 
 pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
@@ -1423,12 +1604,109 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             })?;
         }
         Client::TokenDelete { id } => {
-            api.send(
-                api.http
-                    .delete(api.url(grove_api::paths::TOKEN, &[("token", &id)])),
+            api.delete_mine(grove_api::paths::TOKEN, "token", &id, "API token")
+                .await?;
+        }
+        Client::SshKeyAdd { file, name } => {
+            let path = match file {
+                Some(file) => file,
+                None => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".ssh/id_ed25519.pub"),
+            };
+            let key = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the key from stdin")?
+            } else {
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            };
+            let key: grove_api::SshKey = api
+                .send(
+                    api.http
+                        .post(api.url(grove_api::paths::SSH_KEYS, &[]))
+                        .json(&grove_api::AddSshKey { key, title: name }),
+                )
+                .await?
+                .json()
+                .await?;
+            outln!(
+                "Added SSH key {} ({} {}).",
+                key.id,
+                key.key_type,
+                key.fingerprint
+            );
+        }
+        Client::SshKeyList { format } => {
+            let keys: Vec<grove_api::SshKey> =
+                api.get(api.url(grove_api::paths::SSH_KEYS, &[])).await?;
+            print_rows(
+                &keys,
+                format,
+                &["ID", "TITLE", "TYPE", "FINGERPRINT", "CREATED"],
+                |k| {
+                    vec![
+                        k.id.to_string(),
+                        k.title.clone(),
+                        k.key_type.clone(),
+                        k.fingerprint.clone(),
+                        k.created_at.clone(),
+                    ]
+                },
+            )?;
+        }
+        Client::SshKeyDelete { id } => {
+            api.delete_mine(grove_api::paths::SSH_KEY, "key", &id, "SSH key")
+                .await?;
+        }
+        Client::Ssh {
+            target,
+            app,
+            command,
+        } => {
+            let ssh = SshTarget::of(&api, &target, app.as_deref()).await?;
+            let tty = command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let status = ssh.command(&command, tty).status().context("running ssh")?;
+            return Ok(exit_code(status));
+        }
+        Client::MountUpload { mount, source } => {
+            let ssh = SshTarget::of(&api, &mount.target, mount.app.as_deref()).await?;
+            let from = format!("{}/", source.display());
+            let to = format!("{{remote}}{}", mount_dir(&mount.mount)?);
+            let status = ssh.rsync(&from, &to).status().context("running rsync")?;
+            return Ok(exit_code(status));
+        }
+        Client::MountDownload { mount, target_dir } => {
+            let ssh = SshTarget::of(&api, &mount.target, mount.app.as_deref()).await?;
+            std::fs::create_dir_all(&target_dir)
+                .with_context(|| format!("creating {}", target_dir.display()))?;
+            let from = format!("{{remote}}{}", mount_dir(&mount.mount)?);
+            let to = format!("{}/", target_dir.display());
+            let status = ssh.rsync(&from, &to).status().context("running rsync")?;
+            return Ok(exit_code(status));
+        }
+        Client::EnvironmentRelationships {
+            target,
+            app,
+            format,
+        } => {
+            let ssh = SshTarget::of(&api, &target, app.as_deref()).await?;
+            let out = ssh
+                .command(&["echo $PLATFORM_RELATIONSHIPS".to_string()], false)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("running ssh")?;
+            if !out.status.success() {
+                std::io::stderr().write_all(&out.stderr)?;
+                return Ok(exit_code(out.status));
+            }
+            let encoded = String::from_utf8_lossy(&out.stdout);
+            let decoded = base64::engine::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                encoded.trim(),
             )
-            .await?;
-            outln!("Deleted API token {id}.");
+            .context("PLATFORM_RELATIONSHIPS is not base64")?;
+            let relationships: serde_json::Value =
+                serde_json::from_slice(&decoded).context("PLATFORM_RELATIONSHIPS is not JSON")?;
+            print_value(&relationships, format)?;
         }
         Client::VariableCreate {
             target,

@@ -6,6 +6,7 @@ mod cli;
 mod hook;
 mod output;
 mod server;
+mod ssh_gate;
 mod validate;
 
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
         /// The hook's name; only `pre-receive` exists.
         name: String,
     },
+    /// Run by the SSH gateway's sshd: key lookups and sessions.
+    #[command(name = "ssh-gate", hide = true, subcommand)]
+    SshGate(ssh_gate::Gate),
     /// Validate a checkout's configuration files without a server (exit 1 on errors).
     #[command(name = "app:config-validate", visible_alias = "validate")]
     Validate {
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         match command {
             Command::Server(args) => server::run(args).await,
             Command::Hook { name } => hook::run(&name).await,
+            Command::SshGate(gate) => ssh_gate::run(gate),
             Command::Validate { dir } => validate::run(dir),
             Command::Client(client) => cli::run(client).await,
             Command::Completion { .. } => Ok(ExitCode::SUCCESS),

@@ -23,9 +23,10 @@ pub struct ServerArgs {
     /// The router's HTTPS listen address (not served yet).
     #[arg(long, env = "GROVE_HTTPS_LISTEN")]
     https_listen: Option<SocketAddr>,
-    /// SSH listen address (not served yet).
-    #[arg(long, env = "GROVE_SSH_LISTEN")]
-    ssh_listen: Option<SocketAddr>,
+    /// The SSH gateway's listen address (OpenSSH's sshd run by grove): shells and
+    /// commands in environments, git over SSH; `off` for none.
+    #[arg(long, env = "GROVE_SSH_LISTEN", default_value = "127.0.0.1:2222")]
+    ssh_listen: SshListen,
     /// `{default}` in routes expands to `<environment>.<project>.<domain>`.
     #[arg(long, env = "GROVE_DOMAIN", default_value = "localhost")]
     domain: String,
@@ -61,6 +62,23 @@ pub struct ServerArgs {
     no_resource_limits: bool,
 }
 
+/// `--ssh-listen`: an address, or `off`.
+#[derive(Clone, Debug)]
+struct SshListen(Option<SocketAddr>);
+
+impl std::str::FromStr for SshListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(SshListen(None));
+        }
+        s.parse()
+            .map(|a| SshListen(Some(a)))
+            .map_err(|e| format!("`{s}`: {e} (an address such as 127.0.0.1:2222, or `off`)"))
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,16 +88,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     raise_open_files_limit();
-    for (flag, value) in [
-        ("--https-listen", args.https_listen),
-        ("--ssh-listen", args.ssh_listen),
-    ] {
-        if value.is_some() {
-            tracing::warn!(
-                flag,
-                "Accepted, not served yet: this listener comes in a later release."
-            );
-        }
+    if args.https_listen.is_some() {
+        tracing::warn!(
+            flag = "--https-listen",
+            "Accepted, not served yet: this listener comes in a later release."
+        );
     }
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
@@ -98,6 +111,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data_dir,
         api_listen: args.api_listen,
         http_listen: args.http_listen,
+        ssh_listen: args.ssh_listen.0,
         domain: args.domain,
         app_start_timeout: Duration::from_secs(args.app_start_timeout),
         build_timeout: Duration::from_secs(args.build_timeout),

@@ -16,6 +16,7 @@ mod network;
 mod php;
 mod router;
 mod runtime;
+mod ssh;
 mod support;
 mod variables;
 

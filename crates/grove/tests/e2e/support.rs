@@ -117,6 +117,8 @@ impl Server {
             // No automatic backups unless a test asks for them: they would add
             // activities (and, on plain storage, service pauses) to every test.
             .env("GROVE_AUTOMATIC_BACKUPS_EVERY", "0")
+            // No SSH gateway unless a test asks for one (on a port of its own).
+            .env("GROVE_SSH_LISTEN", "off")
             .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
