@@ -36,9 +36,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-  # Grove runs its own instances of these servers per environment; the distribution's
-  # default instances would only take memory (and RabbitMQ's listens on every address).
-  for service in mariadb postgresql redis-server rabbitmq-server memcached nginx php8.2-fpm ssh; do
+  # Grove runs its own instances of these servers per environment; the default
+  # instances of the packages installed just now would only take memory (and
+  # RabbitMQ's listens on every address). A server the host already had — its own SSH
+  # server above all — is left as it was.
+  for pair in mariadb-server:mariadb postgresql:postgresql redis-server:redis-server \
+      rabbitmq-server:rabbitmq-server memcached:memcached nginx:nginx \
+      php8.2-fpm:php8.2-fpm openssh-server:ssh; do
+    package=${pair%%:*} service=${pair#*:}
+    [[ " ${missing[*]} " == *" $package "* ]] || continue
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       $sudo_cmd systemctl disable --now "$service" >/dev/null 2>&1 || true
     else
