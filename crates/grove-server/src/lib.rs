@@ -8,6 +8,7 @@ mod auth;
 mod backups;
 mod crons;
 mod deploy;
+mod dumps;
 mod error;
 mod failpoint;
 mod git_http;
