@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask bench push|memory|branch|logs|image`.
+//! Project automation: `cargo xtask bench push|memory|branch|logs|image|backup`.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod bench_backup;
 mod bench_php;
 
 fn main() -> ExitCode {
@@ -23,6 +24,16 @@ fn main() -> ExitCode {
         ["bench", "branch"] => bench_branch(),
         ["bench", "logs"] => bench_logs(),
         ["bench", "php"] => bench_php::bench_php(),
+        ["bench", "backup"] => bench_backup::bench_backup(None, 3),
+        ["bench", "backup", mib] => mib
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|mib| bench_backup::bench_backup(Some(mib), 3)),
+        ["bench", "backup", mib, n] => mib
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|mib| Ok((mib, n.parse()?)))
+            .and_then(|(mib, n)| bench_backup::bench_backup(Some(mib), n)),
         ["bench", "image"] => bench_image("python:3.9", 2),
         ["bench", "image", kind] => bench_image(kind, 2),
         ["bench", "image", kind, n] => n
@@ -31,7 +42,8 @@ fn main() -> ExitCode {
             .and_then(|n| bench_image(kind, n)),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | image [TYPE [RUNS]]"
+                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | image [TYPE [RUNS]] \
+                 | backup [MIB [RUNS]]"
             );
             return ExitCode::from(2);
         }
