@@ -23,6 +23,7 @@ pub enum ActivityKind {
     /// A service of the environment crashed, recovered or stays unhealthy.
     Health,
     Backup,
+    BackupDelete,
     Restore,
 }
 
@@ -40,6 +41,7 @@ impl ActivityKind {
             ActivityKind::Cron => "environment.cron",
             ActivityKind::Health => "environment.health",
             ActivityKind::Backup => "environment.backup",
+            ActivityKind::BackupDelete => "environment.backup.delete",
             ActivityKind::Restore => "environment.restore",
         }
     }

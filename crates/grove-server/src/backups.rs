@@ -817,6 +817,57 @@ impl Platform {
         Ok(activity)
     }
 
+    /// `backup:delete`: an activity that forgets the backup's snapshot in the store
+    /// (and prunes what no other snapshot uses), then deletes its record.
+    pub fn delete_backup(self: &Arc<Self>, backup: &BackupRow) -> Result<String> {
+        if backup.status == "running" {
+            return Err(Error::Conflict(format!(
+                "backup {} is still running",
+                backup.id
+            )));
+        }
+        let backup = backup.clone();
+        let (activity, _) = self.spawn_activity(
+            ActivitySpec::new(
+                &backup.project,
+                &backup.environment,
+                ActivityKind::BackupDelete,
+                format!("Delete backup {} of {}", backup.id, backup.environment),
+            ),
+            move |platform, log| async move {
+                if let Some(snapshot) = backup.snapshot.clone() {
+                    let store = platform.settings.backup_store.clone();
+                    let forgot = {
+                        let platform = platform.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let snapshot = grove_backup::SnapshotId::parse(&snapshot)
+                                .map_err(|e| e.to_string())?;
+                            platform
+                                .open_backup_store()?
+                                .forget(std::slice::from_ref(&snapshot))
+                                .map_err(|e| e.to_string())?;
+                            Ok::<_, String>(snapshot)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("could not delete backup {}: {e}", backup.id))?
+                    };
+                    log.line(format!(
+                        "Forgot snapshot {} in {store} (and pruned what no other uses)",
+                        forgot.short()
+                    ));
+                }
+                platform
+                    .store
+                    .delete_backup(&backup.project, &backup.id)
+                    .map_err(|e| format!("could not delete the record of {}: {e}", backup.id))?;
+                log.line(format!("Deleted backup {}", backup.id));
+                Ok(())
+            },
+        )?;
+        Ok(activity)
+    }
+
     /// Snapshots and restored trees left by backups and restores the server did not
     /// finish (those operations failed): deleted at start-up.
     pub(crate) async fn discard_backup_volumes(&self) {
@@ -1040,32 +1091,15 @@ pub async fn get(
     Ok(Json(backup_dto(&backup_of(&p, &project, &env, &id)?)))
 }
 
-/// Forgets the backup's snapshot (and prunes what no other snapshot uses), then its
-/// record.
 pub async fn delete(
     State(p): State<Arc<Platform>>,
     Extension(user): Extension<UserRow>,
     Path((project, env, id)): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
     access::authorize_environment(&p, &user, &project, &env, Action::DeleteBackup)?;
     let row = backup_of(&p, &project, &env, &id)?;
-    if row.status == "running" {
-        return Err(Error::Conflict(format!("backup {id} is still running")));
-    }
-    if let Some(snapshot) = row.snapshot.clone() {
-        let platform = p.clone();
-        tokio::task::spawn_blocking(move || {
-            let snapshot = grove_backup::SnapshotId::parse(&snapshot).map_err(|e| e.to_string())?;
-            platform
-                .open_backup_store()?
-                .forget(&[snapshot])
-                .map_err(|e| e.to_string())
-        })
-        .await?
-        .map_err(|e| Error::Unavailable(format!("could not delete backup {id}: {e}")))?;
-    }
-    p.store.delete_backup(&project, &id)?;
-    Ok(StatusCode::NO_CONTENT)
+    let activity = p.delete_backup(&row)?;
+    accepted(&p, &activity)
 }
 
 pub async fn verify(

@@ -359,7 +359,7 @@ impl RunningService {
             }
             ServiceKind::PostgreSql => {
                 self.prepare_snapshot().await?;
-                Hold::Nothing
+                Hold::Checkpointed
             }
             _ => Hold::Nothing,
         };
@@ -653,6 +653,9 @@ pub struct Quiesced {
 
 enum Hold {
     Nothing,
+    /// Nothing held: a snapshot of a running PostgreSQL is what it recovers from after
+    /// a crash, and the checkpoint keeps that recovery short.
+    Checkpointed,
     MariaDbCommits {
         resume_file: PathBuf,
         session: tokio::task::JoinHandle<Result<(), String>>,
@@ -668,6 +671,7 @@ impl Quiesced {
     pub fn describe(&self) -> &'static str {
         match self.hold {
             Hold::Nothing => "nothing held",
+            Hold::Checkpointed => "checkpointed (CHECKPOINT)",
             Hold::MariaDbCommits { .. } => "commits blocked (BACKUP STAGE BLOCK_COMMIT)",
             Hold::RedisWrites { .. } => "writes paused (CLIENT PAUSE WRITE)",
         }
@@ -682,7 +686,7 @@ impl Quiesced {
             message: format!("could not resume it: {message}"),
         };
         match self.hold {
-            Hold::Nothing => Ok(()),
+            Hold::Nothing | Hold::Checkpointed => Ok(()),
             Hold::MariaDbCommits {
                 resume_file,
                 session,

@@ -180,6 +180,8 @@ pub enum Client {
         id: String,
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Restore a backup's data into its environment (or -e TARGET, or a new environment
     /// TARGET branched from --branch-from), atomically: the environment is exactly as
@@ -960,7 +962,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             );
             return api.operate(&project, api.http.post(url), &wait).await;
         }
-        Client::BackupDelete { id, target } => {
+        Client::BackupDelete { id, target, wait } => {
             let (project, env) = api.environment(&target).await?;
             let url = api.url(
                 grove_api::paths::ENVIRONMENT_BACKUP,
@@ -970,8 +972,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     ("backup", &id),
                 ],
             );
-            api.send(api.http.delete(url)).await?;
-            eprintln!("Deleted backup {id}.");
+            return api.operate(&project, api.http.delete(url), &wait).await;
         }
         Client::BackupRestore {
             id,

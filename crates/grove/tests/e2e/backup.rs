@@ -53,10 +53,13 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     let out = server.cli(&["backup:create", "-p", "shop", "-e", "main"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "backup failed:\n{log}");
-    assert!(
-        log.contains("`db`: commits blocked (BACKUP STAGE BLOCK_COMMIT), resumed"),
-        "MariaDB was not quiesced:\n{log}"
-    );
+    for held in [
+        "`db`: commits blocked (BACKUP STAGE BLOCK_COMMIT), resumed",
+        "`cache`: writes paused (CLIENT PAUSE WRITE), resumed",
+        "`pg`: checkpointed (CHECKPOINT), resumed",
+    ] {
+        assert!(log.contains(held), "not quiesced: {held}\n{log}");
+    }
     let pause = log
         .lines()
         .find(|l| l.contains("was paused for"))
@@ -333,6 +336,35 @@ fn production_is_backed_up_automatically_and_pruned_by_the_retention_policy() {
         (1..=3).contains(&kept) && kept < succeeded,
         "{succeeded} automatic backups, {kept} kept: {listed:?}"
     );
+
+    // Deleting one is an activity of its own, and the backup is gone from the list
+    // (with no automatic backup holding the store meanwhile).
+    server.stop();
+    server.spawn();
+    let listed = backups(&server);
+    let oldest = listed
+        .iter()
+        .rev()
+        .find(|b| b["status"] == "completed")
+        .and_then(|b| b["id"].as_str())
+        .expect("a completed backup")
+        .to_string();
+    let out = server.cli(&["backup:delete", &oldest, "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "backup:delete failed:\n{log}");
+    assert!(
+        log.contains("Forgot snapshot") && log.contains(&format!("Deleted backup {oldest}")),
+        "{log}"
+    );
+    assert!(
+        !backups(&server).iter().any(|b| b["id"] == oldest.as_str()),
+        "backup {oldest} is still listed"
+    );
+    let out = server.cli_ok(&["activity:list", "-p", "shop", "--format", "json"]);
+    assert!(
+        out.contains(&format!("Delete backup {oldest} of main")),
+        "no activity for the deletion: {out}"
+    );
 }
 
 #[test]
@@ -349,9 +381,18 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     let dir = tempfile::tempdir().expect("temp dir");
     let target = ["-p", "shop", "-e", "main"];
 
+    // Two database relationships: which one is for the user to say.
+    let out = server.cli(&["db:dump", "-p", "shop", "-e", "main", "--stdout"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && out.stdout.is_empty(), "{log}");
+    assert!(
+        log.contains("several database relationships (database, pgdatabase)"),
+        "{log}"
+    );
+
     // To a file named after what was dumped.
     let out = std::process::Command::new(crate::support::GROVE)
-        .args(["db:dump"])
+        .args(["db:dump", "-r", "database"])
         .args(target)
         .current_dir(dir.path())
         .env("GROVE_URL", format!("http://127.0.0.1:{}", server.api_port))
@@ -398,13 +439,34 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     );
 
     // To stdout: the dump and nothing else.
-    let out = server.cli(&["db:dump", "-p", "shop", "-e", "main", "--stdout"]);
+    let out = server.cli(&[
+        "db:dump", "-p", "shop", "-e", "main", "-r", "database", "--stdout",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), sql.as_str());
+
+    // PostgreSQL's through pg_dump.
+    let out = server.cli(&[
+        "db:dump",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "-r",
+        "pgdatabase",
+        "-o",
+    ]);
+    let pg = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pg.contains("PostgreSQL database dump"), "{pg}");
 
     // A relationship that does not exist is refused with its name.
     let out = server.cli(&["db:dump", "-p", "shop", "-e", "main", "-r", "nope", "-o"]);
