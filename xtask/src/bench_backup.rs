@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use super::{BenchServer, Guard, git, median, root, seconds_after, target_dir, wait_for_200};
+use super::{
+    BenchServer, Guard, MARIADB_APP, debug_grove, detach_pool, median, push_new_repository,
+    seconds_after, target_dir, wait_for_200,
+};
 
 /// An app with a MariaDB relationship that fills it with incompressible rows.
 const APP: &str = r#"
@@ -56,38 +59,18 @@ pub fn bench_backup(mib: Option<u32>, runs: usize) -> anyhow::Result<()> {
     };
     // The heavy work is restic's, btrfs's and MariaDB's: a debug grove (its
     // dependencies optimised) is as good here, and much quicker to build.
-    let status = Command::new("cargo")
-        .args(["build", "--quiet", "-p", "grove"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
+    let grove = debug_grove()?;
     // The pool image lives beside the build: /tmp may be small.
     let tmp = target_dir().join(format!("bench-backup-{}", std::process::id()));
     let pool = format!("btrfs-loop:{}G", 4 + 4 * mib.div_ceil(1024));
     let mut server = BenchServer::start_with(
-        target_dir().join("debug/grove"),
+        grove,
         tmp.clone(),
         &["--storage", &pool, "--automatic-backups-every", "0"],
     )?;
     let result = backup_runs(&server, mib, runs);
     server.stop();
-    // Only the pool this bench made: its own image.
-    let _ = Command::new("umount")
-        .arg(tmp.join("data/volumes"))
-        .status();
-    if let Ok(out) = Command::new("losetup")
-        .arg("-j")
-        .arg(tmp.join("data/volumes.img"))
-        .output()
-    {
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some(device) = line.split(':').next() {
-                let _ = Command::new("losetup").args(["-d", device]).status();
-            }
-        }
-    }
+    detach_pool(&tmp);
     let _ = std::fs::remove_dir_all(&tmp);
     result
 }
@@ -97,19 +80,12 @@ fn backup_runs(server: &BenchServer, mib: u32, runs: usize) -> anyhow::Result<()
     let work = server.dir.join("work");
     std::fs::create_dir_all(work.join(".platform"))?;
     std::fs::write(work.join("app.py"), APP)?;
-    std::fs::write(
-        work.join(".platform.app.yaml"),
-        "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n\
-         web:\n  commands:\n    start: python3 app.py\n",
-    )?;
+    std::fs::write(work.join(".platform.app.yaml"), MARIADB_APP)?;
     std::fs::write(
         work.join(".platform/services.yaml"),
         format!("db:\n  type: mariadb:10.11\n  disk: {}\n", 2048 + 2 * mib),
     )?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-q", "-m", "backup bench"])?;
-    git(&work, &["push", "-q", &server.git_url(), "main"])?;
+    push_new_repository(&work, &server.git_url(), "backup bench")?;
     let url = server.url("main")?;
     wait_for_200(&url)?;
     let started = Instant::now();

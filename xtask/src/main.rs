@@ -76,14 +76,7 @@ fn target_dir() -> PathBuf {
 fn bench_image(kind: &str, runs: usize) -> anyhow::Result<()> {
     // The image build is mmdebstrap's work: a debug grove is as good as a release one
     // here, and much quicker to build on a small machine.
-    let status = Command::new("cargo")
-        .args(["build", "--quiet", "-p", "grove"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let grove = target_dir().join("debug/grove");
+    let grove = debug_grove()?;
     let tmp = std::env::temp_dir().join(format!("grove-bench-image-{}", std::process::id()));
     let mirror = std::env::var("GROVE_IMAGE_MIRROR")
         .unwrap_or_else(|_| "http://deb.debian.org/debian".to_string());
@@ -373,11 +366,18 @@ fn bench_branch() -> anyhow::Result<()> {
     let mut server = BenchServer::start(tmp.clone(), &["--storage", "btrfs-loop:8G"])?;
     let result = branch_runs(&server);
     server.stop();
-    // The server unmounted nothing: detach the pool it made (only its own image).
-    let image = tmp.join("data/volumes.img");
+    detach_pool(&tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// The server unmounts nothing: unmounts the btrfs pool a bench server in `dir` made
+/// and detaches its loop device (only its own image's).
+fn detach_pool(dir: &Path) {
     let _ = Command::new("umount")
-        .arg(tmp.join("data/volumes"))
+        .arg(dir.join("data/volumes"))
         .status();
+    let image = dir.join("data/volumes.img");
     if let Ok(out) = Command::new("losetup").arg("-j").arg(&image).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(device) = line.split(':').next() {
@@ -385,8 +385,30 @@ fn bench_branch() -> anyhow::Result<()> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
-    result
+}
+
+/// Builds the debug `grove` and returns its path.
+fn debug_grove() -> anyhow::Result<PathBuf> {
+    let status = Command::new("cargo")
+        .args(["build", "--quiet", "-p", "grove"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    Ok(target_dir().join("debug/grove"))
+}
+
+/// A Python app (`app.py`) with a MariaDB relationship to the service `db`.
+const MARIADB_APP: &str = "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n\
+                           web:\n  commands:\n    start: python3 app.py\n";
+
+/// Commits everything in `work` (a new repository) and pushes it as `main`.
+fn push_new_repository(work: &Path, url: &str, message: &str) -> anyhow::Result<String> {
+    git(work, &["init", "-q", "-b", "main"])?;
+    git(work, &["add", "-A"])?;
+    git(work, &["commit", "-q", "-m", message])?;
+    git_output(work, &["push", "-q", url, "main"])
 }
 
 fn branch_runs(server: &BenchServer) -> anyhow::Result<()> {
@@ -404,19 +426,12 @@ fn branch_runs(server: &BenchServer) -> anyhow::Result<()> {
     if !status.success() {
         bail!("could not copy platformshconfig");
     }
-    std::fs::write(
-        work.join(".platform.app.yaml"),
-        "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n\
-         web:\n  commands:\n    start: python3 app.py\n",
-    )?;
+    std::fs::write(work.join(".platform.app.yaml"), MARIADB_APP)?;
     std::fs::write(
         work.join(".platform/services.yaml"),
         "db:\n  type: mariadb:10.11\n  disk: 4096\n",
     )?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-q", "-m", "branch bench"])?;
-    git_output(&work, &["push", "-q", &server.git_url(), "main"])?;
+    push_new_repository(&work, &server.git_url(), "branch bench")?;
     let main_url = server.url("main")?;
 
     let fill = |mb: u32| -> anyhow::Result<()> {
