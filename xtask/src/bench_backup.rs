@@ -29,18 +29,21 @@ def db():
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        conn = db()
-        with conn.cursor() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS filler "
-                      "(id INT AUTO_INCREMENT PRIMARY KEY, data LONGBLOB) ENGINE=InnoDB")
-            if self.path.startswith("/fill/"):
-                for _ in range(int(self.path[len("/fill/"):])):
-                    c.execute("INSERT INTO filler (data) VALUES (%s)", (os.urandom(1 << 20),))
-            c.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM filler")
-            rows, size = c.fetchone()
-        conn.close()
-        body = json.dumps({"rows": rows, "bytes": int(size)}).encode()
-        self.send_response(200)
+        try:
+            conn = db()
+            with conn.cursor() as c:
+                c.execute("CREATE TABLE IF NOT EXISTS filler "
+                          "(id INT AUTO_INCREMENT PRIMARY KEY, data LONGBLOB) ENGINE=InnoDB")
+                if self.path.startswith("/fill/"):
+                    for _ in range(int(self.path[len("/fill/"):])):
+                        c.execute("INSERT INTO filler (data) VALUES (%s)", (os.urandom(1 << 20),))
+                c.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM filler")
+                rows, size = c.fetchone()
+            conn.close()
+            body, status = json.dumps({"rows": rows, "bytes": int(size)}).encode(), 200
+        except Exception as e:
+            body, status = f"ERROR {type(e).__name__}: {e}".encode(), 500
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -165,13 +168,14 @@ fn backup_runs(server: &BenchServer, mib: u32, runs: usize) -> anyhow::Result<()
 
 fn curl(url: &str) -> anyhow::Result<String> {
     let out = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "900"])
+        .args(["-sS", "--max-time", "900", "-w", "\n%{http_code}"])
         .arg(url)
         .output()?;
-    if !out.status.success() {
-        bail!("{url}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.rsplit_once('\n') {
+        Some((body, "200")) if out.status.success() => Ok(body.to_string()),
+        _ => bail!("{url}: {text} {}", String::from_utf8_lossy(&out.stderr)),
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A MariaDB server of the host's package in a directory of its own, on a socket only:

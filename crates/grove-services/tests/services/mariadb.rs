@@ -175,7 +175,8 @@ async fn a_quiesced_mariadb_blocks_commits_until_resumed_and_serves_reads() {
     let insert = {
         let endpoint = db.svc().endpoints().remove(0);
         let (host, port) = (endpoint.ip.to_string(), endpoint.port.to_string());
-        let (user, password) = (endpoint.username.unwrap(), endpoint.password.unwrap());
+        let user = endpoint.username.expect("username");
+        let password = endpoint.password.expect("password");
         tokio::spawn(async move {
             let args = [
                 "--no-defaults",
