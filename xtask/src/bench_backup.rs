@@ -86,7 +86,11 @@ fn backup_runs(server: &BenchServer, mib: u32, runs: usize) -> anyhow::Result<()
     std::fs::write(work.join(".platform.app.yaml"), MARIADB_APP)?;
     std::fs::write(
         work.join(".platform/services.yaml"),
-        format!("db:\n  type: mariadb:10.11\n  disk: {}\n", 2048 + 2 * mib),
+        // XL: the memory of a production database (a small one ran out while filled).
+        format!(
+            "db:\n  type: mariadb:10.11\n  disk: {}\n  size: XL\n",
+            2048 + 2 * mib
+        ),
     )?;
     push_new_repository(&work, &server.git_url(), "backup bench")?;
     let url = server.url("main")?;

@@ -2,8 +2,9 @@
 //! `grove-backup` store (restic).
 //!
 //! A backup is an activity owning its environment: the environment's volume is
-//! snapshotted at one instant (consistent: services flushed and, where the storage
-//! cannot snapshot, paused while their data is copied; live: no pause), the services
+//! snapshotted at one instant (consistent: services flushed, then held — MariaDB's
+//! commits blocked, Redis's writes paused — for the snapshot, or, where the storage
+//! cannot snapshot, stopped while their data is copied; live: no pause), the services
 //! run again, and only then is the snapshot written to the store with a manifest
 //! (commit, build keys, checksums of every file). A backup that cannot be written is a
 //! failed activity and a `failed` record with the reason, never a success.
