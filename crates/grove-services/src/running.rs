@@ -439,7 +439,9 @@ impl RunningService {
             service: self.name.clone(),
             message: format!("could not dump `{schema}`: {message}"),
         };
-        if schema.is_empty()
+        // Never an option of the tool (`-A` is every database).
+        if schema.starts_with('-')
+            || schema.is_empty()
             || !schema
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

@@ -468,6 +468,22 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     );
     assert!(pg.contains("PostgreSQL database dump"), "{pg}");
 
+    // A schema is never taken for an option of the tool (`-A`: every database).
+    let out = server.cli(&[
+        "db:dump",
+        "-p",
+        "shop",
+        "-e",
+        "main",
+        "-r",
+        "database",
+        "--schema=-A",
+        "-o",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && out.stdout.is_empty(), "{log}");
+    assert!(log.contains("not a schema name"), "{log}");
+
     // A relationship that does not exist is refused with its name.
     let out = server.cli(&["db:dump", "-p", "shop", "-e", "main", "-r", "nope", "-o"]);
     assert!(!out.status.success());
