@@ -47,6 +47,15 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     let files = curl_json(&format!("{url}files"));
     assert_eq!(rows.as_array().map(Vec::len), Some(4), "{rows}");
     assert_eq!(files.as_object().map(|f| f.len()), Some(2), "{files}");
+    // The rows and the files' hashes an environment serves are the backup's.
+    let assert_backed_up_data = |url: &str, what: &str| {
+        assert_eq!(curl_json(&format!("{url}rows")), rows, "the rows of {what}");
+        assert_eq!(
+            curl_json(&format!("{url}files")),
+            files,
+            "the files of {what}"
+        );
+    };
 
     // A consistent backup: MariaDB held at BLOCK_COMMIT during the snapshot, the pause
     // measured and logged.
@@ -136,12 +145,7 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "restore into feature failed:\n{log}");
     let feature = crate::primary_url(&server, "feature");
-    assert_eq!(curl_json(&format!("{feature}rows")), rows, "feature's rows");
-    assert_eq!(
-        curl_json(&format!("{feature}files")),
-        files,
-        "feature's files"
-    );
+    assert_backed_up_data(&feature, "feature");
     assert_eq!(curl_json(&format!("{url}rows")), changed.0, "main's rows");
     assert_eq!(curl_json(&format!("{url}files")), changed.1, "main's files");
 
@@ -166,16 +170,7 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
         "restore into a new environment failed:\n{log}"
     );
     let restored = crate::primary_url(&server, "restored");
-    assert_eq!(
-        curl_json(&format!("{restored}rows")),
-        rows,
-        "new env's rows"
-    );
-    assert_eq!(
-        curl_json(&format!("{restored}files")),
-        files,
-        "new env's files"
-    );
+    assert_backed_up_data(&restored, "the new environment");
     assert_eq!(deployed("restored"), commit, "the backup's code");
 
     // One activity puts everything back.
@@ -189,16 +184,7 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     assert!(log.contains("Restored and verified"), "{log}");
     let url = crate::primary_url(&server, "main");
     assert_eq!(deployed("main"), commit, "the backup's code runs again");
-    assert_eq!(
-        curl_json(&format!("{url}rows")),
-        rows,
-        "rows after the restore"
-    );
-    assert_eq!(
-        curl_json(&format!("{url}files")),
-        files,
-        "files after the restore"
-    );
+    assert_backed_up_data(&url, "main after the restore");
 
     // A restore that fails (its snapshot vanished from the store) leaves the
     // environment exactly as it was, serving its current data.
