@@ -366,9 +366,10 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let target = ["-p", "shop", "-e", "main"];
+    let dump = |args: &[&str]| server.cli(&[&["db:dump"][..], &target, args].concat());
 
     // Two database relationships: which one is for the user to say.
-    let out = server.cli(&["db:dump", "-p", "shop", "-e", "main", "--stdout"]);
+    let out = dump(&["--stdout"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success() && out.stdout.is_empty(), "{log}");
     assert!(
@@ -399,18 +400,9 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     // Gzipped, into a chosen file.
     let gz = dir.path().join("dump.sql.gz");
     let gz_arg = gz.to_str().expect("utf-8 path");
-    let log = server.cli_ok(&[
-        "db:dump",
-        "-p",
-        "shop",
-        "-e",
-        "main",
-        "--relationship",
-        "database",
-        "--gzip",
-        "--file",
-        gz_arg,
-    ]);
+    let out = dump(&["--relationship", "database", "--gzip", "--file", gz_arg]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{log}");
     let bytes = std::fs::read(&gz).unwrap_or_else(|e| panic!("{e}: {log}"));
     assert_eq!(bytes.get(..2), Some(&[0x1f, 0x8b][..]), "not gzip");
     let unzipped = std::process::Command::new("gzip")
@@ -425,9 +417,7 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     );
 
     // To stdout: the dump and nothing else.
-    let out = server.cli(&[
-        "db:dump", "-p", "shop", "-e", "main", "-r", "database", "--stdout",
-    ]);
+    let out = dump(&["-r", "database", "--stdout"]);
     assert!(
         out.status.success(),
         "{}",
@@ -436,16 +426,7 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), sql.as_str());
 
     // PostgreSQL's through pg_dump.
-    let out = server.cli(&[
-        "db:dump",
-        "-p",
-        "shop",
-        "-e",
-        "main",
-        "-r",
-        "pgdatabase",
-        "-o",
-    ]);
+    let out = dump(&["-r", "pgdatabase", "-o"]);
     let pg = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -455,23 +436,13 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     assert!(pg.contains("PostgreSQL database dump"), "{pg}");
 
     // A schema is never taken for an option of the tool (`-A`: every database).
-    let out = server.cli(&[
-        "db:dump",
-        "-p",
-        "shop",
-        "-e",
-        "main",
-        "-r",
-        "database",
-        "--schema=-A",
-        "-o",
-    ]);
+    let out = dump(&["-r", "database", "--schema=-A", "-o"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success() && out.stdout.is_empty(), "{log}");
     assert!(log.contains("not a schema name"), "{log}");
 
     // A relationship that does not exist is refused with its name.
-    let out = server.cli(&["db:dump", "-p", "shop", "-e", "main", "-r", "nope", "-o"]);
+    let out = dump(&["-r", "nope", "-o"]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(
