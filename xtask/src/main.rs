@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask bench push|memory|branch|logs|php|router|image`.
+//! Project automation: `cargo xtask bench push|memory|branch|logs|php|router|image|backup`.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod bench_backup;
 mod bench_php;
 mod bench_router;
 
@@ -25,6 +26,16 @@ fn main() -> ExitCode {
         ["bench", "logs"] => bench_logs(),
         ["bench", "php"] => bench_php::bench_php(),
         ["bench", "router"] => bench_router::bench_router(),
+        ["bench", "backup"] => bench_backup::bench_backup(None, 3),
+        ["bench", "backup", mib] => mib
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|mib| bench_backup::bench_backup(Some(mib), 3)),
+        ["bench", "backup", mib, n] => mib
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|mib| Ok((mib, n.parse()?)))
+            .and_then(|(mib, n)| bench_backup::bench_backup(Some(mib), n)),
         ["bench", "image"] => bench_image("python:3.9", 2),
         ["bench", "image", kind] => bench_image(kind, 2),
         ["bench", "image", kind, n] => n
@@ -33,7 +44,8 @@ fn main() -> ExitCode {
             .and_then(|n| bench_image(kind, n)),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | router | image [TYPE [RUNS]]"
+                "usage: cargo xtask bench push [RUNS] | memory | branch | logs | php | router \
+                 | image [TYPE [RUNS]] | backup [MIB [RUNS]]"
             );
             return ExitCode::from(2);
         }
@@ -66,14 +78,7 @@ fn target_dir() -> PathBuf {
 fn bench_image(kind: &str, runs: usize) -> anyhow::Result<()> {
     // The image build is mmdebstrap's work: a debug grove is as good as a release one
     // here, and much quicker to build on a small machine.
-    let status = Command::new("cargo")
-        .args(["build", "--quiet", "-p", "grove"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let grove = target_dir().join("debug/grove");
+    let grove = debug_grove()?;
     let tmp = std::env::temp_dir().join(format!("grove-bench-image-{}", std::process::id()));
     let mirror = std::env::var("GROVE_IMAGE_MIRROR")
         .unwrap_or_else(|_| "http://deb.debian.org/debian".to_string());
@@ -363,11 +368,18 @@ fn bench_branch() -> anyhow::Result<()> {
     let mut server = BenchServer::start(tmp.clone(), &["--storage", "btrfs-loop:8G"])?;
     let result = branch_runs(&server);
     server.stop();
-    // The server unmounted nothing: detach the pool it made (only its own image).
-    let image = tmp.join("data/volumes.img");
+    detach_pool(&tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// The server unmounts nothing: unmounts the btrfs pool a bench server in `dir` made
+/// and detaches its loop device (only its own image's).
+fn detach_pool(dir: &Path) {
     let _ = Command::new("umount")
-        .arg(tmp.join("data/volumes"))
+        .arg(dir.join("data/volumes"))
         .status();
+    let image = dir.join("data/volumes.img");
     if let Ok(out) = Command::new("losetup").arg("-j").arg(&image).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(device) = line.split(':').next() {
@@ -375,8 +387,30 @@ fn bench_branch() -> anyhow::Result<()> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
-    result
+}
+
+/// Builds the debug `grove` and returns its path.
+fn debug_grove() -> anyhow::Result<PathBuf> {
+    let status = Command::new("cargo")
+        .args(["build", "--quiet", "-p", "grove"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    Ok(target_dir().join("debug/grove"))
+}
+
+/// A Python app (`app.py`) with a MariaDB relationship to the service `db`.
+const MARIADB_APP: &str = "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n\
+                           web:\n  commands:\n    start: python3 app.py\n";
+
+/// Commits everything in `work` (a new repository) and pushes it as `main`.
+fn push_new_repository(work: &Path, url: &str, message: &str) -> anyhow::Result<String> {
+    git(work, &["init", "-q", "-b", "main"])?;
+    git(work, &["add", "-A"])?;
+    git(work, &["commit", "-q", "-m", message])?;
+    git_output(work, &["push", "-q", url, "main"])
 }
 
 fn branch_runs(server: &BenchServer) -> anyhow::Result<()> {
@@ -394,19 +428,12 @@ fn branch_runs(server: &BenchServer) -> anyhow::Result<()> {
     if !status.success() {
         bail!("could not copy platformshconfig");
     }
-    std::fs::write(
-        work.join(".platform.app.yaml"),
-        "name: app\ntype: python:3.11\nrelationships:\n  database: \"db:mysql\"\n\
-         web:\n  commands:\n    start: python3 app.py\n",
-    )?;
+    std::fs::write(work.join(".platform.app.yaml"), MARIADB_APP)?;
     std::fs::write(
         work.join(".platform/services.yaml"),
         "db:\n  type: mariadb:10.11\n  disk: 4096\n",
     )?;
-    git(&work, &["init", "-q", "-b", "main"])?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-q", "-m", "branch bench"])?;
-    git_output(&work, &["push", "-q", &server.git_url(), "main"])?;
+    push_new_repository(&work, &server.git_url(), "branch bench")?;
     let main_url = server.url("main")?;
 
     let fill = |mb: u32| -> anyhow::Result<()> {

@@ -67,6 +67,10 @@ pub mod paths {
         "/api/projects/{project}/environments/{environment}/backups/{backup}/verify";
     /// Restores a backup into its own environment or another (`backup:restore`).
     pub const BACKUP_RESTORE: &str = "/api/projects/{project}/backups/{backup}/restore";
+    /// A logical dump of one of an environment's databases (`db:dump`): the SQL, or
+    /// its gzip, as the body; query: [`DumpQuery`](crate::DumpQuery).
+    pub const ENVIRONMENT_DB_DUMP: &str =
+        "/api/projects/{project}/environments/{environment}/db-dump";
     /// Called by the git pre-receive hook that the server installs in every repository.
     pub const HOOK_PRE_RECEIVE: &str = "/internal/hooks/pre-receive";
 }
@@ -341,11 +345,26 @@ pub struct CreateBackup {
     pub live: bool,
 }
 
-/// `backup:restore`: into `environment` (default: the backup's own).
+/// `db:dump`: which relationship (default: the apps' only database relationship),
+/// which schema (default: the relationship's own) and whether gzipped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DumpQuery {
+    #[serde(default)]
+    pub relationship: Option<String>,
+    #[serde(default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub gzip: bool,
+}
+
+/// `backup:restore`: into `environment` (default: the backup's own), or into a new
+/// environment of that name branched from `branch_from`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RestoreBackup {
     #[serde(default)]
     pub environment: Option<String>,
+    #[serde(default)]
+    pub branch_from: Option<String>,
     /// Restore only the data; the environment keeps its code. By default the backup's
     /// commit (and so its build) is deployed again and the branch moved back to it.
     #[serde(default)]

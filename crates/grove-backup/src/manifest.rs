@@ -56,6 +56,10 @@ pub struct ServiceData {
     #[serde(rename = "type")]
     pub service_type: String,
     pub method: CaptureMethod,
+    /// How the service was held while its data was captured (`commits blocked
+    /// (BACKUP STAGE BLOCK_COMMIT)`); none for a live backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesced: Option<String>,
     /// Where it lies in the backed-up tree, relative to its root.
     pub path: String,
 }

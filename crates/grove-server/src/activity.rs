@@ -24,6 +24,7 @@ pub enum ActivityKind {
     /// A service of the environment crashed, recovered or stays unhealthy.
     Health,
     Backup,
+    BackupDelete,
     Restore,
 }
 
@@ -41,6 +42,7 @@ impl ActivityKind {
             ActivityKind::Cron => "environment.cron",
             ActivityKind::Health => "environment.health",
             ActivityKind::Backup => "environment.backup",
+            ActivityKind::BackupDelete => "environment.backup.delete",
             ActivityKind::Restore => "environment.restore",
         }
     }

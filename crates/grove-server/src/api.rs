@@ -115,6 +115,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
             paths::ENVIRONMENT_BACKUP_VERIFY,
             post(crate::backups::verify),
         )
+        .route(paths::ENVIRONMENT_DB_DUMP, get(crate::dumps::dump))
         .fallback(crate::git_http::serve)
         .layer(axum::middleware::from_fn_with_state(
             platform.clone(),

@@ -2,8 +2,9 @@
 //! `grove-backup` store (restic).
 //!
 //! A backup is an activity owning its environment: the environment's volume is
-//! snapshotted at one instant (consistent: services flushed and, where the storage
-//! cannot snapshot, paused while their data is copied; live: no pause), the services
+//! snapshotted at one instant (consistent: services flushed, then held — MariaDB's
+//! commits blocked, Redis's writes paused — for the snapshot, or, where the storage
+//! cannot snapshot, stopped while their data is copied; live: no pause), the services
 //! run again, and only then is the snapshot written to the store with a manifest
 //! (commit, build keys, checksums of every file). A backup that cannot be written is a
 //! failed activity and a `failed` record with the reason, never a success.
@@ -362,6 +363,8 @@ impl Platform {
                     .map_err(|e| format!("could not snapshot the data: {e}"))
             }
         };
+        // `(service, how it was held)` during a consistent backup's snapshot.
+        let mut quiesced: Vec<(String, String)> = Vec::new();
         let consistency = if row.consistent {
             log.line(format!(
                 "Consistent backup of `{}` ({}): quiescing its services",
@@ -370,9 +373,9 @@ impl Platform {
             ));
             let mut started = Instant::now();
             let snapshotted = if copy_on_write {
-                // What a branch does for its copy: dirty pages written out while the
-                // services keep serving, then one snapshot of the whole volume at one
-                // instant (the pause).
+                // Dirty pages written out while the services keep serving (what a
+                // branch does for its copy), then every service held at once, one
+                // snapshot of the whole volume, and the services let go: the pause.
                 let services: Vec<_> = self.with_services(&project, &env.name, |services| {
                     services.values().map(|e| e.running.clone()).collect()
                 });
@@ -387,7 +390,31 @@ impl Platform {
                     started.elapsed().as_secs_f64()
                 ));
                 started = Instant::now();
-                clone().await
+                let held =
+                    futures_util::future::join_all(services.iter().map(|r| r.quiesce())).await;
+                let mut holds = Vec::new();
+                let mut refused = None;
+                for (service, outcome) in services.iter().zip(held) {
+                    match outcome {
+                        Ok(hold) => holds.push((service.name().to_string(), hold)),
+                        Err(error) => refused = Some(error.to_string()),
+                    }
+                }
+                let snapshotted = match refused {
+                    Some(error) => Err(format!("a service could not be quiesced: {error}")),
+                    None => clone().await,
+                };
+                for (name, hold) in holds {
+                    let how = hold.describe();
+                    match hold.resume().await {
+                        Ok(()) => {
+                            log.line(format!("  `{name}`: {how}, resumed"));
+                            quiesced.push((name, how.to_string()));
+                        }
+                        Err(error) => log.line(format!("W: `{name}`: {how}: {error}")),
+                    }
+                }
+                snapshotted
             } else {
                 // The storage cannot snapshot: the services stop while their data is
                 // copied, and start again as they were.
@@ -424,17 +451,17 @@ impl Platform {
         log.line("  The services run again; writing the backup to the store");
         let root = volumes.root().join(snapshot.as_str());
         let platform = self.clone();
-        let (id, environment, commit) = (row.id.clone(), env.name.clone(), running.commit.clone());
+        let (id, environment) = (row.id.clone(), env.name.clone());
         let build_key = (!row.build_keys.is_empty()).then(|| row.build_keys.clone());
         let uploaded = tokio::task::spawn_blocking(move || {
             let manifest = manifest_of(
                 &root,
                 &project,
                 &environment,
-                commit,
+                &running,
                 build_key,
                 consistency,
-                &running.services,
+                &quiesced,
             )?;
             std::fs::write(root.join(MANIFEST_FILE), manifest.to_json())
                 .map_err(|e| format!("could not write the manifest: {e}"))?;
@@ -492,7 +519,7 @@ impl Platform {
         code: bool,
     ) -> Result<String> {
         let env = self.environment(project, target)?;
-        let snapshot = completed_snapshot(backup, "restored")?;
+        completed_snapshot(backup, "restored")?;
         if env.status != "active" {
             return Err(Error::Conflict(format!(
                 "environment `{}` is inactive: activate it first",
@@ -513,11 +540,63 @@ impl Platform {
             ),
             move |platform, log| async move {
                 platform
-                    .run_restore(&project_id, &env, &backup, snapshot, code, &log)
+                    .run_restore(&project_id, &env, &backup, code, false, &log)
                     .await
             },
         )?;
         Ok(id)
+    }
+
+    /// `backup:restore --branch-from PARENT --target NEW`: one activity makes `NEW`, a
+    /// branch of `PARENT`, filled from the backup instead of the parent's data; if
+    /// anything fails, `NEW` and its branch are gone again.
+    pub fn restore_backup_into_new(
+        self: &Arc<Self>,
+        project: &str,
+        backup: &BackupRow,
+        parent: &str,
+        target: &str,
+        code: bool,
+    ) -> Result<String> {
+        completed_snapshot(backup, "restored")?;
+        let request = crate::tree::BranchRequest {
+            name: target.to_string(),
+            parent: Some(parent.to_string()),
+            kind: None,
+            title: None,
+            clone_parent: false,
+        };
+        let (parent, env, _) = self.create_branch(project, &request)?;
+        let project_id = project.to_string();
+        let backup = backup.clone();
+        let spawned = self.spawn_activity(
+            ActivitySpec::new(
+                project,
+                &env.name,
+                ActivityKind::Restore,
+                format!(
+                    "Restore backup {} of {} into new environment {} (branched from {})",
+                    backup.id, backup.environment, env.name, parent.name
+                ),
+            ),
+            move |platform, log| async move {
+                let restored = platform
+                    .run_restore(&project_id, &env, &backup, code, true, &log)
+                    .await;
+                if restored.is_err() {
+                    platform.remove_failed_branch(&project_id, &env, &log).await;
+                }
+                restored
+            },
+        );
+        match spawned {
+            Ok((id, _)) => Ok(id),
+            Err(e) => {
+                let _ = self.store.delete_environment(project, target);
+                let _ = self.settings.repository(project).delete_branch(target);
+                Err(e)
+            }
+        }
     }
 
     async fn run_restore(
@@ -525,13 +604,15 @@ impl Platform {
         project: &str,
         env: &EnvironmentRow,
         backup: &BackupRow,
-        snapshot: grove_backup::SnapshotId,
         code: bool,
+        // A new environment: nothing to roll back to (the caller removes it).
+        fresh: bool,
         log: &ActivityLog,
     ) -> std::result::Result<(), String> {
         if !self.is_active(project, &env.name) {
             return Err(format!("environment `{}` is no longer active", env.name));
         }
+        let snapshot = completed_snapshot(backup, "restored").map_err(|e| e.to_string())?;
         let repo = self.settings.repository(project);
         let head = repo
             .branch_head(&env.name)
@@ -656,7 +737,7 @@ impl Platform {
             }
             Ok(())
         });
-        if deployed.is_err() {
+        if deployed.is_err() && !fresh {
             // Back to what it was: its own data and its previous deployment.
             let copied = self.take_services(&key);
             services::stop_all(self, copied, Some(log)).await;
@@ -683,7 +764,7 @@ impl Platform {
             {
                 log.line(format!("E: could not bring `{}` back: {error}", env.name));
             }
-        } else {
+        } else if deployed.is_ok() {
             log.line(format!(
                 "`{}` runs with the data of backup {} (taken {})",
                 env.name, backup.id, backup.created_at
@@ -731,6 +812,57 @@ impl Platform {
                     verified.files.entries.len(),
                     started.elapsed().as_secs_f64()
                 ));
+                Ok(())
+            },
+        )?;
+        Ok(activity)
+    }
+
+    /// `backup:delete`: an activity that forgets the backup's snapshot in the store
+    /// (and prunes what no other snapshot uses), then deletes its record.
+    pub fn delete_backup(self: &Arc<Self>, backup: &BackupRow) -> Result<String> {
+        if backup.status == "running" {
+            return Err(Error::Conflict(format!(
+                "backup {} is still running",
+                backup.id
+            )));
+        }
+        let backup = backup.clone();
+        let (activity, _) = self.spawn_activity(
+            ActivitySpec::new(
+                &backup.project,
+                &backup.environment,
+                ActivityKind::BackupDelete,
+                format!("Delete backup {} of {}", backup.id, backup.environment),
+            ),
+            move |platform, log| async move {
+                if let Some(snapshot) = backup.snapshot.clone() {
+                    let store = platform.settings.backup_store.clone();
+                    let forgot = {
+                        let platform = platform.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let snapshot = grove_backup::SnapshotId::parse(&snapshot)
+                                .map_err(|e| e.to_string())?;
+                            platform
+                                .open_backup_store()?
+                                .forget(std::slice::from_ref(&snapshot))
+                                .map_err(|e| e.to_string())?;
+                            Ok::<_, String>(snapshot)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("could not delete backup {}: {e}", backup.id))?
+                    };
+                    log.line(format!(
+                        "Forgot snapshot {} in {store} (and pruned what no other uses)",
+                        forgot.short()
+                    ));
+                }
+                platform
+                    .store
+                    .delete_backup(&backup.project, &backup.id)
+                    .map_err(|e| format!("could not delete the record of {}: {e}", backup.id))?;
+                log.line(format!("Deleted backup {}", backup.id));
                 Ok(())
             },
         )?;
@@ -813,10 +945,10 @@ fn manifest_of(
     root: &std::path::Path,
     project: &str,
     environment: &str,
-    commit: Option<String>,
+    running: &Running,
     build_key: Option<String>,
     consistency: Consistency,
-    service_types: &[(String, String)],
+    quiesced: &[(String, String)],
 ) -> std::result::Result<Manifest, String> {
     let names = |dir: PathBuf| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -834,12 +966,17 @@ fn manifest_of(
     let services = names(root.join("services"))
         .into_iter()
         .map(|name| ServiceData {
-            service_type: service_types
+            service_type: running
+                .services
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, kind)| kind.clone())
                 .unwrap_or_default(),
             method: CaptureMethod::VolumeSnapshot,
+            quiesced: quiesced
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, how)| how.clone()),
             path: format!("services/{name}"),
             name,
         })
@@ -859,7 +996,7 @@ fn manifest_of(
         format: 1,
         project: project.to_string(),
         environment: environment.to_string(),
-        commit,
+        commit: running.commit.clone(),
         build_key,
         created_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -955,32 +1092,15 @@ pub async fn get(
     Ok(Json(backup_dto(&backup_of(&p, &project, &env, &id)?)))
 }
 
-/// Forgets the backup's snapshot (and prunes what no other snapshot uses), then its
-/// record.
 pub async fn delete(
     State(p): State<Arc<Platform>>,
     Extension(user): Extension<UserRow>,
     Path((project, env, id)): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<(StatusCode, Json<grove_api::Activity>)> {
     access::authorize_environment(&p, &user, &project, &env, Action::DeleteBackup)?;
     let row = backup_of(&p, &project, &env, &id)?;
-    if row.status == "running" {
-        return Err(Error::Conflict(format!("backup {id} is still running")));
-    }
-    if let Some(snapshot) = row.snapshot.clone() {
-        let platform = p.clone();
-        tokio::task::spawn_blocking(move || {
-            let snapshot = grove_backup::SnapshotId::parse(&snapshot).map_err(|e| e.to_string())?;
-            platform
-                .open_backup_store()?
-                .forget(&[snapshot])
-                .map_err(|e| e.to_string())
-        })
-        .await?
-        .map_err(|e| Error::Unavailable(format!("could not delete backup {id}: {e}")))?;
-    }
-    p.store.delete_backup(&project, &id)?;
-    Ok(StatusCode::NO_CONTENT)
+    let activity = p.delete_backup(&row)?;
+    accepted(&p, &activity)
 }
 
 pub async fn verify(
@@ -1014,8 +1134,19 @@ pub async fn restore(
     let target = body
         .environment
         .unwrap_or_else(|| backup.environment.clone());
-    access::authorize_environment(&p, &user, &project, &target, Action::Restore)?;
-    let activity = p.restore_backup(&project, &backup, &target, !body.no_code)?;
+    let activity = match body.branch_from {
+        Some(parent) => {
+            // As `environment:branch` from the parent, of the default type.
+            let (access, _) =
+                access::authorize_environment(&p, &user, &project, &parent, Action::View)?;
+            access.allow("development", Action::Branch)?;
+            p.restore_backup_into_new(&project, &backup, &parent, &target, !body.no_code)?
+        }
+        None => {
+            access::authorize_environment(&p, &user, &project, &target, Action::Restore)?;
+            p.restore_backup(&project, &backup, &target, !body.no_code)?
+        }
+    };
     accepted(&p, &activity)
 }
 

@@ -223,6 +223,27 @@ pub async fn deploy_with_data(
     Ok(())
 }
 
+/// The tree id of `commit` and its configuration as the loader found it. Blocking.
+pub(crate) fn load_config(
+    repo: &Repository,
+    commit: &str,
+) -> std::result::Result<
+    (
+        String,
+        std::result::Result<grove_config::Project, grove_config::ConfigErrors>,
+    ),
+    String,
+> {
+    let tree = repo.tree_id(commit).map_err(|e| e.to_string())?;
+    let paths = repo.list_files(&tree).map_err(|e| e.to_string())?;
+    let source = GitTree {
+        repo: repo.clone(),
+        tree: tree.clone(),
+        paths,
+    };
+    Ok((tree, grove_config::load(&source)))
+}
+
 /// The configuration of `commit`, validated (pure, read from the git tree), and its
 /// tree id.
 async fn read_config(
@@ -233,18 +254,9 @@ async fn read_config(
     let (tree_id, config) = {
         let repo = repo.clone();
         let commit = commit.to_string();
-        tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
-            let tree = repo.tree_id(&commit).map_err(|e| e.to_string())?;
-            let paths = repo.list_files(&tree).map_err(|e| e.to_string())?;
-            let source = GitTree {
-                repo: repo.clone(),
-                tree: tree.clone(),
-                paths,
-            };
-            Ok((tree, grove_config::load(&source)))
-        })
-        .await
-        .map_err(|e| e.to_string())??
+        tokio::task::spawn_blocking(move || load_config(&repo, &commit))
+            .await
+            .map_err(|e| e.to_string())??
     };
     log.line("Validating configuration files");
     let config = match config {

@@ -8,6 +8,7 @@ mod auth;
 mod backups;
 mod crons;
 mod deploy;
+mod dumps;
 mod env_logs;
 mod error;
 mod failpoint;

@@ -119,6 +119,71 @@ impl Platform {
     /// `environment:branch`: a new branch from the parent's head and an active child
     /// environment with a copy of the parent's data, running the parent's build.
     pub fn branch(self: &Arc<Self>, project: &str, request: BranchRequest) -> Result<String> {
+        let (parent, child, head) = self.create_branch(project, &request)?;
+        let repo = self.settings.repository(project);
+        let project_id = project.to_string();
+        let clone_parent = request.clone_parent;
+        let spawned = self.spawn_activity(
+            ActivitySpec::new(
+                project,
+                &child.name,
+                ActivityKind::Branch,
+                format!("Branch {} from {}", child.name, parent.name),
+            )
+            .also(&parent.name),
+            move |platform, log| async move {
+                log.line(format!(
+                    "Created branch `{}` at {} from `{}`",
+                    child.name,
+                    short(&head),
+                    parent.name
+                ));
+                let result = platform
+                    .populate_and_deploy(&project_id, &parent, &child, &head, clone_parent, &log)
+                    .await;
+                if result.is_err() {
+                    platform
+                        .remove_failed_branch(&project_id, &child, &log)
+                        .await;
+                }
+                result
+            },
+        );
+        match spawned {
+            Ok((id, _)) => Ok(id),
+            Err(e) => {
+                let _ = self.store.delete_environment(project, &request.name);
+                let _ = repo.delete_branch(&request.name);
+                Err(e)
+            }
+        }
+    }
+
+    /// A failed new environment goes with its branch: nothing half-made stays, the
+    /// parent is untouched.
+    pub(crate) async fn remove_failed_branch(
+        &self,
+        project: &str,
+        child: &EnvironmentRow,
+        log: &ActivityLog,
+    ) {
+        self.stop_environment(project, child, log).await;
+        let _ = self.store.delete_deployments(project, &child.name);
+        let _ = self.store.delete_environment(project, &child.name);
+        let _ = self.settings.repository(project).delete_branch(&child.name);
+        log.line(format!(
+            "Removed the failed environment `{}` and its branch",
+            child.name
+        ));
+    }
+
+    /// The checks of a new environment branched from a parent, its record and its
+    /// branch at the parent's head: `(parent, child, head)`. Nothing is deployed yet.
+    pub(crate) fn create_branch(
+        self: &Arc<Self>,
+        project: &str,
+        request: &BranchRequest,
+    ) -> Result<(EnvironmentRow, EnvironmentRow, String)> {
         let project_row = self.project(project)?;
         let default_parent = project_row.default_branch.clone().ok_or_else(|| {
             Error::Conflict(format!(
@@ -197,51 +262,7 @@ impl Platform {
             let _ = self.store.delete_environment(project, &child.name);
             return Err(e.into());
         }
-        let project_id = project.to_string();
-        let clone_parent = request.clone_parent;
-        let spawned = self.spawn_activity(
-            ActivitySpec::new(
-                project,
-                &child.name,
-                ActivityKind::Branch,
-                format!("Branch {} from {}", child.name, parent.name),
-            )
-            .also(&parent.name),
-            move |platform, log| async move {
-                log.line(format!(
-                    "Created branch `{}` at {} from `{}`",
-                    child.name,
-                    short(&head),
-                    parent.name
-                ));
-                let result = platform
-                    .populate_and_deploy(&project_id, &parent, &child, &head, clone_parent, &log)
-                    .await;
-                if result.is_err() {
-                    // Nothing half-made stays: the child goes, the parent is untouched.
-                    platform.stop_environment(&project_id, &child, &log).await;
-                    let _ = platform.store.delete_deployments(&project_id, &child.name);
-                    let _ = platform.store.delete_environment(&project_id, &child.name);
-                    let _ = platform
-                        .settings
-                        .repository(&project_id)
-                        .delete_branch(&child.name);
-                    log.line(format!(
-                        "Removed the failed environment `{}` and its branch",
-                        child.name
-                    ));
-                }
-                result
-            },
-        );
-        match spawned {
-            Ok((id, _)) => Ok(id),
-            Err(e) => {
-                let _ = self.store.delete_environment(project, &request.name);
-                let _ = repo.delete_branch(&request.name);
-                Err(e)
-            }
-        }
+        Ok((parent, child, head))
     }
 
     /// Fills a new or newly activated environment's data (a copy of its parent's, or

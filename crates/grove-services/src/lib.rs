@@ -57,7 +57,7 @@ use std::path::PathBuf;
 
 pub use catalog::{InstalledService, Match, ResolvedService, ServiceCatalog, VersionPolicy};
 pub use config::{EndpointConfig, Privilege, ServiceConfig};
-pub use running::{Endpoint, MemoryProfile, RunningService, ServiceSpec, start};
+pub use running::{Endpoint, MemoryProfile, Quiesced, RunningService, ServiceSpec, start};
 pub use secrets::Secrets;
 
 /// What kind of server a service runs.

@@ -89,6 +89,8 @@ pub struct RunningService {
     secrets: Secrets,
     sandbox: SandboxSpec,
     binary: PathBuf,
+    /// The run directory on the host (the sandbox's `Layout::run`).
+    run_dir: PathBuf,
     instance: Arc<Instance>,
 }
 
@@ -170,6 +172,7 @@ pub async fn start(spec: ServiceSpec) -> Result<RunningService, ServiceError> {
         secrets,
         sandbox,
         binary: spec.resolved.binary.clone(),
+        run_dir: spec.run_dir.clone(),
         instance,
     };
     running.wait_started(listen, &plan).await?;
@@ -322,6 +325,169 @@ impl RunningService {
         }
     }
 
+    /// Holds the service still at one instant for a snapshot of its data, until
+    /// [`Quiesced::resume`]: MariaDB's commits are blocked by a session that holds
+    /// `BACKUP STAGE BLOCK_COMMIT`, Redis's writes by `CLIENT PAUSE … WRITE` (its
+    /// append-only file is in the kernel's hands before each reply), PostgreSQL
+    /// checkpoints (its snapshot needs nothing more than crash recovery). Reads go on.
+    /// A hold the server never releases ends on its own: the MariaDB session is
+    /// killed after [`HOLD_LIMIT`], Redis's pause expires.
+    pub async fn quiesce(&self) -> Result<Quiesced, ServiceError> {
+        let unhealthy = |message: String| ServiceError::Unhealthy {
+            service: self.name.clone(),
+            message: format!("could not quiesce it: {message}"),
+        };
+        let hold = match self.kind {
+            ServiceKind::MariaDb => self.hold_commits().await.map_err(unhealthy)?,
+            ServiceKind::Redis { persistent: true } => {
+                let limit = HOLD_LIMIT.as_millis();
+                let answer = crate::probe::request_line(
+                    &self.sandbox.network,
+                    self.listen(),
+                    format!("CLIENT PAUSE {limit} WRITE\r\n").as_bytes(),
+                    CHECK_TIMEOUT,
+                )
+                .await
+                .map_err(unhealthy)?;
+                if answer != "+OK" {
+                    return Err(unhealthy(format!("CLIENT PAUSE answered `{answer}`")));
+                }
+                Hold::RedisWrites {
+                    network: self.sandbox.network.clone(),
+                    addr: self.listen(),
+                }
+            }
+            ServiceKind::PostgreSql => {
+                self.prepare_snapshot().await?;
+                Hold::Checkpointed
+            }
+            _ => Hold::Nothing,
+        };
+        Ok(Quiesced {
+            service: self.name.clone(),
+            hold,
+        })
+    }
+
+    /// The MariaDB session of [`RunningService::quiesce`]: a client in the server's
+    /// sandbox that reaches `BLOCK_COMMIT`, says so, and waits for a file in the run
+    /// directory before `BACKUP STAGE END`.
+    async fn hold_commits(&self) -> Result<Hold, String> {
+        const HELD: &str = "grove-commits-blocked";
+        const RELEASED: &str = "grove-commits-resumed";
+        let layout = kinds::layout(self.kind);
+        let resume_file = self.run_dir.join(RESUME_FILE);
+        let _ = std::fs::remove_file(&resume_file);
+        let inner = format!("{}/{RESUME_FILE}", layout.run);
+        let script = format!(
+            "{{ echo \"BACKUP STAGE START; BACKUP STAGE BLOCK_COMMIT; SELECT '{HELD}';\"; \
+             while [ ! -e {inner} ]; do sleep 0.01; done; \
+             echo \"BACKUP STAGE END; SELECT '{RELEASED}';\"; }} | \
+             mariadb --no-defaults -S {}/mysqld.sock -u root -N -B --unbuffered",
+            layout.run
+        );
+        let spec = self.sandbox_for(&script);
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let session = tokio::spawn(async move {
+            let mut held = Some(held_tx);
+            let mut released = false;
+            let mut output = Vec::new();
+            let mut on_line = |line: &str| match line.trim() {
+                HELD => {
+                    if let Some(tx) = held.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                RELEASED => released = true,
+                other if output.len() < 20 => output.push(other.to_owned()),
+                _ => {}
+            };
+            let outcome = run_command(&spec, HOLD_LIMIT, &mut on_line)
+                .await
+                .map_err(|e| e.to_string())?;
+            if outcome.success() && released {
+                Ok(())
+            } else {
+                Err(format!("the session {outcome}: {}", output.join(" / ")))
+            }
+        });
+        match tokio::time::timeout(CHECK_TIMEOUT, held_rx).await {
+            Ok(Ok(())) => Ok(Hold::MariaDbCommits {
+                resume_file,
+                session,
+            }),
+            Ok(Err(_)) => Err(match session.await {
+                Ok(Err(e)) => e,
+                _ => "the session ended before BLOCK_COMMIT".to_owned(),
+            }),
+            Err(_) => {
+                // Let it go (the client ends when it sees the file) and say why.
+                let _ = std::fs::write(&resume_file, b"");
+                Err(format!(
+                    "BACKUP STAGE BLOCK_COMMIT took longer than {CHECK_TIMEOUT:?}"
+                ))
+            }
+        }
+    }
+
+    /// A logical dump of one schema by the server's own tool, run in its sandbox
+    /// against its socket: `mariadb-dump --single-transaction` (a consistent read
+    /// that blocks no writer) or `pg_dump`; gzipped when asked. Returns the file, in
+    /// the instance's run directory on the host: the caller reads and deletes it.
+    pub async fn dump(&self, schema: &str, gzip: bool) -> Result<PathBuf, ServiceError> {
+        let failed = |message: String| ServiceError::Unhealthy {
+            service: self.name.clone(),
+            message: format!("could not dump `{schema}`: {message}"),
+        };
+        // Never an option of the tool (`-A` is every database).
+        if schema.starts_with('-')
+            || schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(failed("not a schema name".to_owned()));
+        }
+        let layout = kinds::layout(self.kind);
+        let tool = match self.kind {
+            ServiceKind::MariaDb => format!(
+                "mariadb-dump --no-defaults -S {}/mysqld.sock -u root --single-transaction \
+                 --routines --triggers --events --hex-blob --skip-dump-date {schema}",
+                layout.run
+            ),
+            ServiceKind::PostgreSql => format!(
+                "{}/pg_dump -h {} -U postgres --no-owner {schema}",
+                self.binary
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "/usr/bin".to_owned()),
+                layout.run
+            ),
+            _ => return Err(failed(format!("{} has no dump tool", self.kind.scheme()))),
+        };
+        let mut salt = [0u8; 6];
+        let _ = getrandom::fill(&mut salt);
+        let name = format!(
+            "grove-dump-{}.sql",
+            salt.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        // The tool's errors go to the output we read; its data only to the file.
+        let mut command = format!("{tool} > {}/{name}", layout.run);
+        let mut file = self.run_dir.join(&name);
+        if gzip {
+            command.push_str(&format!(" && gzip -n {}/{name}", layout.run));
+            file = self.run_dir.join(format!("{name}.gz"));
+        }
+        let (ok, output) = self.run(&command, DUMP_TIMEOUT).await.map_err(failed)?;
+        if ok && file.is_file() {
+            Ok(file)
+        } else {
+            let _ = std::fs::remove_file(self.run_dir.join(&name));
+            let _ = std::fs::remove_file(&file);
+            Err(failed(output.join(" / ")))
+        }
+    }
+
     /// Clean shutdown; returns once the server is gone. Idempotent.
     pub async fn stop(&self) {
         self.instance.stop(STOP_GRACE).await;
@@ -469,6 +635,85 @@ impl RunningService {
                 message: "the client failed".to_owned(),
                 output: output.into_iter().rev().take(20).rev().collect(),
             })
+        }
+    }
+}
+
+/// The longest a dump may take.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest a service is held by [`RunningService::quiesce`] when nobody resumes it.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
+/// In a MariaDB run directory: its presence ends the hold of commits.
+const RESUME_FILE: &str = "grove-backup-resume";
+
+/// A service held still by [`RunningService::quiesce`].
+#[must_use = "a quiesced service stays held until resumed"]
+pub struct Quiesced {
+    service: String,
+    hold: Hold,
+}
+
+enum Hold {
+    Nothing,
+    /// Nothing held: a snapshot of a running PostgreSQL is what it recovers from after
+    /// a crash, and the checkpoint keeps that recovery short.
+    Checkpointed,
+    MariaDbCommits {
+        resume_file: PathBuf,
+        session: tokio::task::JoinHandle<Result<(), String>>,
+    },
+    RedisWrites {
+        network: Network,
+        addr: SocketAddr,
+    },
+}
+
+impl Quiesced {
+    /// What holds the service, for the activity log.
+    pub fn describe(&self) -> &'static str {
+        match self.hold {
+            Hold::Nothing => "nothing held",
+            Hold::Checkpointed => "checkpointed (CHECKPOINT)",
+            Hold::MariaDbCommits { .. } => "commits blocked (BACKUP STAGE BLOCK_COMMIT)",
+            Hold::RedisWrites { .. } => "writes paused (CLIENT PAUSE WRITE)",
+        }
+    }
+
+    /// Lets the service go on; an error says the hold did not end as it should (the
+    /// snapshot taken meanwhile is still consistent).
+    pub async fn resume(self) -> Result<(), ServiceError> {
+        let service = self.service;
+        let failed = |message: String| ServiceError::Unhealthy {
+            service: service.clone(),
+            message: format!("could not resume it: {message}"),
+        };
+        match self.hold {
+            Hold::Nothing | Hold::Checkpointed => Ok(()),
+            Hold::MariaDbCommits {
+                resume_file,
+                session,
+            } => {
+                std::fs::write(&resume_file, b"")
+                    .map_err(|e| failed(format!("{}: {e}", resume_file.display())))?;
+                let ended = session.await.map_err(|e| failed(e.to_string()));
+                let _ = std::fs::remove_file(&resume_file);
+                ended?.map_err(failed)
+            }
+            Hold::RedisWrites { network, addr } => {
+                let answer = crate::probe::request_line(
+                    &network,
+                    addr,
+                    b"CLIENT UNPAUSE\r\n",
+                    CHECK_TIMEOUT,
+                )
+                .await
+                .map_err(&failed)?;
+                if answer == "+OK" {
+                    Ok(())
+                } else {
+                    Err(failed(format!("CLIENT UNPAUSE answered `{answer}`")))
+                }
+            }
         }
     }
 }

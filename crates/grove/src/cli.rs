@@ -199,14 +199,18 @@ pub enum Client {
         id: String,
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        wait: Wait,
     },
-    /// Restore a backup's data into its environment (or -e TARGET), atomically: the
-    /// environment is exactly as before if anything fails.
+    /// Restore a backup's data into its environment (or -e TARGET, or a new environment
+    /// TARGET branched from --branch-from), atomically: the environment is exactly as
+    /// before (or does not exist) if anything fails.
     #[command(
         name = "backup:restore",
         after_help = "Examples:\n  grove backup:list -p shop -e main     # the backups and their ids\n  \
                       grove backup:restore ID -p shop\n  \
-                      grove backup:restore ID -p shop -e staging --no-code --yes"
+                      grove backup:restore ID -p shop -e staging --no-code --yes\n  \
+                      grove backup:restore ID -p shop --branch-from main --target restored"
     )]
     BackupRestore {
         id: String,
@@ -215,11 +219,37 @@ pub enum Client {
         /// The environment to restore into (default: the backup's own).
         #[arg(short = 'e', long, visible_alias = "target")]
         environment: Option<String>,
+        /// Restore into a new environment TARGET, branched from this one.
+        #[arg(long, value_name = "PARENT", requires = "environment")]
+        branch_from: Option<String>,
         /// Restore only the data: keep the environment's current code.
         #[arg(long)]
         no_code: bool,
         #[command(flatten)]
         wait: Wait,
+    },
+    /// Dump one of the environment's databases (SQL, by `mariadb-dump
+    /// --single-transaction` or `pg_dump`) into a file, or to stdout.
+    #[command(name = "db:dump")]
+    DbDump {
+        #[command(flatten)]
+        target: Target,
+        /// The relationship to dump (default: the apps' only database relationship).
+        #[arg(short = 'r', long)]
+        relationship: Option<String>,
+        /// The schema to dump (default: the relationship's own).
+        #[arg(long)]
+        schema: Option<String>,
+        /// Compress with gzip.
+        #[arg(short = 'z', long)]
+        gzip: bool,
+        /// Write the dump to stdout (and nothing else there).
+        #[arg(short = 'o', long, conflicts_with = "file")]
+        stdout: bool,
+        /// The file to write (default: `PROJECT--ENV--RELATIONSHIP--SCHEMA--dump.sql[.gz]`
+        /// in the current directory).
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
     },
     /// Merge the environment's code into its parent and redeploy the parent.
     #[command(name = "environment:merge", visible_alias = "merge")]
@@ -1264,7 +1294,7 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             );
             return api.operate(&project, api.http.post(url), &wait).await;
         }
-        Client::BackupDelete { id, target } => {
+        Client::BackupDelete { id, target, wait } => {
             let (project, env) = api.environment(&target).await?;
             confirm(&format!(
                 "Delete backup {id} of environment `{env}` of project `{project}`?"
@@ -1277,13 +1307,13 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                     ("backup", &id),
                 ],
             );
-            api.send(api.http.delete(url)).await?;
-            eprintln!("Deleted backup {id}.");
+            return api.operate(&project, api.http.delete(url), &wait).await;
         }
         Client::BackupRestore {
             id,
             project,
             environment,
+            branch_from,
             no_code,
             wait,
         } => {
@@ -1307,11 +1337,61 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             );
             let body = grove_api::RestoreBackup {
                 environment,
+                branch_from,
                 no_code,
             };
             return api
                 .operate(&project, api.http.post(url).json(&body), &wait)
                 .await;
+        }
+        Client::DbDump {
+            target,
+            relationship,
+            schema,
+            gzip,
+            stdout,
+            file,
+        } => {
+            let (project, env) = api.environment(&target).await?;
+            let url = api.url(
+                grove_api::paths::ENVIRONMENT_DB_DUMP,
+                &[("project", &project), ("environment", &env)],
+            );
+            let query = grove_api::DumpQuery {
+                relationship,
+                schema,
+                gzip,
+            };
+            let response = api.send(api.http.get(url).query(&query)).await?;
+            // The server names the dump after what it dumped.
+            let suggested = response
+                .headers()
+                .get(reqwest::header::CONTENT_DISPOSITION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split("filename=\"").nth(1))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .filter(|v| !v.contains('/') && !v.starts_with('.'));
+            let mut out: Box<dyn Write> = if stdout {
+                Box::new(std::io::stdout().lock())
+            } else {
+                let path = file
+                    .or_else(|| suggested.map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from(format!("{project}--{env}--dump.sql")));
+                eprintln!("Writing the dump to {}", path.display());
+                Box::new(
+                    std::fs::File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )
+            };
+            let mut stream = response.bytes_stream();
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("the dump ended early")?;
+                bytes += chunk.len() as u64;
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+            eprintln!("Dumped {bytes} bytes.");
         }
         Client::EnvironmentMerge { target, wait } => {
             return env_action(&api, &target, "merge", &wait).await;

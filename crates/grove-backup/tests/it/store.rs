@@ -82,6 +82,7 @@ fn manifest_of(root: &Path) -> Manifest {
                 name: "db".to_owned(),
                 service_type: "mariadb:10.11".to_owned(),
                 method: CaptureMethod::VolumeSnapshot,
+                quiesced: Some("commits blocked (BACKUP STAGE BLOCK_COMMIT)".to_owned()),
                 path: "services/db/data".to_owned(),
             },
             ServiceData {
@@ -90,6 +91,7 @@ fn manifest_of(root: &Path) -> Manifest {
                 method: CaptureMethod::Dump {
                     tool: "redis BGSAVE".to_owned(),
                 },
+                quiesced: None,
                 path: "services/cache/dump.rdb".to_owned(),
             },
         ],

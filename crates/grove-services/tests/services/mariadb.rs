@@ -150,3 +150,50 @@ async fn mariadb_is_restarted_after_kill_9_with_committed_data() {
     assert_eq!(db.svc().restarts(), 1);
     db.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiesced_mariadb_blocks_commits_until_resumed_and_serves_reads() {
+    let mut db = start_service(
+        "db",
+        "mysql:10.11",
+        json!(null),
+        Ipv4Addr::new(127, 77, 1, 9),
+    )
+    .await;
+    mariadb(
+        &db,
+        "mysql",
+        "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB",
+    )
+    .await
+    .expect("create");
+    let held = db.svc().quiesce().await.expect("quiesce");
+    assert_eq!(
+        held.describe(),
+        "commits blocked (BACKUP STAGE BLOCK_COMMIT)"
+    );
+    // Polled only here, the insert's client keeps waiting on its own meanwhile.
+    let insert = mariadb(&db, "mysql", "INSERT INTO t VALUES (1)");
+    let mut insert = Box::pin(insert);
+    let during = tokio::time::timeout(std::time::Duration::from_secs(2), &mut insert).await;
+    assert!(
+        during.is_err(),
+        "a commit went through while quiesced: {during:?}"
+    );
+    assert_eq!(
+        mariadb(&db, "mysql", "SELECT COUNT(*) FROM t")
+            .await
+            .as_deref(),
+        Ok("0"),
+        "reads go on, the held commit is not visible"
+    );
+    held.resume().await.expect("resume");
+    insert.await.expect("the insert after the resume");
+    assert_eq!(
+        mariadb(&db, "mysql", "SELECT COUNT(*) FROM t")
+            .await
+            .as_deref(),
+        Ok("1")
+    );
+    db.stop().await;
+}

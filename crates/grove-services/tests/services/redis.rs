@@ -52,3 +52,38 @@ async fn redis_persistent_keeps_writes_across_kill_9() {
     );
     cache.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiesced_persistent_redis_holds_writes_until_resumed_and_serves_reads() {
+    let mut cache = start_service(
+        "sessions",
+        "redis-persistent:7.0",
+        json!(null),
+        Ipv4Addr::new(127, 77, 3, 9),
+    )
+    .await;
+    assert_eq!(
+        redis_cli(&cache, &["SET", "k", "before"]).await.as_deref(),
+        Ok("OK")
+    );
+    let held = cache.svc().quiesce().await.expect("quiesce");
+    assert_eq!(held.describe(), "writes paused (CLIENT PAUSE WRITE)");
+    // Polled only here, the write's client keeps waiting on its own meanwhile.
+    let mut write = Box::pin(redis_cli(&cache, &["SET", "k", "after"]));
+    let during = tokio::time::timeout(std::time::Duration::from_secs(2), &mut write).await;
+    assert!(
+        during.is_err(),
+        "a write went through while quiesced: {during:?}"
+    );
+    assert_eq!(
+        redis_cli(&cache, &["GET", "k"]).await.as_deref(),
+        Ok("before")
+    );
+    held.resume().await.expect("resume");
+    assert_eq!(write.await.as_deref(), Ok("OK"));
+    assert_eq!(
+        redis_cli(&cache, &["GET", "k"]).await.as_deref(),
+        Ok("after")
+    );
+    cache.stop().await;
+}

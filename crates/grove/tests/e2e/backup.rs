@@ -21,9 +21,15 @@ fn backups(server: &Server) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
+/// Storage that snapshots (a btrfs loop pool), as production has. Needs root.
+const BTRFS: (&str, &str) = ("GROVE_STORAGE", "btrfs-loop:2G");
+
 #[test]
 fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loudly() {
-    let mut server = Server::start();
+    // Declared first, dropped last: after the server stopped.
+    let _pool;
+    let mut server = Server::start_with(&[BTRFS]);
+    _pool = crate::limits::Pool(server.data_dir());
     server.cli_ok(&["project:create", "shop"]);
     let work = Work::fixture("backup-app");
     let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
@@ -35,20 +41,43 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     }
     get_ok(&format!("{url}put/one.txt/first-file"));
     get_ok(&format!("{url}put/two.txt/second-file"));
+    // Committed the instant before the backup starts: it must be in the backup.
+    get_ok(&format!("{url}insert/just-before"));
     let rows = curl_json(&format!("{url}rows"));
     let files = curl_json(&format!("{url}files"));
-    assert_eq!(rows.as_array().map(Vec::len), Some(3), "{rows}");
+    assert_eq!(rows.as_array().map(Vec::len), Some(4), "{rows}");
     assert_eq!(files.as_object().map(|f| f.len()), Some(2), "{files}");
+    // The rows and the files' hashes an environment serves are the backup's.
+    let assert_backed_up_data = |url: &str, what: &str| {
+        assert_eq!(curl_json(&format!("{url}rows")), rows, "the rows of {what}");
+        assert_eq!(
+            curl_json(&format!("{url}files")),
+            files,
+            "the files of {what}"
+        );
+    };
 
-    // A consistent backup: the pause is measured and logged.
+    // A consistent backup: MariaDB held at BLOCK_COMMIT during the snapshot, the pause
+    // measured and logged.
     let out = server.cli(&["backup:create", "-p", "shop", "-e", "main"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "backup failed:\n{log}");
+    for held in [
+        "`db`: commits blocked (BACKUP STAGE BLOCK_COMMIT), resumed",
+        "`cache`: writes paused (CLIENT PAUSE WRITE), resumed",
+        "`pg`: checkpointed (CHECKPOINT), resumed",
+    ] {
+        assert!(log.contains(held), "not quiesced: {held}\n{log}");
+    }
     let pause = log
         .lines()
         .find(|l| l.contains("was paused for"))
         .unwrap_or_else(|| panic!("no pause in the log:\n{log}"));
     println!("consistent backup: {}", pause.trim());
+    assert!(
+        pause.contains("a snapshot of the whole volume at one instant"),
+        "{log}"
+    );
     let listed = backups(&server);
     assert_eq!(listed.len(), 1, "{listed:?}");
     let backup = &listed[0];
@@ -116,14 +145,33 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "restore into feature failed:\n{log}");
     let feature = crate::primary_url(&server, "feature");
-    assert_eq!(curl_json(&format!("{feature}rows")), rows, "feature's rows");
-    assert_eq!(
-        curl_json(&format!("{feature}files")),
-        files,
-        "feature's files"
-    );
+    assert_backed_up_data(&feature, "feature");
     assert_eq!(curl_json(&format!("{url}rows")), changed.0, "main's rows");
     assert_eq!(curl_json(&format!("{url}files")), changed.1, "main's files");
+
+    // Into a new environment branched from main: the backup's rows and files, not
+    // main's changed ones.
+    let restore_into_new = |target: &str| {
+        server.cli(&[
+            "backup:restore",
+            &id,
+            "-p",
+            "shop",
+            "--branch-from",
+            "main",
+            "--target",
+            target,
+        ])
+    };
+    let out = restore_into_new("restored");
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "restore into a new environment failed:\n{log}"
+    );
+    let restored = crate::primary_url(&server, "restored");
+    assert_backed_up_data(&restored, "the new environment");
+    assert_eq!(deployed("restored"), commit, "the backup's code");
 
     // One activity puts everything back.
     let out = server.cli(&["backup:restore", &id, "-p", "shop"]);
@@ -136,16 +184,7 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     assert!(log.contains("Restored and verified"), "{log}");
     let url = crate::primary_url(&server, "main");
     assert_eq!(deployed("main"), commit, "the backup's code runs again");
-    assert_eq!(
-        curl_json(&format!("{url}rows")),
-        rows,
-        "rows after the restore"
-    );
-    assert_eq!(
-        curl_json(&format!("{url}files")),
-        files,
-        "files after the restore"
-    );
+    assert_backed_up_data(&url, "main after the restore");
 
     // A restore that fails (its snapshot vanished from the store) leaves the
     // environment exactly as it was, serving its current data.
@@ -173,6 +212,18 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     assert!(log.contains("could not be restored"), "{log}");
     assert_eq!(curl_json(&format!("{url}rows")), rows_now);
     assert_eq!(curl_json(&format!("{url}files")), files_now);
+    // Nor does a new environment stay behind when its restore fails.
+    let out = restore_into_new("never");
+    assert!(
+        !out.status.success(),
+        "a restore without its snapshot succeeded"
+    );
+    let out = server.cli(&["environment:info", "-p", "shop", "-e", "never"]);
+    assert!(
+        !out.status.success(),
+        "the failed new environment is still there: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // A store below a regular file cannot be written: a failed activity naming why, a
     // failed backup on record, and environment:info says so.
@@ -180,7 +231,10 @@ fn restore_brings_back_rows_and_files_exactly_and_an_unwritable_store_fails_loud
     let blocker = server.dir.path().join("not-a-directory");
     std::fs::write(&blocker, "a file").expect("write the blocking file");
     let store = blocker.join("backups");
-    server.spawn_with(&[("GROVE_BACKUP_STORE", store.to_str().expect("utf-8 path"))]);
+    server.spawn_with(&[
+        BTRFS,
+        ("GROVE_BACKUP_STORE", store.to_str().expect("utf-8 path")),
+    ]);
     let out = server.cli(&["backup:create", "--live", "-p", "shop", "-e", "main"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -267,5 +321,133 @@ fn production_is_backed_up_automatically_and_pruned_by_the_retention_policy() {
     assert!(
         (1..=3).contains(&kept) && kept < succeeded,
         "{succeeded} automatic backups, {kept} kept: {listed:?}"
+    );
+
+    // Deleting one is an activity of its own, and the backup is gone from the list
+    // (with no automatic backup holding the store meanwhile).
+    server.stop();
+    server.spawn();
+    let listed = backups(&server);
+    let oldest = listed
+        .iter()
+        .rev()
+        .find(|b| b["status"] == "completed")
+        .and_then(|b| b["id"].as_str())
+        .expect("a completed backup")
+        .to_string();
+    let out = server.cli(&["backup:delete", &oldest, "-p", "shop", "-e", "main"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "backup:delete failed:\n{log}");
+    assert!(
+        log.contains("Forgot snapshot") && log.contains(&format!("Deleted backup {oldest}")),
+        "{log}"
+    );
+    assert!(
+        !backups(&server).iter().any(|b| b["id"] == oldest.as_str()),
+        "backup {oldest} is still listed"
+    );
+    let out = server.cli_ok(&["activity:list", "-p", "shop", "--format", "json"]);
+    assert!(
+        out.contains(&format!("Delete backup {oldest} of main")),
+        "no activity for the deletion: {out}"
+    );
+}
+
+#[test]
+fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
+    let server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::fixture("backup-app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "push failed:\n{out}\n{}", server.log());
+    let url = crate::primary_url(&server, "main");
+    for value in ["dumped-apple", "dumped-pear"] {
+        get_ok(&format!("{url}insert/{value}"));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = ["-p", "shop", "-e", "main"];
+    let dump = |args: &[&str]| server.cli(&[&["db:dump"][..], &target, args].concat());
+
+    // Two database relationships: which one is for the user to say.
+    let out = dump(&["--stdout"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && out.stdout.is_empty(), "{log}");
+    assert!(
+        log.contains("several database relationships (database, pgdatabase)"),
+        "{log}"
+    );
+
+    // To a file named after what was dumped.
+    let out = std::process::Command::new(crate::support::GROVE)
+        .args(["db:dump", "-r", "database"])
+        .args(target)
+        .current_dir(dir.path())
+        .env("GROVE_URL", format!("http://127.0.0.1:{}", server.api_port))
+        .env("GROVE_TOKEN", server.token())
+        .env_remove("GROVE_PROJECT")
+        .output()
+        .expect("run grove");
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "db:dump failed:\n{log}");
+    let file = dir.path().join("shop--main--database--main--dump.sql");
+    let sql = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}:\n{log}"));
+    assert!(sql.contains("CREATE TABLE `items`"), "{sql}");
+    assert!(
+        sql.contains("'dumped-apple'") && sql.contains("'dumped-pear'"),
+        "the rows are not in the dump:\n{sql}"
+    );
+
+    // Gzipped, into a chosen file.
+    let gz = dir.path().join("dump.sql.gz");
+    let gz_arg = gz.to_str().expect("utf-8 path");
+    let out = dump(&["--relationship", "database", "--gzip", "--file", gz_arg]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{log}");
+    let bytes = std::fs::read(&gz).unwrap_or_else(|e| panic!("{e}: {log}"));
+    assert_eq!(bytes.get(..2), Some(&[0x1f, 0x8b][..]), "not gzip");
+    let unzipped = std::process::Command::new("gzip")
+        .args(["-dc", gz_arg])
+        .output()
+        .expect("run gzip");
+    assert!(unzipped.status.success(), "gzip -d failed");
+    assert_eq!(
+        String::from_utf8_lossy(&unzipped.stdout),
+        sql.as_str(),
+        "the gzipped dump is not the same dump"
+    );
+
+    // To stdout: the dump and nothing else.
+    let out = dump(&["-r", "database", "--stdout"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), sql.as_str());
+
+    // PostgreSQL's through pg_dump.
+    let out = dump(&["-r", "pgdatabase", "-o"]);
+    let pg = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pg.contains("PostgreSQL database dump"), "{pg}");
+
+    // A schema is never taken for an option of the tool (`-A`: every database).
+    let out = dump(&["-r", "database", "--schema=-A", "-o"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && out.stdout.is_empty(), "{log}");
+    assert!(log.contains("not a schema name"), "{log}");
+
+    // A relationship that does not exist is refused with its name.
+    let out = dump(&["-r", "nope", "-o"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`nope`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

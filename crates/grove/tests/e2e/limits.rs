@@ -174,7 +174,7 @@ fn an_app_cannot_start_processes_past_its_pids_limit() {
 }
 
 /// Unmounts the server's btrfs pool and frees its loop device when the test ends.
-struct Pool(std::path::PathBuf);
+pub(crate) struct Pool(pub(crate) std::path::PathBuf);
 
 impl Drop for Pool {
     fn drop(&mut self) {
