@@ -543,6 +543,20 @@ pub enum Client {
         #[arg(long = "target")]
         target_dir: PathBuf,
     },
+    /// List an app's mounts (from its `PLATFORM_APPLICATION`, read over SSH).
+    #[command(
+        name = "mount:list",
+        visible_alias = "mounts",
+        after_help = "Columns: path, source, source_path"
+    )]
+    MountList {
+        #[command(flatten)]
+        target: Target,
+        #[arg(short = 'A', long)]
+        app: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Show an app's relationships (its decoded `PLATFORM_RELATIONSHIPS`, read over SSH).
     #[command(name = "environment:relationships", visible_alias = "relationships")]
     EnvironmentRelationships {
@@ -1769,24 +1783,35 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let ssh = SshTarget::of(&api, &target, app.as_deref()).await?;
-            let out = ssh
-                .command(&["echo $PLATFORM_RELATIONSHIPS".to_string()], false)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .context("running ssh")?;
-            if !out.status.success() {
-                std::io::stderr().write_all(&out.stderr)?;
-                return Ok(exit_code(out.status));
-            }
-            let encoded = String::from_utf8_lossy(&out.stdout);
-            let decoded = base64::engine::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                encoded.trim(),
-            )
-            .context("PLATFORM_RELATIONSHIPS is not base64")?;
-            let relationships: serde_json::Value =
-                serde_json::from_slice(&decoded).context("PLATFORM_RELATIONSHIPS is not JSON")?;
+            let relationships = match platform_json(&ssh, "PLATFORM_RELATIONSHIPS")? {
+                Ok(value) => value,
+                Err(code) => return Ok(code),
+            };
             print_value(&relationships, format)?;
+        }
+        Client::MountList {
+            target,
+            app,
+            format,
+        } => {
+            let ssh = SshTarget::of(&api, &target, app.as_deref()).await?;
+            let application = match platform_json(&ssh, "PLATFORM_APPLICATION")? {
+                Ok(value) => value,
+                Err(code) => return Ok(code),
+            };
+            let mounts: Vec<(String, serde_json::Value)> = application["mounts"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let text = |v: &serde_json::Value, key: &str| {
+                v[key].as_str().map(str::to_owned).unwrap_or_default()
+            };
+            print_rows(
+                &mounts,
+                format,
+                &["PATH", "SOURCE", "SOURCE PATH"],
+                |(path, m)| vec![path.clone(), text(m, "source"), text(m, "source_path")],
+            )?;
         }
         Client::VariableCreate {
             target,
@@ -2061,6 +2086,30 @@ async fn environment_routes(api: &Api, target: &Target) -> anyhow::Result<(Strin
         ))
         .await?;
     Ok((env, routes))
+}
+
+/// A base64-encoded JSON variable of the app's runtime (`PLATFORM_RELATIONSHIPS`),
+/// read over SSH; the exit code of a failed `ssh` (its message already shown).
+fn platform_json(
+    ssh: &SshTarget,
+    name: &str,
+) -> anyhow::Result<Result<serde_json::Value, ExitCode>> {
+    let out = ssh
+        .command(&[format!("echo ${name}")], false)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running ssh")?;
+    if !out.status.success() {
+        std::io::stderr().write_all(&out.stderr)?;
+        return Ok(Err(exit_code(out.status)));
+    }
+    let encoded = String::from_utf8_lossy(&out.stdout);
+    let decoded =
+        base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
+            .with_context(|| format!("{name} is not base64"))?;
+    Ok(Ok(
+        serde_json::from_slice(&decoded).with_context(|| format!("{name} is not JSON"))?
+    ))
 }
 
 async fn env_action(

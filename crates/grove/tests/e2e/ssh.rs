@@ -326,9 +326,30 @@ fn ssh_sessions_run_in_the_app_sandbox_and_git_over_ssh_deploys() {
         "{relationships}"
     );
 
+    let out = gw.grove_as(
+        &token,
+        &key,
+        &[
+            "mount:list",
+            "-p",
+            "shop",
+            "-e",
+            "main",
+            "--format",
+            "tsv",
+            "--no-header",
+        ],
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.trim_start_matches('/').starts_with("var\tlocal")),
+        "{out:?}"
+    );
+
     let routes = server.cli_ok(&["route:list", "-p", "shop", "-e", "main"]);
     assert!(
-        routes.contains("http://main.shop.localhost:") && routes.contains("yes"),
+        routes.contains("http://main.shop.localhost:") && routes.contains("true"),
         "{routes}"
     );
 
