@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use super::{
-    BenchServer, Guard, free_port, git, host_and_port, median, wait_for_200, wait_for_port,
+    BenchServer, Guard, free_port, git, host_and_port, median, spawn_nginx, wait_for_200,
+    wait_for_port,
 };
 
 const PAGE: &str =
@@ -136,16 +137,7 @@ fn start_by_hand(dir: &Path, root: &Path) -> anyhow::Result<(Guard, Guard, u16)>
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let nginx = Guard(
-        Command::new("/usr/sbin/nginx")
-            .args(["-e", "stderr", "-p"])
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stderr(Stdio::null())
-            .spawn()
-            .context("nginx")?,
-    );
+    let nginx = spawn_nginx(dir)?;
     wait_for_port(port)?;
     Ok((fpm, nginx, port))
 }

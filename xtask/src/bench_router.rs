@@ -6,12 +6,13 @@
 //! rounds alternate so that drift of the machine hits both alike.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
 use super::{
-    BenchServer, Guard, free_port, git, host_and_port, median, wait_for_200, wait_for_port,
+    BenchServer, Guard, free_port, git, host_and_port, median, spawn_nginx, wait_for_200,
+    wait_for_port,
 };
 
 const ROUNDS: usize = 3;
@@ -162,16 +163,7 @@ fn start_by_hand(dir: &Path) -> anyhow::Result<ByHand> {
             .replace("PORT", &up_port.to_string())
             .replace("DIR", &format!("{d}/up")),
     )?;
-    let upstream = Guard(
-        Command::new("/usr/sbin/nginx")
-            .args(["-e", "stderr", "-p"])
-            .arg(dir.join("up"))
-            .arg("-c")
-            .arg(dir.join("up/nginx.conf"))
-            .stderr(Stdio::null())
-            .spawn()
-            .context("nginx (upstream)")?,
-    );
+    let upstream = spawn_nginx(&dir.join("up"))?;
     wait_for_port(up_port)?;
     let (plain, cache) = (free_port()?, free_port()?);
     let proxy = "proxy_pass http://app;\n      proxy_http_version 1.1;\n      \
@@ -191,16 +183,7 @@ fn start_by_hand(dir: &Path) -> anyhow::Result<ByHand> {
              proxy_cache grove_bench;\n      add_header X-Cache $upstream_cache_status;\n    }}\n  }}\n}}\n"
         ),
     )?;
-    let nginx = Guard(
-        Command::new("/usr/sbin/nginx")
-            .args(["-e", "stderr", "-p"])
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stderr(Stdio::null())
-            .spawn()
-            .context("nginx (proxy)")?,
-    );
+    let nginx = spawn_nginx(dir)?;
     wait_for_port(plain)?;
     wait_for_port(cache)?;
     let pid = nginx.0.id();

@@ -778,6 +778,20 @@ impl BenchServer {
 
 struct Guard(Child);
 
+/// nginx running `dir/nginx.conf` with `dir` as its prefix, in the foreground.
+fn spawn_nginx(dir: &Path) -> anyhow::Result<Guard> {
+    Ok(Guard(
+        Command::new("/usr/sbin/nginx")
+            .args(["-e", "stderr", "-p"])
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("nginx in {}", dir.display()))?,
+    ))
+}
+
 impl Guard {
     fn stop(&mut self) {
         let _ = Command::new("kill")
