@@ -67,6 +67,7 @@ pub mod paths {
         "/api/projects/{project}/environments/{environment}/backups/{backup}/verify";
     /// Restores a backup into its own environment or another (`backup:restore`).
     pub const BACKUP_RESTORE: &str = "/api/projects/{project}/backups/{backup}/restore";
+    pub const BACKUP_POLICY: &str = "/api/projects/{project}/backup-policies/{environment_type}";
     /// A logical dump of one of an environment's databases (`db:dump`): the SQL, or
     /// its gzip, as the body; query: [`DumpQuery`](crate::DumpQuery).
     pub const ENVIRONMENT_DB_DUMP: &str =
@@ -336,6 +337,16 @@ pub struct Environment {
     pub last_backup_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A project's backup retention policy for an environment type (`backup:policy`):
+/// `policy` is `{manual: N, tiers: [{every: "1h", keep: 72}, ...]}`; `default` is
+/// whether it is Grove's default for the type (the project set none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupPolicy {
+    pub environment_type: String,
+    pub policy: serde_json::Value,
+    pub default: bool,
 }
 
 /// `backup:create`: consistent (services quiesced at one instant) unless `live`.

@@ -41,6 +41,10 @@ pub struct Store {
     cache_dir: Option<PathBuf>,
 }
 
+/// Held by every restic run of this process: shared by most, alone by the operations
+/// restic itself runs exclusively (`forget --prune`, `unlock`, `check`).
+static REPOSITORY_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// What restic was doing when it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -589,7 +593,23 @@ impl Store {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        spawn(&mut self.base(args))
+        let args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        // restic's exclusive operations fail at once while another restic holds the
+        // repository (two environments backed up at the same time): within this
+        // process they wait for the others instead, and the others for them.
+        let exclusive = args.first().is_some_and(|a| {
+            ["forget", "prune", "unlock", "check"]
+                .iter()
+                .any(|e| a == e)
+        });
+        if exclusive {
+            let _alone = REPOSITORY_LOCK.write().unwrap_or_else(|e| e.into_inner());
+            spawn(&mut self.base(args))
+        } else {
+            let _shared = REPOSITORY_LOCK.read().unwrap_or_else(|e| e.into_inner());
+            spawn(&mut self.base(args))
+        }
     }
 
     /// Runs restic; an error unless it succeeds.

@@ -112,6 +112,12 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route(paths::BACKUP_RESTORE, post(crate::backups::restore))
         .route(
+            paths::BACKUP_POLICY,
+            get(crate::backups::get_policy)
+                .put(crate::backups::set_policy)
+                .delete(crate::backups::reset_policy),
+        )
+        .route(
             paths::ENVIRONMENT_BACKUP_VERIFY,
             post(crate::backups::verify),
         )

@@ -208,10 +208,15 @@ impl Platform {
             );
             for project in self.store.projects().unwrap_or_default() {
                 let envs = self.store.environments(&project.id).unwrap_or_default();
-                for env in envs
-                    .into_iter()
-                    .filter(|e| e.status == "active" && e.kind == "production")
-                {
+                // Production always; another type when the project set a policy for
+                // it that keeps automatic backups.
+                for env in envs.into_iter().filter(|e| {
+                    e.status == "active"
+                        && (e.kind == "production" || {
+                            let (policy, default) = self.backup_policy(&project.id, &e.kind);
+                            !default && !policy.tiers().is_empty()
+                        })
+                }) {
                     let key = (project.id.clone(), env.name.clone());
                     if running.contains_key(&key) {
                         continue;
@@ -241,14 +246,38 @@ impl Platform {
         }
     }
 
+    /// The retention policy of a project's environments of `kind`: the project's own
+    /// (`backup:policy`), else the default (production's table, or the preview one);
+    /// and whether it is the default. A stored policy that no longer reads (it was
+    /// checked when set) falls back to the default, with a warning.
+    pub(crate) fn backup_policy(&self, project: &str, kind: &str) -> (Policy, bool) {
+        let default = || {
+            if kind == "production" {
+                Policy::production()
+            } else {
+                Policy::preview()
+            }
+        };
+        match self.store.backup_policy(project, kind) {
+            Ok(Some(json)) => match serde_json::from_str::<Policy>(&json) {
+                Ok(policy) => (policy, false),
+                Err(error) => {
+                    tracing::warn!(project, kind, %error, "A stored backup policy does not read; the default applies.");
+                    (default(), true)
+                }
+            },
+            Ok(None) => (default(), true),
+            Err(error) => {
+                tracing::warn!(project, kind, %error, "Could not read a backup policy; the default applies.");
+                (default(), true)
+            }
+        }
+    }
+
     /// Applies the retention policy of the environment's type to its completed
     /// backups: the snapshots it does not keep are forgotten and their records deleted.
     async fn prune_backups(self: &Arc<Self>, env: &EnvironmentRow, log: &ActivityLog) {
-        let policy = if env.kind == "production" {
-            Policy::production()
-        } else {
-            Policy::preview()
-        };
+        let policy = self.backup_policy(&env.project, &env.kind).0;
         let rows: HashMap<String, BackupRow> = self
             .store
             .backups(&env.project, &env.name)
@@ -1060,6 +1089,67 @@ fn backup_of(p: &Platform, project: &str, env: &str, id: &str) -> Result<BackupR
         .backup(project, id)?
         .filter(|b| b.environment == env)
         .ok_or_else(|| Error::NotFound(format!("environment `{env}` has no backup {id}")))
+}
+
+fn policy_dto(p: &Platform, project: &str, kind: &str) -> ApiResult<Json<grove_api::BackupPolicy>> {
+    let (policy, default) = p.backup_policy(project, kind);
+    Ok(Json(grove_api::BackupPolicy {
+        environment_type: kind.to_owned(),
+        policy: serde_json::to_value(&policy).map_err(|e| Error::Internal(e.to_string()))?,
+        default,
+    }))
+}
+
+fn known_type(kind: &str) -> Result<()> {
+    if crate::platform::ENVIRONMENT_TYPES.contains(&kind) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "no environment type `{kind}`; the types are {}",
+            crate::platform::ENVIRONMENT_TYPES.join(", ")
+        )))
+    }
+}
+
+/// A project's retention policy for an environment type (anyone in the project).
+pub async fn get_policy(
+    State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
+    Path((project, kind)): Path<(String, String)>,
+) -> ApiResult<Json<grove_api::BackupPolicy>> {
+    access::project(&p, &user, &project)?;
+    known_type(&kind)?;
+    policy_dto(&p, &project, &kind)
+}
+
+/// Sets a project's retention policy for an environment type (project admins); the
+/// policy is checked (`grove_backup::Policy`) and applies from the next automatic
+/// backup's pruning on.
+pub async fn set_policy(
+    State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
+    Path((project, kind)): Path<(String, String)>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<grove_api::BackupPolicy>> {
+    access::project(&p, &user, &project)?.allow_project_admin("set backup policies")?;
+    known_type(&kind)?;
+    let policy: Policy = serde_json::from_value(body)
+        .map_err(|e| Error::Invalid(format!("invalid backup policy: {e}")))?;
+    let json = serde_json::to_string(&policy).map_err(|e| Error::Internal(e.to_string()))?;
+    p.store.set_backup_policy(&project, &kind, Some(&json))?;
+    policy_dto(&p, &project, &kind)
+}
+
+/// Puts the default policy back (project admins).
+pub async fn reset_policy(
+    State(p): State<Arc<Platform>>,
+    Extension(user): Extension<UserRow>,
+    Path((project, kind)): Path<(String, String)>,
+) -> ApiResult<Json<grove_api::BackupPolicy>> {
+    access::project(&p, &user, &project)?.allow_project_admin("set backup policies")?;
+    known_type(&kind)?;
+    p.store.set_backup_policy(&project, &kind, None)?;
+    policy_dto(&p, &project, &kind)
 }
 
 pub async fn list(

@@ -29,7 +29,7 @@ use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,7 +203,8 @@ pub async fn start(
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(at(&socket))?;
     let config = dir.join(CONFIG);
-    let text = sshd_config(listen, &host_key, &settings.grove_exe, &socket)?;
+    let exe = gate_exe(&settings.grove_exe)?;
+    let text = sshd_config(listen, &host_key, &exe, &socket)?;
     std::fs::write(&config, text).map_err(at(&config))?;
 
     let mut sshd = grove_runtime::host_command_with_files(
@@ -246,6 +247,46 @@ pub async fn start(
     }
     Err(format!("sshd does not accept connections on {listen}"))
 }
+
+/// Where sshd finds the grove binary for `AuthorizedKeysCommand`. sshd runs it only
+/// from a path whose every directory is root's and writable by root alone; a binary
+/// elsewhere (a checkout under `/tmp`) is copied into [`GATE_DIR`]: one copy per
+/// binary path, replaced when the binary is rebuilt.
+fn gate_exe(exe: &Path) -> Result<PathBuf, String> {
+    let exe = exe
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let safe = exe
+        .ancestors()
+        .all(|path| std::fs::metadata(path).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0));
+    if safe {
+        return Ok(exe);
+    }
+    let meta = std::fs::metadata(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+    let dir = Path::new(GATE_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{GATE_DIR}: {e}"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{GATE_DIR}: {e}"))?;
+    // One copy per binary path, replaced when that binary is rebuilt.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&exe, &mut hasher);
+    let target = dir.join(format!("grove-{:016x}", std::hash::Hasher::finish(&hasher)));
+    let current = std::fs::metadata(&target).is_ok_and(|copy| {
+        copy.len() == meta.len()
+            && matches!((copy.modified(), meta.modified()), (Ok(c), Ok(m)) if c >= m)
+    });
+    if !current {
+        let partial = dir.join(format!(".grove-{}", std::process::id()));
+        std::fs::copy(&exe, &partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", partial.display()))?;
+        std::fs::rename(&partial, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    Ok(target)
+}
+
+/// See [`gate_exe`]: root's, on tmpfs, gone at reboot.
+const GATE_DIR: &str = "/run/grove-ssh";
 
 /// `sshd_config`: public keys only, through the gate; no forwarding, no user files.
 fn sshd_config(

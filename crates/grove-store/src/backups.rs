@@ -130,6 +130,43 @@ impl Store {
             .optional()?)
     }
 
+    /// A project's own retention policy for an environment type (its JSON), if set.
+    pub fn backup_policy(&self, project: &str, environment_type: &str) -> Result<Option<String>> {
+        Ok(self
+            .read()
+            .query_row(
+                "SELECT policy FROM backup_policies WHERE project = ?1 AND environment_type = ?2",
+                params![project, environment_type],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Sets (`Some`) or removes (`None`: the default applies again) a project's
+    /// retention policy for an environment type.
+    pub fn set_backup_policy(
+        &self,
+        project: &str,
+        environment_type: &str,
+        policy: Option<&str>,
+    ) -> Result<()> {
+        let writer = self.write();
+        match policy {
+            Some(policy) => writer.conn.execute(
+                "INSERT INTO backup_policies (project, environment_type, policy, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project, environment_type)
+                 DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+                params![project, environment_type, policy, timestamp_now()],
+            )?,
+            None => writer.conn.execute(
+                "DELETE FROM backup_policies WHERE project = ?1 AND environment_type = ?2",
+                params![project, environment_type],
+            )?,
+        };
+        Ok(())
+    }
+
     /// Deletes a backup's record; false when there is none.
     pub fn delete_backup(&self, project: &str, id: &str) -> Result<bool> {
         let changed = self.write().conn.execute(

@@ -197,4 +197,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
             ON DELETE CASCADE
     );
     "#,
+    // 10: a project's own backup retention policy for an environment type
+    // (`backup:policy`), as the policy's JSON; types without a row use the default.
+    r#"
+    CREATE TABLE backup_policies (
+        project          TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        environment_type TEXT NOT NULL,
+        policy           TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        PRIMARY KEY (project, environment_type)
+    );
+    "#,
 ];

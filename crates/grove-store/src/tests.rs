@@ -668,3 +668,24 @@ fn http_access_is_stored_replaced_and_goes_with_its_environment() {
     s.delete_environment("shop", "main").expect("delete");
     assert_eq!(s.http_access("shop", "main").expect("query"), None);
 }
+
+#[test]
+fn a_projects_backup_policies_are_set_replaced_and_reset() {
+    let s = store();
+    s.insert_project(&project("shop")).expect("project");
+    assert_eq!(s.backup_policy("shop", "production").expect("read"), None);
+    s.set_backup_policy("shop", "production", Some(r#"{"manual":1}"#))
+        .expect("set");
+    s.set_backup_policy("shop", "production", Some(r#"{"manual":2}"#))
+        .expect("replace");
+    assert_eq!(
+        s.backup_policy("shop", "production")
+            .expect("read")
+            .as_deref(),
+        Some(r#"{"manual":2}"#)
+    );
+    assert_eq!(s.backup_policy("shop", "staging").expect("read"), None);
+    s.set_backup_policy("shop", "production", None)
+        .expect("reset");
+    assert_eq!(s.backup_policy("shop", "production").expect("read"), None);
+}

@@ -193,6 +193,35 @@ pub enum Client {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Show or set the project's backup retention policy for an environment type:
+    /// how many manual backups are kept, and which automatic ones (`--tier 1h:72` keeps
+    /// the first backup of each hour for 72 hours). Automatic backups run for production,
+    /// and for another type once its policy has tiers. Setting needs a project admin.
+    #[command(
+        name = "backup:policy",
+        after_help = "Examples:\n  grove backup:policy production -p shop\n  \
+                      grove backup:policy production -p shop --manual 4 --tier 1h:24 --tier 1d:7 --tier 1w:4\n  \
+                      grove backup:policy staging -p shop --tier 1d:3\n  \
+                      grove backup:policy production -p shop --reset"
+    )]
+    BackupPolicy {
+        /// `production`, `staging` or `development`.
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        #[arg(short = 'p', long, env = "GROVE_PROJECT")]
+        project: Option<String>,
+        /// How many manual backups are kept.
+        #[arg(long)]
+        manual: Option<u32>,
+        /// EVERY:KEEP, e.g. `1h:72` (intervals: m, h, d, w); repeat, shortest first.
+        #[arg(long = "tier")]
+        tiers: Vec<String>,
+        /// Back to Grove's default for the type.
+        #[arg(long, conflicts_with_all = ["manual", "tiers"])]
+        reset: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Delete a backup (its snapshot is forgotten in the backup store).
     #[command(name = "backup:delete")]
     BackupDelete {
@@ -1307,6 +1336,76 @@ pub async fn run(client: Client) -> anyhow::Result<ExitCode> {
                 ],
             );
             return api.operate(&project, api.http.post(url), &wait).await;
+        }
+        Client::BackupPolicy {
+            kind,
+            project,
+            manual,
+            tiers,
+            reset,
+            format,
+        } => {
+            let project = api
+                .project(&Target {
+                    project,
+                    environment: None,
+                })
+                .await?;
+            let url = api.url(
+                grove_api::paths::BACKUP_POLICY,
+                &[("project", &project), ("environment_type", &kind)],
+            );
+            let current: grove_api::BackupPolicy = api.get(url.clone()).await?;
+            let shown: grove_api::BackupPolicy = if reset {
+                api.send(api.http.delete(url)).await?.json().await?
+            } else if manual.is_some() || !tiers.is_empty() {
+                let mut policy = current.policy.clone();
+                if let Some(manual) = manual {
+                    policy["manual"] = manual.into();
+                }
+                if !tiers.is_empty() {
+                    let mut list = Vec::new();
+                    for tier in &tiers {
+                        let Some((every, keep)) = tier.split_once(':') else {
+                            bail!("`--tier {tier}`: write EVERY:KEEP, e.g. 1h:72");
+                        };
+                        let keep: u32 = keep
+                            .parse()
+                            .with_context(|| format!("`--tier {tier}`: KEEP is a number"))?;
+                        list.push(serde_json::json!({"every": every, "keep": keep}));
+                    }
+                    policy["tiers"] = list.into();
+                }
+                api.send(api.http.put(url).json(&policy))
+                    .await?
+                    .json()
+                    .await?
+            } else {
+                current
+            };
+            match format {
+                Format::Table => {
+                    let policy = &shown.policy;
+                    outln!(
+                        "{} backups of project `{project}`{}:",
+                        shown.environment_type,
+                        if shown.default {
+                            " (Grove's default)"
+                        } else {
+                            ""
+                        }
+                    );
+                    outln!("  manual: the {} newest kept", policy["manual"]);
+                    for tier in policy["tiers"].as_array().into_iter().flatten() {
+                        outln!(
+                            "  automatic: the first of every {} kept, {} of them",
+                            tier["every"].as_str().unwrap_or("?"),
+                            tier["keep"]
+                        );
+                    }
+                }
+                _ => print_value(&shown, format)?,
+            }
         }
         Client::BackupDelete { id, target, wait } => {
             let (project, env) = api.environment(&target).await?;

@@ -451,3 +451,102 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The backups of `env` of project `shop`.
+fn backups_of(server: &Server, env: &str) -> Vec<serde_json::Value> {
+    let out = server.cli_ok(&["backup:list", "-p", "shop", "-e", env, "--format", "json"]);
+    serde_json::from_str(&out).expect("backups as JSON")
+}
+
+#[test]
+fn a_projects_own_policy_backs_up_another_type_and_prunes_as_it_says() {
+    let mut server = Server::start();
+    server.cli_ok(&["project:create", "shop"]);
+    let work = Work::fixture("backup-app");
+    let (ok, out) = work.push(&server.git_url("shop"), &["main"]);
+    assert!(ok, "push failed:\n{out}\n{}", server.log());
+    server.cli_ok(&[
+        "environment:branch",
+        "staging",
+        "main",
+        "-p",
+        "shop",
+        "--type",
+        "staging",
+    ]);
+
+    // The default until the project sets its own; a wrong policy is refused (exit 3).
+    fn policy(server: &Server, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["backup:policy", "staging", "-p", "shop", "--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&server.cli_ok(&all)).expect("json")
+    }
+    assert_eq!(policy(&server, &[])["default"], true);
+    for (tier, reason) in [("1x:3", "invalid interval"), ("1d:0", "keeps nothing")] {
+        let out = server.cli(&["backup:policy", "staging", "-p", "shop", "--tier", tier]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(reason),
+            "{out:?}"
+        );
+    }
+    let set = policy(&server, &["--manual", "1", "--tier", "1d:1"]);
+    assert_eq!(set["default"], false, "{set}");
+    assert_eq!(set["policy"]["manual"], 1, "{set}");
+    assert_eq!(set["policy"]["tiers"][0]["keep"], 1, "{set}");
+
+    // With a policy of its own that has tiers, staging is backed up automatically,
+    // and pruned by it: the first backup of the day and the newest stay.
+    server.stop();
+    server.spawn_with(&[("GROVE_AUTOMATIC_BACKUPS_EVERY", "2")]);
+    let started = std::time::Instant::now();
+    let succeeded = loop {
+        let done = backups_of(&server, "staging")
+            .iter()
+            .filter(|b| b["automatic"] == true && b["status"] == "completed")
+            .count();
+        let activities: Vec<serde_json::Value> = serde_json::from_str(&server.cli_ok(&[
+            "activity:list",
+            "-p",
+            "shop",
+            "-e",
+            "staging",
+            "--format",
+            "json",
+            "--limit",
+            "100",
+        ]))
+        .expect("json");
+        let automatic = activities
+            .iter()
+            .filter(|a| {
+                a["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("(automatic)"))
+                    && a["result"] == "success"
+            })
+            .count();
+        if automatic >= 3 {
+            break (automatic, done);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "fewer than 3 automatic backups of staging in 300 s\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    server.stop();
+    server.spawn();
+    let kept = backups_of(&server, "staging")
+        .iter()
+        .filter(|b| b["automatic"] == true && b["status"] == "completed")
+        .count();
+    assert!(
+        (1..=2).contains(&kept) && kept < succeeded.0,
+        "{succeeded:?} automatic backups of staging, {kept} kept"
+    );
+
+    // Back to the default: automatic backups of staging stop being due.
+    assert_eq!(policy(&server, &["--reset"])["default"], true);
+}
