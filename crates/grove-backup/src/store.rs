@@ -42,7 +42,7 @@ pub struct Store {
 }
 
 /// Held by every restic run of this process: shared by most, alone by the operations
-/// restic itself runs exclusively (`forget --prune`, `unlock`, `check`).
+/// restic itself runs exclusively (`forget`, `prune`, `unlock`, `check`).
 static REPOSITORY_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// What restic was doing when it failed.
@@ -54,6 +54,7 @@ pub enum Operation {
     List,
     Restore,
     Forget,
+    Prune,
     Check,
     Dump,
     Unlock,
@@ -67,7 +68,8 @@ impl fmt::Display for Operation {
             Operation::Backup => "backup",
             Operation::List => "listing snapshots",
             Operation::Restore => "restore",
-            Operation::Forget => "forget and prune",
+            Operation::Forget => "forget",
+            Operation::Prune => "prune",
             Operation::Check => "check",
             Operation::Dump => "reading a file",
             Operation::Unlock => "removing stale locks",
@@ -270,7 +272,13 @@ impl Store {
     /// creating it (format 2: compressed) if there is none. The password is read from
     /// `password_file`; if that file does not exist, it is created 0600 with a random
     /// password. A password file others can read is refused.
+    ///
+    /// Opening is one at a time within the process: two first backups at once would
+    /// otherwise each write a password file or each `init` the repository, and two
+    /// initialisations leave a key whose master key does not decrypt the config.
     pub fn open_or_init(repo: &str, password_file: &Path) -> Result<Store, StoreError> {
+        static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = OPENING.lock().unwrap_or_else(|e| e.into_inner());
         let created = ensure_password_file(password_file)?;
         let store = Store {
             repo: repo.to_owned(),
@@ -453,15 +461,34 @@ impl Store {
         Ok(manifest)
     }
 
-    /// Removes these snapshots and prunes the data no other snapshot uses. Pruning
-    /// takes the repository's exclusive lock.
+    /// Removes these snapshots; the data only they used stays in the repository
+    /// until the next [`Store::prune`]. Takes the repository's exclusive lock briefly.
     pub fn forget(&self, ids: &[SnapshotId]) -> Result<(), StoreError> {
+        self.forget_with(ids, false)
+    }
+
+    /// Removes these snapshots and prunes the data no other snapshot uses.
+    pub fn forget_and_prune(&self, ids: &[SnapshotId]) -> Result<(), StoreError> {
+        self.forget_with(ids, true)
+    }
+
+    fn forget_with(&self, ids: &[SnapshotId], prune: bool) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut args = vec!["forget".to_owned(), "--prune".to_owned(), "--".to_owned()];
+        let mut args = vec!["forget".to_owned()];
+        if prune {
+            args.push("--prune".to_owned());
+        }
+        args.push("--".to_owned());
         args.extend(ids.iter().map(|id| id.0.clone()));
         self.run(Operation::Forget, args).map(drop)
+    }
+
+    /// Deletes the data no snapshot uses any more (it reads and rewrites part of the
+    /// repository, under its exclusive lock: the expensive half of retention).
+    pub fn prune(&self) -> Result<(), StoreError> {
+        self.run(Operation::Prune, ["prune"]).map(drop)
     }
 
     /// Checks the repository; an error names what is damaged.

@@ -41,6 +41,9 @@ use crate::handlers::{ApiResult, JsonBody, activity_dto};
 use crate::services;
 use crate::state::{ActivitySpec, Platform};
 
+/// How often retention prunes the data of forgotten snapshots from the repository.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Suffixes of the volumes a backup snapshots into and a restore restores into (`_`
 /// never appears in machine names). The backup's is a stable path, so restic finds its
 /// parent snapshot and skips unchanged files.
@@ -331,15 +334,41 @@ impl Platform {
                     .delete_backup(&project, id)
                     .map_err(|e| e.to_string())?;
             }
-            Ok::<_, String>((forget.len(), kept.len()))
+            // The data of forgotten snapshots is deleted by a prune at most once a
+            // day (and by `backup:delete`): it reads and rewrites the repository
+            // under its exclusive lock, which every other backup would wait for.
+            let prune_due = {
+                let mut last = platform
+                    .last_backup_prune
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let due =
+                    !ids.is_empty() && last.is_none_or(|at: Instant| at.elapsed() >= PRUNE_EVERY);
+                if due {
+                    *last = Some(std::time::Instant::now());
+                }
+                due
+            };
+            let pruned_data = if prune_due {
+                store.prune().map_err(|e| e.to_string())?;
+                true
+            } else {
+                false
+            };
+            Ok::<_, String>((forget.len(), kept.len(), pruned_data))
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         match pruned {
-            Ok((pruned, kept)) => log.line(format!(
-                "Retention: kept {kept} backups of `{}`, pruned {pruned}",
-                env.name
+            Ok((pruned, kept, pruned_data)) => log.line(format!(
+                "Retention: kept {kept} backups of `{}`, pruned {pruned}{}",
+                env.name,
+                if pruned_data {
+                    " (and deleted the data no backup uses)"
+                } else {
+                    ""
+                }
             )),
             Err(e) => log.line(format!(
                 "W: could not prune the backups of `{}`: {e}",
@@ -874,7 +903,7 @@ impl Platform {
                                 .map_err(|e| e.to_string())?;
                             platform
                                 .open_backup_store()?
-                                .forget(std::slice::from_ref(&snapshot))
+                                .forget_and_prune(std::slice::from_ref(&snapshot))
                                 .map_err(|e| e.to_string())?;
                             Ok::<_, String>(snapshot)
                         })

@@ -139,6 +139,9 @@ pub struct Platform {
     /// The activities not complete yet, by id: cancelling one's token cancels it
     /// (`activity:cancel`).
     pub(crate) cancellable: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// When this server last pruned the backup repository (retention forgets at once
+    /// and prunes the data at most daily: a prune holds the exclusive lock).
+    pub(crate) last_backup_prune: Mutex<Option<std::time::Instant>>,
     /// The logins the SSH gateway's `sshd` can look up.
     pub(crate) ssh_logins: crate::ssh::Logins,
 }
@@ -223,6 +226,7 @@ impl Platform {
             cgroups: None,
             oom_reported: Mutex::new(HashMap::new()),
             cancellable: Mutex::new(HashMap::new()),
+            last_backup_prune: Mutex::new(None),
             ssh_logins,
         }
     }

@@ -4,18 +4,26 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The name of the remote the README tells users to add.
 pub const REMOTE: &str = "grove";
 
-/// The project of the current directory's checkout, if it has a `grove` remote.
+/// The project of the current directory's checkout, if it has a `grove` remote (git
+/// is asked once per command).
 pub fn project() -> Option<String> {
-    project_of(&git(&["remote", "get-url", REMOTE])?)
+    static PROJECT: OnceLock<Option<String>> = OnceLock::new();
+    PROJECT
+        .get_or_init(|| project_of(&git(&["remote", "get-url", REMOTE])?))
+        .clone()
 }
 
 /// The branch checked out in the current directory (none when HEAD is detached).
 pub fn branch() -> Option<String> {
-    git(&["symbolic-ref", "--quiet", "--short", "HEAD"])
+    static BRANCH: OnceLock<Option<String>> = OnceLock::new();
+    BRANCH
+        .get_or_init(|| git(&["symbolic-ref", "--quiet", "--short", "HEAD"]))
+        .clone()
 }
 
 /// A Grove git URL's project: the last path segment without `.git`

@@ -216,6 +216,40 @@ fn the_password_file_is_created_private_and_the_repository_reopened() {
 }
 
 #[test]
+fn first_opens_at_the_same_time_make_one_repository_every_one_can_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo = dir.path().join("repo");
+    let password = dir.path().join("password");
+    let stores: Vec<Store> = std::thread::scope(|scope| {
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    Store::open_or_init(repo.to_str().expect("utf-8"), &password)
+                        .expect("opened or created")
+                })
+            })
+            .collect();
+        opening
+            .into_iter()
+            .map(|o| o.join().expect("thread"))
+            .collect()
+    });
+    let source = dir.path().join("volume");
+    fs::create_dir_all(&source).expect("mkdir");
+    fs::write(source.join("a"), "one").expect("write");
+    for store in &stores {
+        store
+            .backup(&source, &[])
+            .expect("a backup through every store");
+    }
+    assert_eq!(
+        fs::read_dir(repo.join("keys")).expect("keys").count(),
+        1,
+        "one initialisation, one key"
+    );
+}
+
+#[test]
 fn a_wrong_password_is_an_error_that_says_so() {
     let fixture = Fixture::new();
     let other = fixture.path("other-password");
@@ -364,7 +398,7 @@ fn forget_removes_a_snapshot_from_the_list() {
 
     fixture
         .store
-        .forget(std::slice::from_ref(&first.snapshot.id))
+        .forget_and_prune(std::slice::from_ref(&first.snapshot.id))
         .expect("forget");
     assert_eq!(
         ids(&[("environment", "main")]),
@@ -390,6 +424,55 @@ fn forget_removes_a_snapshot_from_the_list() {
         .restore(&second.snapshot.id, &restored)
         .expect("restore");
     assert_eq!(fs::read_to_string(restored.join("a")).expect("read"), "two");
+}
+
+#[test]
+fn forget_keeps_the_data_until_a_prune_deletes_what_no_snapshot_uses() {
+    let fixture = Fixture::new();
+    let source = fixture.path("volume");
+    fs::create_dir_all(&source).expect("mkdir");
+    // Content restic cannot compress away nor share between the two snapshots.
+    let noise = |seed: u64| -> Vec<u8> {
+        let mut x = seed;
+        (0..512 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    fs::write(source.join("blob"), noise(1)).expect("write");
+    let first = fixture.store.backup(&source, &[]).expect("backup");
+    fs::write(source.join("blob"), noise(2)).expect("write");
+    let second = fixture.store.backup(&source, &[]).expect("backup");
+    let repo = fixture.path("repo");
+    let before = pack_files(&repo);
+
+    fixture
+        .store
+        .forget(std::slice::from_ref(&first.snapshot.id))
+        .expect("forget");
+    assert_eq!(pack_files(&repo), before, "forget alone deletes no data");
+    fixture.store.prune().expect("prune");
+    let after = pack_files(&repo);
+    assert!(
+        after.len() < before.len(),
+        "prune deletes the packs only the forgotten snapshot used: {} then {}",
+        before.len(),
+        after.len()
+    );
+    fixture
+        .store
+        .check(CheckLevel::ReadAll)
+        .expect("consistent after the prune");
+    let restored = fixture.path("restored");
+    fixture
+        .store
+        .restore(&second.snapshot.id, &restored)
+        .expect("restore");
+    assert_eq!(fs::read(restored.join("blob")).expect("read"), noise(2));
 }
 
 fn pack_files(repo: &Path) -> Vec<PathBuf> {

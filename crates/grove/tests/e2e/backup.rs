@@ -9,16 +9,68 @@ fn get_ok(url: &str) {
 }
 
 fn backups(server: &Server) -> Vec<serde_json::Value> {
-    let out = server.cli_ok(&[
-        "backup:list",
-        "-p",
-        "shop",
-        "-e",
-        "main",
-        "--format",
-        "json",
-    ]);
+    backups_of(server, "main")
+}
+
+/// The backups of `env` of project `shop`.
+fn backups_of(server: &Server, env: &str) -> Vec<serde_json::Value> {
+    let out = server.cli_ok(&["backup:list", "-p", "shop", "-e", env, "--format", "json"]);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Waits until `env` of project `shop` has at least `wanted` automatic backup
+/// activities that succeeded, and returns their number; fails after `within`
+/// seconds with every automatic backup's result and the logs of those that failed.
+fn automatic_backups_done(server: &Server, env: &str, wanted: usize, within: u64) -> usize {
+    let started = std::time::Instant::now();
+    loop {
+        let out = server.cli_ok(&[
+            "activity:list",
+            "-p",
+            "shop",
+            "-e",
+            env,
+            "--format",
+            "json",
+            "--limit",
+            "100",
+        ]);
+        let activities: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+        let automatic: Vec<&serde_json::Value> = activities
+            .iter()
+            .filter(|a| {
+                a["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("(automatic)"))
+            })
+            .collect();
+        let succeeded = automatic
+            .iter()
+            .filter(|a| a["result"] == "success")
+            .count();
+        if succeeded >= wanted {
+            return succeeded;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(within) {
+            let mut report = String::new();
+            for activity in &automatic {
+                report.push_str(&format!(
+                    "{} {} {} {}\n",
+                    activity["id"], activity["state"], activity["result"], activity["description"]
+                ));
+                if activity["result"] != "success" {
+                    let id = activity["id"].as_str().unwrap_or_default();
+                    let log = server.cli(&["activity:log", id, "-p", "shop"]);
+                    report.push_str(&String::from_utf8_lossy(&log.stdout));
+                }
+            }
+            panic!(
+                "{succeeded} of {wanted} automatic backups of {env} in {within} s:\n{report}\n{}",
+                server.log()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// Storage that snapshots (a btrfs loop pool), as production has. Needs root.
@@ -281,37 +333,7 @@ fn production_is_backed_up_automatically_and_pruned_by_the_retention_policy() {
     // each hour and the newest, so all but those are pruned as they come.
     server.stop();
     server.spawn_with(&[("GROVE_AUTOMATIC_BACKUPS_EVERY", "2")]);
-    let started = std::time::Instant::now();
-    let succeeded = loop {
-        let out = server.cli_ok(&[
-            "activity:list",
-            "-p",
-            "shop",
-            "--format",
-            "json",
-            "--limit",
-            "100",
-        ]);
-        let activities: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
-        let automatic: Vec<&serde_json::Value> = activities
-            .iter()
-            .filter(|a| {
-                a["description"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("(automatic)"))
-                    && a["result"] == "success"
-            })
-            .collect();
-        if automatic.len() >= 4 {
-            break automatic.len();
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "fewer than 4 automatic backups in 120 s: {out}\n{}",
-            server.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    let succeeded = automatic_backups_done(&server, "main", 4, 120);
     let listed = backups(&server);
     let kept = listed
         .iter()
@@ -452,12 +474,6 @@ fn db_dump_writes_the_rows_as_sql_gzipped_or_to_stdout_only() {
     );
 }
 
-/// The backups of `env` of project `shop`.
-fn backups_of(server: &Server, env: &str) -> Vec<serde_json::Value> {
-    let out = server.cli_ok(&["backup:list", "-p", "shop", "-e", env, "--format", "json"]);
-    serde_json::from_str(&out).expect("backups as JSON")
-}
-
 #[test]
 fn a_projects_own_policy_backs_up_another_type_and_prunes_as_it_says() {
     let mut server = Server::start();
@@ -499,43 +515,7 @@ fn a_projects_own_policy_backs_up_another_type_and_prunes_as_it_says() {
     // and pruned by it: the first backup of the day and the newest stay.
     server.stop();
     server.spawn_with(&[("GROVE_AUTOMATIC_BACKUPS_EVERY", "2")]);
-    let started = std::time::Instant::now();
-    let succeeded = loop {
-        let done = backups_of(&server, "staging")
-            .iter()
-            .filter(|b| b["automatic"] == true && b["status"] == "completed")
-            .count();
-        let activities: Vec<serde_json::Value> = serde_json::from_str(&server.cli_ok(&[
-            "activity:list",
-            "-p",
-            "shop",
-            "-e",
-            "staging",
-            "--format",
-            "json",
-            "--limit",
-            "100",
-        ]))
-        .expect("json");
-        let automatic = activities
-            .iter()
-            .filter(|a| {
-                a["description"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("(automatic)"))
-                    && a["result"] == "success"
-            })
-            .count();
-        if automatic >= 3 {
-            break (automatic, done);
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(300),
-            "fewer than 3 automatic backups of staging in 300 s\n{}",
-            server.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    let succeeded = automatic_backups_done(&server, "staging", 3, 300);
     server.stop();
     server.spawn();
     let kept = backups_of(&server, "staging")
@@ -543,8 +523,8 @@ fn a_projects_own_policy_backs_up_another_type_and_prunes_as_it_says() {
         .filter(|b| b["automatic"] == true && b["status"] == "completed")
         .count();
     assert!(
-        (1..=2).contains(&kept) && kept < succeeded.0,
-        "{succeeded:?} automatic backups of staging, {kept} kept"
+        (1..=2).contains(&kept) && kept < succeeded,
+        "{succeeded} automatic backups of staging, {kept} kept"
     );
 
     // Back to the default: automatic backups of staging stop being due.
