@@ -13,6 +13,7 @@
 //! what the router refuses (400) never reaches an app.
 
 mod access;
+mod access_log;
 mod cache;
 mod connections;
 mod proxy;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use access::{AddressRule, HttpAccess, Network};
+pub use access_log::{AccessLog, dropped_lines};
 pub use cache::{CachePolicy, DEFAULT_CAPACITY_BYTES, MAX_ENTRY_BYTES};
 pub use connections::{ConnectionLimits, ConnectionStats, serve_connections};
 /// Adapts a tower service (an axum `Router`) for [`serve_connections`].
@@ -125,6 +127,8 @@ struct Tables {
     holds: HashMap<String, Hold>,
     /// The access control of owners that have one; independent of `by_owner` too.
     access: HashMap<String, Arc<HttpAccess>>,
+    /// The access log of owners that have one.
+    access_logs: HashMap<String, Arc<AccessLog>>,
 }
 
 struct OwnedEntry {
@@ -132,6 +136,8 @@ struct OwnedEntry {
     entry: RouteEntry,
     /// The owner's, copied from `Tables::access` so that a request finds it at once.
     access: Option<Arc<HttpAccess>>,
+    /// The owner's, copied from `Tables::access_logs`.
+    log: Option<Arc<AccessLog>>,
 }
 
 struct Hold {
@@ -251,6 +257,22 @@ impl RouteTable {
         tables.reindex();
     }
 
+    /// Sets (or, with `None`, stops) the access log of `owner`: every request its
+    /// routes answer from now on has a line in the file.
+    pub fn set_access_log(&self, owner: &str, path: Option<std::path::PathBuf>) {
+        let mut tables = self.write();
+        if tables.access_logs.get(owner).map(|l| l.path()) == path.as_deref() {
+            return;
+        }
+        match path {
+            Some(path) => tables
+                .access_logs
+                .insert(owner.to_string(), Arc::new(AccessLog::new(path))),
+            None => tables.access_logs.remove(owner),
+        };
+        tables.reindex();
+    }
+
     /// Empties the HTTP cache of `owner`; how many responses it dropped.
     pub fn clear_cache(&self, owner: &str) -> usize {
         self.inner.cache.purge(owner)
@@ -261,12 +283,13 @@ impl RouteTable {
         self.inner.cache.len()
     }
 
-    /// Drops every entry of `owner`. Requests it holds are woken and answered with what
-    /// the table says now (404 when nothing else serves their host); the hold itself
-    /// stays until released.
+    /// Drops every entry of `owner`, and its access log. Requests it holds are woken
+    /// and answered with what the table says now (404 when nothing else serves their
+    /// host); the hold itself stays until released.
     pub fn remove(&self, owner: &str) {
         let mut tables = self.write();
-        if tables.by_owner.remove(owner).is_some() {
+        let logged = tables.access_logs.remove(owner).is_some();
+        if tables.by_owner.remove(owner).is_some() || logged {
             tables.reindex();
         }
         self.inner.cache.purge(owner);
@@ -361,11 +384,36 @@ impl RouteTable {
         may_hold: bool,
         head: Option<&cache::RequestHead<'_>>,
     ) -> Routed {
+        self.route_logged(host, path, may_hold, head).0
+    }
+
+    /// [`RouteTable::route`], and the access log of the environment that answers.
+    pub(crate) fn route_logged(
+        &self,
+        host: &str,
+        path: &str,
+        may_hold: bool,
+        head: Option<&cache::RequestHead<'_>>,
+    ) -> (Routed, Option<Arc<AccessLog>>) {
         let host = normalize_host(host);
         let tables = self.read();
         let Some(found) = tables.find(&host, path) else {
-            return Routed::NotFound;
+            return (Routed::NotFound, None);
         };
+        (
+            self.route_found(found, path, may_hold, head, &tables),
+            found.log.clone(),
+        )
+    }
+
+    fn route_found(
+        &self,
+        found: &OwnedEntry,
+        path: &str,
+        may_hold: bool,
+        head: Option<&cache::RequestHead<'_>>,
+        tables: &Tables,
+    ) -> Routed {
         if let (Some(access), Some(request)) = (&found.access, head) {
             let verdict = access.check(request.client, request.headers);
             if verdict != access::Verdict::Pass {
@@ -475,6 +523,7 @@ impl Tables {
         let mut by_host: HashMap<String, Vec<OwnedEntry>> = HashMap::new();
         for (owner, entries) in &self.by_owner {
             let access = self.access.get(owner).cloned();
+            let log = self.access_logs.get(owner).cloned();
             let owner: Arc<str> = Arc::from(owner.as_str());
             for entry in entries {
                 by_host
@@ -484,6 +533,7 @@ impl Tables {
                         owner: owner.clone(),
                         entry: entry.clone(),
                         access: access.clone(),
+                        log: log.clone(),
                     });
             }
         }

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Verdict;
+use crate::access_log::{AccessLog, Requested};
 use crate::cache::{self, Miss, RequestHead, X_PLATFORM_CACHE};
 use crate::connections::{ConnectionLimits, ConnectionStats, serve_connections};
 use crate::redirect::Answer;
@@ -94,11 +95,44 @@ fn is_idempotent(method: &Method) -> bool {
     .contains(method)
 }
 
+/// Answers a request, and writes its line in the access log of the environment that
+/// answered it (requests no environment serves have none).
 async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     table: &RouteTable,
     client: &UpstreamClient,
+) -> Response<Body> {
+    let requested = Requested::new(
+        std::time::Instant::now(),
+        peer.ip(),
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+    );
+    let mut log = None;
+    let response = answer(req, peer, table, client, &mut log).await;
+    if let Some(log) = log {
+        let bytes = response.body().size_hint().exact().or_else(|| {
+            response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        });
+        log.record(&requested, response.status(), bytes);
+    }
+    response
+}
+
+/// The response to a request; `log` is set to the access log of the environment
+/// whose route it matched.
+async fn answer(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    table: &RouteTable,
+    client: &UpstreamClient,
+    log: &mut Option<Arc<AccessLog>>,
 ) -> Response<Body> {
     // Everything the routing depends on is checked before anything is routed or read.
     let checked = match request::check(req.method(), req.uri(), req.headers()) {
@@ -124,7 +158,8 @@ async fn handle(
         path_and_query,
         headers: &parts.headers,
     };
-    let mut routed = table.route(&host, &path, idempotent, Some(&head));
+    let (mut routed, matched_log) = table.route_logged(&host, &path, idempotent, Some(&head));
+    *log = matched_log;
     if let Routed::Held {
         mut released,
         timeout,
@@ -146,7 +181,7 @@ async fn handle(
             );
             return response;
         }
-        routed = table.route(&host, &path, false, Some(&head));
+        (routed, *log) = table.route_logged(&host, &path, false, Some(&head));
     }
     match routed {
         Routed::NotFound | Routed::Held { .. } => text(

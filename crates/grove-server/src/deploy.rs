@@ -851,6 +851,14 @@ impl Backend for LocalDeploy<'_> {
         // without it, the new routes are not served at all.
         crate::http_access::apply(platform, &self.project.id, &self.env.name)
             .map_err(|error| format!("HTTP access control: {error}"))?;
+        platform.router.set_access_log(
+            &owner,
+            Some(
+                platform
+                    .settings
+                    .access_log_file(&self.project.id, &self.env.machine_name),
+            ),
+        );
         platform.router.set(&owner, entries);
         self.hold = None;
         if let Some(primary) = self.routes.primary() {

@@ -1,7 +1,8 @@
 //! `environment:logs`: an environment's logs by type, as Platform.sh's `log` command
 //! reads `/var/log` of a container. `app` is what the app's instances print (their web
 //! server's errors included), `service-<name>` a service's output — both files the
-//! supervisor writes, readable with `--tail` as they grow; `deploy` and `cron` are the
+//! supervisor writes —, `access` the router's line per request; all readable with
+//! `--tail` as they grow; `deploy` and `cron` are the
 //! logs of the environment's activities of those kinds, oldest first.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -76,13 +77,21 @@ pub(crate) async fn logs(
     // Files an app or service wrote may hold anything it printed: as for SSH access,
     // the contributor role on the environment's type.
     let (_, env) = access::authorize_environment(&p, &user, &project, &env, Action::ReadLogs)?;
-    let dir = p
-        .settings
-        .log_file(&project, &env.machine_name, "x")
-        .parent()
-        .map(FsPath::to_path_buf)
-        .unwrap_or_default();
-    let file = log_file(&dir, &kind, query.app.as_deref())?;
+    let file = if kind == "access" {
+        // The router writes it from the first request on: until then, it is empty.
+        let file = p.settings.access_log_file(&project, &env.machine_name);
+        ensure_exists(&file)
+            .map_err(|e| Error::Internal(format!("cannot create {}: {e}", file.display())))?;
+        file
+    } else {
+        let dir = p
+            .settings
+            .log_file(&project, &env.machine_name, "x")
+            .parent()
+            .map(FsPath::to_path_buf)
+            .unwrap_or_default();
+        log_file(&dir, &kind, query.app.as_deref())?
+    };
     let (tail, offset) = tokio::task::spawn_blocking({
         let file = file.clone();
         move || last_lines(&file, lines)
@@ -161,22 +170,36 @@ fn log_file(dir: &FsPath, kind: &str, app: Option<&str>) -> Result<PathBuf, Erro
             ))),
         },
         kind if services.iter().any(|s| *s == kind) => choose(kind),
-        "access" | "error" => Err(Error::Invalid(format!(
+        "error" => Err(Error::Invalid(format!(
             "no separate `{kind}` log: the web server's errors are in the `app` log; \
-             types: app, deploy, cron{}",
+             types: app, access, deploy, cron{}",
             services
                 .iter()
                 .map(|s| format!(", {s}"))
                 .collect::<String>()
         ))),
         other => Err(Error::Invalid(format!(
-            "no log type `{other}`; types: app, deploy, cron{}",
+            "no log type `{other}`; types: app, access, deploy, cron{}",
             services
                 .iter()
                 .map(|s| format!(", {s}"))
                 .collect::<String>()
         ))),
     }
+}
+
+/// Creates an empty private log file where there is none yet.
+fn ensure_exists(file: &FsPath) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .map(drop)
 }
 
 fn join(names: &[&String]) -> String {
@@ -366,7 +389,7 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(
-            error.is_some_and(|e| e.contains("types: app, deploy, cron, service-db")),
+            error.is_some_and(|e| e.contains("types: app, access, deploy, cron, service-db")),
             "the types are listed"
         );
     }

@@ -71,11 +71,18 @@ impl Settings {
         self.data_dir.join("cache").join(project).join(app)
     }
     pub fn log_file(&self, project: &str, machine_name: &str, app: &str) -> PathBuf {
-        self.data_dir
-            .join("logs")
-            .join(project)
-            .join(machine_name)
+        self.log_dir(project, machine_name)
             .join(format!("{app}.log"))
+    }
+    /// The router's access log of an environment (`environment:logs access`), apart
+    /// from the apps' logs so that no app name can stand for it.
+    pub fn access_log_file(&self, project: &str, machine_name: &str) -> PathBuf {
+        self.log_dir(project, machine_name)
+            .join("router")
+            .join("access.log")
+    }
+    fn log_dir(&self, project: &str, machine_name: &str) -> PathBuf {
+        self.data_dir.join("logs").join(project).join(machine_name)
     }
     /// An environment's persistent data: app mounts and service data.
     pub fn volume_dir(&self, project: &str, machine_name: &str) -> PathBuf {

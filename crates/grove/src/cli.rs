@@ -421,13 +421,16 @@ pub enum Client {
         format: Format,
     },
     /// Print an environment's log of one type: `app` (what the app's instances print,
-    /// their web server's errors included), `deploy` and `cron` (the logs of those
-    /// activities, oldest first), `service-<name>` (a service's output).
+    /// their web server's errors included), `access` (the router's line per request,
+    /// nginx's combined format and the seconds to the response head), `deploy` and
+    /// `cron` (the logs of those activities, oldest first), `service-<name>` (a
+    /// service's output).
     #[command(
         name = "environment:logs",
         visible_alias = "log",
         after_help = "Examples:\n  grove environment:logs app -p shop -e main --lines 20\n  \
                       grove environment:logs app --tail          # in a checkout: its project and branch\n  \
+                      grove environment:logs access --tail\n  \
                       grove environment:logs deploy | less"
     )]
     EnvironmentLogs {

@@ -3,6 +3,7 @@
 
 mod checkout;
 mod cli;
+mod dates;
 mod hook;
 mod output;
 mod server;

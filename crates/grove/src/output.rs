@@ -88,6 +88,11 @@ pub struct Global {
     /// Listings: no header line (table, plain, csv and tsv).
     #[arg(long, global = true)]
     pub no_header: bool,
+    /// Listings: dates in this PHP `date()` format, in UTC (`c` is ISO 8601, `U` Unix
+    /// seconds, `Y-m-d H:i` a short form); by default as stored, ISO 8601 with
+    /// milliseconds.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub date_fmt: Option<String>,
 }
 
 static GLOBAL: OnceLock<Global> = OnceLock::new();
@@ -230,8 +235,15 @@ pub fn print_rows<T: Serialize>(
     }
     let global = global();
     let chosen = chosen_columns(headers, &global.columns)?;
-    let pick =
-        |row: Vec<String>| -> Vec<String> { chosen.iter().map(|&i| row[i].clone()).collect() };
+    let pick = |row: Vec<String>| -> Vec<String> {
+        chosen
+            .iter()
+            .map(|&i| match &global.date_fmt {
+                Some(fmt) => crate::dates::reformat(&row[i], fmt),
+                None => row[i].clone(),
+            })
+            .collect()
+    };
     let headers: Vec<String> = pick(headers.iter().map(|h| h.to_string()).collect());
     let table: Vec<Vec<String>> = rows.iter().map(|row| pick(cells(row))).collect();
     let mut out = std::io::stdout().lock();

@@ -2,6 +2,7 @@
 //! on loopback ports, driven by a real HTTP client.
 
 mod access;
+mod access_log;
 mod cache;
 mod deploy;
 mod drain;

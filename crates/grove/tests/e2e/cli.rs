@@ -138,6 +138,40 @@ fn an_activity_log_goes_to_stdout_whole_and_a_closed_pipe_ends_quietly() {
         complete.starts_with("ID,STATE\r\n") && complete.contains(&format!("{id},complete\r\n")),
         "{complete:?}"
     );
+
+    // --date-fmt: date columns in a PHP date() format (UTC), the rest as it was.
+    let row = |fmt: Option<&str>| {
+        let mut args = vec![
+            "activity:list",
+            "-p",
+            "shop",
+            "--limit",
+            "1",
+            "--format",
+            "tsv",
+            "--no-header",
+            "--columns",
+            "created,id",
+        ];
+        args.extend(fmt.map(|f| ["--date-fmt", f]).into_iter().flatten());
+        let out = server.cli_ok(&args);
+        let (created, id) = out.trim_end().split_once('\t').expect("two columns");
+        (created.to_owned(), id.to_owned())
+    };
+    let (stored, id_then) = row(None);
+    assert!(stored.ends_with('Z') && stored.contains('T'), "{stored}");
+    let (unix, id_unix) = row(Some("U"));
+    let (short, _) = row(Some("Y-m-d H:i"));
+    let (iso, _) = row(Some("c"));
+    assert_eq!(id_unix, id_then, "only dates change");
+    let seconds: i64 = unix.parse().unwrap_or_else(|e| panic!("{unix}: {e}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!((0..86_400).contains(&(now - seconds)), "{unix} vs {now}");
+    assert_eq!(short, format!("{} {}", &stored[..10], &stored[11..16]));
+    assert_eq!(iso, format!("{}+00:00", &stored[..19]));
 }
 
 #[test]
@@ -432,11 +466,39 @@ fn environment_logs_by_type_and_routes() {
     let app = server.cli_ok(&["environment:logs", "-p", "shop", "-e", "main"]);
     assert!(app.contains("/followed-request"), "{app}");
 
+    // `access`: the router's line per request, in nginx's combined format (its writer
+    // runs behind the requests: looked at until it is there).
+    crate::support::curl(&format!("{url}access-probe?q=1"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let access = loop {
+        let access = server.cli_ok(&["environment:logs", "access", "-p", "shop", "-e", "main"]);
+        if access.contains("/access-probe") || std::time::Instant::now() > deadline {
+            break access;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let line = access
+        .lines()
+        .find(|l| l.contains("/access-probe"))
+        .unwrap_or_else(|| panic!("no line of the request in the access log:\n{access}"));
+    assert!(
+        line.starts_with("127.")
+            && line.contains("\"GET /access-probe?q=1 HTTP/1.1\" ")
+            && line.contains("\"curl/"),
+        "{line}"
+    );
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains("\"GET /followed-request HTTP/1.1\" ")),
+        "{access}"
+    );
+
     // An unknown type is refused with the types there are.
     let out = server.cli(&["environment:logs", "nginx", "-p", "shop", "-e", "main"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("types: app, deploy, cron"),
+        stderr(&out).contains("types: app, access, deploy, cron"),
         "{}",
         stderr(&out)
     );
