@@ -206,6 +206,11 @@ async fn answer(
                 path: &path,
                 idempotent,
             };
+            if let Some(protocol) = request::upgrade_asked(&parts.headers) {
+                return request
+                    .upgrade(parts, body, guard, table, client, protocol)
+                    .await;
+            }
             match cacheable {
                 None => request.send(parts, body, guard, table, client).await,
                 Some(Cacheable::Bypass) => labelled(
@@ -330,6 +335,81 @@ impl Proxied<'_> {
             }
         }
         self.not_answering(&owner, table)
+    }
+
+    /// A request to switch protocols (a WebSocket): asked of the app as it came; when
+    /// the app switches (101), the router answers 101 too and then copies bytes both
+    /// ways between the two connections until both have ended. Any other answer of the
+    /// app is passed on as usual. An upgraded connection is no longer a request in
+    /// flight: a deploy does not wait for it to end (it ends when its app instance
+    /// stops).
+    async fn upgrade(
+        &self,
+        mut parts: Parts,
+        body: ClientBody,
+        guard: InFlightGuard,
+        table: &RouteTable,
+        client: &UpstreamClient,
+        protocol: HeaderValue,
+    ) -> Response<Body> {
+        let Some(from_client) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return malformed();
+        };
+        request::upstream_headers(
+            &mut parts.headers,
+            &Forwarded {
+                host: self.host,
+                client: self.peer.ip(),
+            },
+        );
+        parts
+            .headers
+            .insert(request::X_REQUEST_ID, request::request_id());
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+        let Some(upstream_request) = self.request(parts, body.boxed(), &guard.addr) else {
+            return malformed();
+        };
+        let mut response = match client.request(upstream_request).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(%error, upstream = %guard.addr, "Upstream upgrade request failed.");
+                return self.not_answering(&guard.owner, table);
+            }
+        };
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return tracked(response, guard);
+        }
+        let from_app = hyper::upgrade::on(&mut response);
+        let switched_to = response.headers().get(header::UPGRADE).cloned();
+        let (mut head, _) = response.into_parts();
+        request::remove_hop_by_hop(&mut head.headers);
+        if let Some(switched_to) = switched_to {
+            head.headers.insert(header::UPGRADE, switched_to);
+        }
+        head.headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        drop(guard);
+        tokio::spawn(async move {
+            match tokio::try_join!(from_client, from_app) {
+                Ok((client_io, app_io)) => {
+                    let mut client_io = hyper_util::rt::TokioIo::new(client_io);
+                    let mut app_io = hyper_util::rt::TokioIo::new(app_io);
+                    if let Err(error) =
+                        tokio::io::copy_bidirectional(&mut client_io, &mut app_io).await
+                    {
+                        tracing::debug!(%error, "Upgraded connection ended with an error.");
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "A connection could not be upgraded."),
+            }
+        });
+        let empty = Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed();
+        Response::from_parts(head, empty)
     }
 
     /// The app of `owner` gave no response: 503 with `Retry-After` while the

@@ -164,8 +164,8 @@ fn is_authority(value: &str) -> bool {
 }
 
 /// Headers about one connection, not the message (RFC 9110 §7.6.1), removed in both
-/// directions. `Upgrade` is among them because the router does not upgrade
-/// connections (no WebSocket pass-through yet); the proxy headers because the router
+/// directions. `Upgrade` is among them: an upgrade the client asks for
+/// ([`upgrade_asked`]) is asked of the app again by the proxy; the proxy headers because the router
 /// is no forward proxy: a client's proxy credentials are not the app's business, and
 /// an app's challenge for them means nothing to the client.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -212,6 +212,19 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
         headers.remove(name);
     }
     trailers
+}
+
+/// The protocol a request asks to switch its connection to (`Connection: upgrade` with
+/// `Upgrade: websocket`, RFC 9110 §7.8), if it asks.
+pub(crate) fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Who the router forwards a request for, as the app sees it.

@@ -10,3 +10,4 @@ mod headers;
 mod hold;
 mod limits;
 mod support;
+mod upgrade;
