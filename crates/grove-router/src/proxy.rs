@@ -292,16 +292,7 @@ impl Proxied<'_> {
         table: &RouteTable,
         client: &UpstreamClient,
     ) -> Response<Body> {
-        request::upstream_headers(
-            &mut parts.headers,
-            &Forwarded {
-                host: self.host,
-                client: self.peer.ip(),
-            },
-        );
-        parts
-            .headers
-            .insert(request::X_REQUEST_ID, request::request_id());
+        self.forward(&mut parts.headers);
         let retry = self
             .idempotent
             .then(|| body.replay().map(|body| (parts.clone(), body)))
@@ -355,16 +346,7 @@ impl Proxied<'_> {
         let Some(from_client) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return malformed();
         };
-        request::upstream_headers(
-            &mut parts.headers,
-            &Forwarded {
-                host: self.host,
-                client: self.peer.ip(),
-            },
-        );
-        parts
-            .headers
-            .insert(request::X_REQUEST_ID, request::request_id());
+        self.forward(&mut parts.headers);
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -500,6 +482,19 @@ impl Proxied<'_> {
         };
         drop(fetching);
         labelled(response, "MISS")
+    }
+
+    /// The request's headers as the app gets them: hop-by-hop ones removed, who it is
+    /// forwarded for, and its `X-Request-Id`.
+    fn forward(&self, headers: &mut hyper::HeaderMap) {
+        request::upstream_headers(
+            headers,
+            &Forwarded {
+                host: self.host,
+                client: self.peer.ip(),
+            },
+        );
+        headers.insert(request::X_REQUEST_ID, request::request_id());
     }
 
     fn request(&self, mut parts: Parts, body: Body, upstream: &Upstream) -> Option<Request<Body>> {

@@ -50,23 +50,49 @@ async fn echoing_app(heads: tokio::sync::mpsc::UnboundedSender<String>) -> std::
     addr
 }
 
-#[tokio::test]
-async fn a_websocket_is_switched_by_the_app_and_bytes_flow_both_ways() {
-    let (heads_tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
+/// The echoing app behind the router, a raw connection to the router that sent
+/// `request`, the head of the router's answer, and the heads the app saw.
+struct Sent {
+    app: std::net::SocketAddr,
+    table: RouteTable,
+    _router: Router,
+    socket: tokio::net::TcpStream,
+    answer: String,
+    heads: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+async fn send(request: &str) -> Sent {
+    let (heads_tx, heads) = tokio::sync::mpsc::unbounded_channel();
     let app = echoing_app(heads_tx).await;
     let table = RouteTable::new();
     table.set(OWNER, entries(app));
     let router = Router::start(&table).await;
-
     let mut socket = router.connect().await;
-    write(
-        &mut socket,
-        &format!(
-            "GET /socket HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ),
-    )
-    .await;
+    write(&mut socket, request).await;
     let answer = read_head(&mut socket).await;
+    Sent {
+        app,
+        table,
+        _router: router,
+        socket,
+        answer,
+        heads,
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_is_switched_by_the_app_and_bytes_flow_both_ways() {
+    let Sent {
+        app,
+        table,
+        _router,
+        mut socket,
+        answer,
+        mut heads,
+    } = send(&format!(
+        "GET /socket HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ))
+    .await;
     let lower = answer.to_ascii_lowercase();
     assert!(
         answer.starts_with("HTTP/1.1 101 ")
