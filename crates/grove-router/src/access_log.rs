@@ -23,9 +23,11 @@ const QUEUE: usize = 16 * 1024;
 pub const ROTATE_AT: u64 = 10 * 1024 * 1024;
 /// A file no line was written to for this long is closed (its environment may be gone).
 const CLOSE_IDLE: Duration = Duration::from_secs(60);
+/// At most this many queued lines are written together (one write per file).
+const BATCH: usize = 1024;
 
 /// One environment's access log file.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct AccessLog {
     path: PathBuf,
 }
@@ -154,12 +156,26 @@ struct Open {
 
 fn write_lines(receive: Receiver<Queued>) {
     let mut open: HashMap<PathBuf, Open> = HashMap::new();
+    let mut batch: HashMap<Arc<AccessLog>, Vec<u8>> = HashMap::new();
     loop {
         match receive.recv_timeout(CLOSE_IDLE) {
             Ok((log, line)) => {
-                if let Err(error) = append(&mut open, &log.path, line.as_bytes(), ROTATE_AT) {
-                    tracing::warn!(path = %log.path.display(), %error, "Could not write an access log line.");
-                    open.remove(&log.path);
+                batch
+                    .entry(log)
+                    .or_default()
+                    .extend_from_slice(line.as_bytes());
+                // What queued meanwhile goes with it: one write per file, not per line.
+                for (log, line) in receive.try_iter().take(BATCH - 1) {
+                    batch
+                        .entry(log)
+                        .or_default()
+                        .extend_from_slice(line.as_bytes());
+                }
+                for (log, lines) in batch.drain() {
+                    if let Err(error) = append(&mut open, &log.path, &lines, ROTATE_AT) {
+                        tracing::warn!(path = %log.path.display(), %error, "Could not write access log lines.");
+                        open.remove(&log.path);
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
