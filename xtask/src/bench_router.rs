@@ -3,7 +3,8 @@
 //! program: an nginx answering a small cacheable response. In Grove the upstream is the
 //! app of an environment (in its sandbox and network namespace); for nginx by hand an
 //! identical copy listens on the host's loopback. `wrk -c 64` loads each in turn;
-//! rounds alternate so that drift of the machine hits both alike.
+//! rounds alternate so that drift of the machine hits both alike. Both write an access
+//! line per request (nginx its `combined` log, Grove the environment's access log).
 
 use std::path::Path;
 use std::process::Command;
@@ -173,7 +174,7 @@ fn start_by_hand(dir: &Path) -> anyhow::Result<ByHand> {
         format!(
             "daemon off;\nmaster_process on;\nworker_processes auto;\nuser root;\npid {d}/nginx.pid;\n\
              error_log {d}/nginx.log;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+             http {{\n  access_log {d}/access.log combined;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
              keepalive_requests 1000000;\n  \
              proxy_cache_path {d}/cache levels=1:2 keys_zone=grove_bench:10m max_size=100m;\n  \
