@@ -44,6 +44,9 @@ pub struct Store {
 /// Held by every restic run of this process: shared by most, alone by the operations
 /// restic itself runs exclusively (`forget`, `prune`, `unlock`, `check`).
 static REPOSITORY_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+/// How long a run that found the repository locked by another process is tried again.
+const LOCKED_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+const LOCKED_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What restic was doing when it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -630,12 +633,24 @@ impl Store {
                 .iter()
                 .any(|e| a == e)
         });
-        if exclusive {
-            let _alone = REPOSITORY_LOCK.write().unwrap_or_else(|e| e.into_inner());
-            spawn(&mut self.base(args))
-        } else {
-            let _shared = REPOSITORY_LOCK.read().unwrap_or_else(|e| e.into_inner());
-            spawn(&mut self.base(args))
+        // A restic of another process (an operator's, or one left running by a server
+        // that was killed) can hold a lock too: restic gives up at once, so the run
+        // is tried again for a while, as restic's later `--retry-lock` would.
+        let started = std::time::Instant::now();
+        loop {
+            let output = if exclusive {
+                let _alone = REPOSITORY_LOCK.write().unwrap_or_else(|e| e.into_inner());
+                spawn(&mut self.base(&args))?
+            } else {
+                let _shared = REPOSITORY_LOCK.read().unwrap_or_else(|e| e.into_inner());
+                spawn(&mut self.base(&args))?
+            };
+            let locked = !output.status.success()
+                && String::from_utf8_lossy(&output.stderr).contains("already locked");
+            if !locked || started.elapsed() >= LOCKED_RETRY_FOR {
+                return Ok(output);
+            }
+            std::thread::sleep(LOCKED_RETRY_EVERY);
         }
     }
 

@@ -427,6 +427,58 @@ fn forget_removes_a_snapshot_from_the_list() {
 }
 
 #[test]
+fn a_lock_another_process_holds_is_waited_for() {
+    let fixture = Fixture::new();
+    let source = fixture.path("volume");
+    fs::create_dir_all(&source).expect("mkdir");
+    fs::write(source.join("a"), "one").expect("write");
+    let first = fixture.store.backup(&source, &[]).expect("backup");
+
+    // Another restic, not this process's, holds the repository while its stdin is open.
+    let mut other = std::process::Command::new("restic")
+        .arg("--repo")
+        .arg(fixture.path("repo"))
+        .arg("--password-file")
+        .arg(fixture.path("password"))
+        .args([
+            "--no-cache",
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "slow",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("restic");
+    let locks = fixture.path("repo").join("locks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs::read_dir(&locks).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other restic took no lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stdin = other.stdin.take();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(stdin);
+    });
+    assert!(
+        other.try_wait().expect("other restic").is_none(),
+        "the other restic still holds its lock"
+    );
+    fixture
+        .store
+        .forget(std::slice::from_ref(&first.snapshot.id))
+        .expect("forget waits for the other restic instead of failing");
+    release.join().expect("release");
+    let _ = other.wait();
+}
+
+#[test]
 fn forget_keeps_the_data_until_a_prune_deletes_what_no_snapshot_uses() {
     let fixture = Fixture::new();
     let source = fixture.path("volume");
