@@ -103,17 +103,10 @@ async fn handle(
     table: &RouteTable,
     client: &UpstreamClient,
 ) -> Response<Body> {
-    let requested = Requested::new(
-        std::time::Instant::now(),
-        peer.ip(),
-        req.method(),
-        req.uri(),
-        req.version(),
-        req.headers(),
-    );
+    let started = std::time::Instant::now();
     let mut log = None;
-    let response = answer(req, peer, table, client, &mut log).await;
-    if let Some(log) = log {
+    let response = answer(req, peer, table, client, started, &mut log).await;
+    if let Some((log, requested)) = log {
         let bytes = response.body().size_hint().exact().or_else(|| {
             response
                 .headers()
@@ -126,13 +119,15 @@ async fn handle(
 }
 
 /// The response to a request; `log` is set to the access log of the environment
-/// whose route it matched.
+/// whose route it matched, with what its line says of the request (taken only then:
+/// requests no log wants cost nothing more).
 async fn answer(
     req: Request<Incoming>,
     peer: SocketAddr,
     table: &RouteTable,
     client: &UpstreamClient,
-    log: &mut Option<Arc<AccessLog>>,
+    started: std::time::Instant,
+    log: &mut Option<(Arc<AccessLog>, Requested)>,
 ) -> Response<Body> {
     // Everything the routing depends on is checked before anything is routed or read.
     let checked = match request::check(req.method(), req.uri(), req.headers()) {
@@ -159,7 +154,21 @@ async fn answer(
         headers: &parts.headers,
     };
     let (mut routed, matched_log) = table.route_logged(&host, &path, idempotent, Some(&head));
-    *log = matched_log;
+    // What a line says of the request, taken only where a log will have it.
+    let logged = |matched: Option<Arc<AccessLog>>| {
+        matched.map(|l| {
+            let requested = Requested::new(
+                started,
+                peer.ip(),
+                &parts.method,
+                &parts.uri,
+                parts.version,
+                &parts.headers,
+            );
+            (l, requested)
+        })
+    };
+    *log = logged(matched_log);
     if let Routed::Held {
         mut released,
         timeout,
@@ -181,7 +190,9 @@ async fn answer(
             );
             return response;
         }
-        (routed, *log) = table.route_logged(&host, &path, false, Some(&head));
+        let matched_log;
+        (routed, matched_log) = table.route_logged(&host, &path, false, Some(&head));
+        *log = logged(matched_log);
     }
     match routed {
         Routed::NotFound | Routed::Held { .. } => text(
